@@ -1,0 +1,1 @@
+"""Pure domain model of racer profiles: aggregates, rules, errors, the application service."""

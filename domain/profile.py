@@ -1,0 +1,146 @@
+"""The RacerProfile aggregate: a racer's name and vehicles, archived or active."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    InvalidValue,
+    ProfileArchived,
+    ProfileNotArchived,
+    VehicleNotFound,
+)
+from domain.values import VEHICLES_MAX, clean_name, vehicle_changes
+
+
+class RacerProfile(Aggregate):
+    """Guards run in the public methods; the @event bodies only change state, so
+    replaying stored events never re-checks rules that held when they were made."""
+
+    class Created(Aggregate.Created):
+        account_id: str
+        name: str
+        vehicles: list[dict[str, Any]]
+        actor: str
+        reason: str | None
+
+    @event(Created)
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002 - the library takes the aggregate id by this name
+        account_id: str,
+        name: str,
+        vehicles: list[dict[str, Any]],
+        actor: str,
+        reason: str | None,
+    ) -> None:
+        self.account_id = account_id
+        self.name = name
+        self.vehicles = [dict(v) for v in vehicles]
+        self.archived = False
+
+    @classmethod
+    def start(
+        cls,
+        profile_id: UUID,
+        account_id: str,
+        name: str,
+        vehicles: list[dict[str, Any]],
+        actor: str,
+        reason: str | None = None,
+    ) -> RacerProfile:
+        if len(vehicles) > VEHICLES_MAX:
+            raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
+        return cls(
+            id=profile_id,
+            account_id=account_id,
+            name=clean_name(name),
+            vehicles=vehicles,
+            actor=actor,
+            reason=reason,
+        )
+
+    @property
+    def created_at(self) -> datetime:
+        return self.created_on
+
+    # --- commands -------------------------------------------------------
+
+    def rename(self, name: str, actor: str, reason: str | None = None) -> None:
+        self._check_active()
+        new_name = clean_name(name)
+        if new_name != self.name:
+            self._renamed(name=new_name, actor=actor, reason=reason)
+
+    def add_vehicle(self, vehicle: dict[str, Any], actor: str, reason: str | None = None) -> None:
+        self._check_active()
+        if len(self.vehicles) >= VEHICLES_MAX:
+            raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
+        self._vehicle_added(vehicle=dict(vehicle), actor=actor, reason=reason)
+
+    def change_vehicle(
+        self, vehicle_id: str, fields: dict[str, Any], actor: str, reason: str | None = None
+    ) -> None:
+        self._check_active()
+        current = self.vehicle(vehicle_id)
+        changes = {k: v for k, v in vehicle_changes(fields).items() if current[k] != v}
+        if changes:
+            self._vehicle_changed(vehicle_id=vehicle_id, changes=changes, actor=actor, reason=reason)
+
+    def remove_vehicle(self, vehicle_id: str, actor: str, reason: str | None = None) -> None:
+        self._check_active()
+        self.vehicle(vehicle_id)
+        self._vehicle_removed(vehicle_id=vehicle_id, actor=actor, reason=reason)
+
+    def archive(self, actor: str, reason: str | None = None) -> None:
+        self._check_active()
+        self._archived(actor=actor, reason=reason)
+
+    def restore(self, actor: str, reason: str | None = None) -> None:
+        if not self.archived:
+            raise ProfileNotArchived(f"profile {self.id} is not archived")
+        self._restored(actor=actor, reason=reason)
+
+    # --- queries --------------------------------------------------------
+
+    def vehicle(self, vehicle_id: str) -> dict[str, Any]:
+        for vehicle in self.vehicles:
+            if vehicle["id"] == vehicle_id:
+                return vehicle
+        raise VehicleNotFound(f"profile {self.id} has no vehicle {vehicle_id}")
+
+    def _check_active(self) -> None:
+        if self.archived:
+            raise ProfileArchived(f"profile {self.id} is archived; restore it first")
+
+    # --- events ---------------------------------------------------------
+
+    @event("Renamed")
+    def _renamed(self, name: str, actor: str, reason: str | None) -> None:
+        self.name = name
+
+    @event("VehicleAdded")
+    def _vehicle_added(self, vehicle: dict[str, Any], actor: str, reason: str | None) -> None:
+        self.vehicles.append(dict(vehicle))
+
+    @event("VehicleChanged")
+    def _vehicle_changed(
+        self, vehicle_id: str, changes: dict[str, Any], actor: str, reason: str | None
+    ) -> None:
+        self.vehicle(vehicle_id).update(changes)
+
+    @event("VehicleRemoved")
+    def _vehicle_removed(self, vehicle_id: str, actor: str, reason: str | None) -> None:
+        self.vehicles = [v for v in self.vehicles if v["id"] != vehicle_id]
+
+    @event("Archived")
+    def _archived(self, actor: str, reason: str | None) -> None:
+        self.archived = True
+
+    @event("Restored")
+    def _restored(self, actor: str, reason: str | None) -> None:
+        self.archived = False

@@ -1,0 +1,269 @@
+"""The application service: one method per command, each load -> decide -> save.
+
+A command that changes membership saves the profile and the roster in ONE
+save() (one transaction). When two writers race, the loser's insert collides
+on the roster's (originator_id, originator_version) key and raises
+IntegrityError; the whole command is then retried from a fresh load.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import EnvType
+
+from domain.errors import ConcurrencyConflict, InvalidValue, ProfileNotFound, VersionMismatch
+from domain.profile import RacerProfile
+from domain.roster import Roster, roster_id
+from domain.values import vehicle_record
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: the profile it concerned, the position of its last
+    event (or of the log's head when nothing changed), and any new vehicle id."""
+
+    profile_id: UUID
+    position: int
+    vehicle_id: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who asked for a change, and why (recorded on every event)."""
+
+    actor: str
+    reason: str | None = None
+
+
+class ProfilesService(Application[UUID]):
+    # Table names derive from the name: never change it.
+    name = "RacerProfiles"
+    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {
+        Roster: 100,
+        RacerProfile: 100,
+    }
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        max_attempts: int = 12,
+        backoff_seconds: float = 0.002,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(env)
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self._sleep = sleep
+
+    # --- commands -------------------------------------------------------
+
+    def create_profile(
+        self,
+        account_id: str,
+        name: str,
+        vehicles: Sequence[Mapping[str, Any]],
+        cause: Cause,
+        profile_id: UUID | None = None,
+    ) -> Outcome:
+        new_id = profile_id or uuid4()
+        records = [
+            vehicle_record(str(uuid4()), v, prefix=f"vehicles[{i}].")
+            for i, v in enumerate(vehicles)
+        ]
+
+        def decide() -> tuple[Aggregate, ...]:
+            profile = RacerProfile.start(
+                new_id, account_id, name, records, cause.actor, cause.reason
+            )
+            roster = self._roster(account_id)
+            roster.join(new_id, profile.created_at.isoformat(), cause.actor, cause.reason)
+            return profile, roster
+
+        return self._run(new_id, decide)
+
+    def rename(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        name: str,
+        cause: Cause,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            profile.rename(name, cause.actor, cause.reason)
+            return (profile,)
+
+        return self._run(profile_id, decide)
+
+    def add_vehicle(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        fields: Mapping[str, Any],
+        cause: Cause,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        vehicle = vehicle_record(str(uuid4()), fields)
+
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            profile.add_vehicle(vehicle, cause.actor, cause.reason)
+            return (profile,)
+
+        outcome = self._run(profile_id, decide)
+        return Outcome(profile_id, outcome.position, vehicle["id"], outcome.attempts)
+
+    def change_vehicle(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        vehicle_id: str,
+        fields: Mapping[str, Any],
+        cause: Cause,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            profile.change_vehicle(vehicle_id, dict(fields), cause.actor, cause.reason)
+            return (profile,)
+
+        return self._run(profile_id, decide)
+
+    def remove_vehicle(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        vehicle_id: str,
+        cause: Cause,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            profile.remove_vehicle(vehicle_id, cause.actor, cause.reason)
+            return (profile,)
+
+        return self._run(profile_id, decide)
+
+    def archive(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        cause: Cause,
+        successor_id: UUID | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            if successor_id is not None:
+                self._profile(account_id, successor_id, None, field="successor_id")
+            roster = self._roster(account_id)
+            profile.archive(cause.actor, cause.reason)
+            roster.leave(profile_id, successor_id, cause.actor, cause.reason)
+            return profile, roster
+
+        return self._run(profile_id, decide)
+
+    def restore(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        cause: Cause,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            roster = self._roster(account_id)
+            profile.restore(cause.actor, cause.reason)
+            roster.join(profile_id, profile.created_at.isoformat(), cause.actor, cause.reason)
+            return profile, roster
+
+        return self._run(profile_id, decide)
+
+    def set_default(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        cause: Cause,
+        expected_roster_version: int | None = None,
+    ) -> Outcome:
+        def decide() -> tuple[Aggregate, ...]:
+            self._profile(account_id, profile_id, None)
+            roster = self._roster(account_id)
+            if expected_roster_version is not None and roster.version != expected_roster_version:
+                raise VersionMismatch(expected_roster_version, roster.version)
+            roster.set_default(profile_id, cause.actor, cause.reason)
+            return (roster,)
+
+        return self._run(profile_id, decide)
+
+    # --- queries --------------------------------------------------------
+
+    def get_profile(self, profile_id: UUID, version: int | None = None) -> RacerProfile:
+        try:
+            return self.repository.get(profile_id, version=version)
+        except AggregateNotFoundError:
+            raise ProfileNotFound(f"no profile {profile_id}") from None
+
+    def get_roster(self, account_id: str) -> Roster | None:
+        try:
+            return self.repository.get(roster_id(account_id))
+        except AggregateNotFoundError:
+            return None
+
+    # --- plumbing -------------------------------------------------------
+
+    def _profile(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        expected_version: int | None,
+        field: str | None = None,
+    ) -> RacerProfile:
+        try:
+            profile = self.repository.get(profile_id)
+        except AggregateNotFoundError:
+            profile = None
+        if not isinstance(profile, RacerProfile) or profile.account_id != account_id:
+            # Another account's profile is reported exactly like a missing one.
+            if field is not None:
+                raise InvalidValue(field, f"no profile {profile_id} in this account")
+            raise ProfileNotFound(f"no profile {profile_id} in this account")
+        if expected_version is not None and profile.version != expected_version:
+            raise VersionMismatch(expected_version, profile.version)
+        return profile
+
+    def _roster(self, account_id: str) -> Roster:
+        roster = self.get_roster(account_id)
+        return roster if roster is not None else Roster.open(account_id)
+
+    def _run(self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]]) -> Outcome:
+        for attempt in range(1, self.max_attempts + 1):
+            aggregates = decide()
+            if not any(a.pending_events for a in aggregates):
+                return Outcome(profile_id, self.recorder.max_notification_id() or 0, None, attempt)
+            try:
+                recordings = self.save(*aggregates)
+            except IntegrityError:
+                if attempt == self.max_attempts:
+                    break
+                # Jittered exponential backoff so that racing writers spread out.
+                self._sleep(random.uniform(0, self.backoff_seconds * 2 ** min(attempt, 6)))
+                continue
+            return Outcome(profile_id, recordings[-1].notification.id, None, attempt)
+        raise ConcurrencyConflict(
+            f"gave up after {self.max_attempts} attempts: other changes to this account kept winning"
+        )

@@ -1,0 +1,81 @@
+"""Validation of the values a profile holds; each failure names its field."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+from domain.errors import InvalidValue
+
+NAME_MAX = 80
+VEHICLE_CLASS_MAX = 40
+RACE_NUMBER_MAX = 6
+VEHICLES_MAX = 50
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+
+
+def clean_text(field: str, value: object, max_len: int) -> str:
+    """Trimmed, non-blank, printable text of at most max_len characters."""
+    if not isinstance(value, str):
+        raise InvalidValue(field, "must be a string")
+    text = value.strip()
+    if not text:
+        raise InvalidValue(field, "must not be blank")
+    if len(text) > max_len:
+        raise InvalidValue(field, f"must be at most {max_len} characters after trimming")
+    if _has_control_chars(text):
+        raise InvalidValue(field, "must not contain control or unassigned characters")
+    return text
+
+
+def clean_name(value: object, field: str = "name") -> str:
+    return clean_text(field, value, NAME_MAX)
+
+
+def clean_optional(field: str, value: object, max_len: int) -> str | None:
+    if value is None:
+        return None
+    return clean_text(field, value, max_len)
+
+
+def clean_race_number(value: object, field: str = "race_number") -> str | None:
+    number = clean_optional(field, value, RACE_NUMBER_MAX)
+    if number is not None and not number.isalnum():
+        raise InvalidValue(field, "must contain only letters and digits")
+    return number
+
+
+def vehicle_record(vehicle_id: str, fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The stored form of a vehicle: id, name, and the optional class and race number."""
+    return {
+        "id": vehicle_id,
+        "name": clean_name(fields.get("name"), f"{prefix}name"),
+        "vehicle_class": clean_optional(
+            f"{prefix}vehicle_class", fields.get("vehicle_class"), VEHICLE_CLASS_MAX
+        ),
+        "race_number": clean_race_number(fields.get("race_number"), f"{prefix}race_number"),
+    }
+
+
+def vehicle_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated partial update of a vehicle; only the given keys change."""
+    allowed = {"name", "vehicle_class", "race_number"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise InvalidValue(sorted(unknown)[0], "is not a vehicle field")
+    if not fields:
+        raise InvalidValue("body", "names no vehicle field to change")
+    changes: dict[str, Any] = {}
+    if "name" in fields:
+        changes["name"] = clean_name(fields["name"])
+    if "vehicle_class" in fields:
+        changes["vehicle_class"] = clean_optional(
+            "vehicle_class", fields["vehicle_class"], VEHICLE_CLASS_MAX
+        )
+    if "race_number" in fields:
+        changes["race_number"] = clean_race_number(fields["race_number"])
+    return changes

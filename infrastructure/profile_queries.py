@@ -1,0 +1,83 @@
+"""Queries on the racer_profiles table; every one is scoped to an account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.sql import SQL, Composed, Identifier
+
+from infrastructure.profiles_sql import TABLE
+from projections.rows import ProfileRow
+
+COLUMNS = SQL(
+    "id, account_id, name, vehicles, vehicle_count, archived, is_default,"
+    " version, created_at, updated_at, position"
+)
+
+
+def _row(record: dict[str, Any]) -> ProfileRow:
+    return ProfileRow(**record)
+
+
+class ProfileQueries:
+    def __init__(self, datastore: PostgresDatastore, table: str = TABLE) -> None:
+        self.datastore = datastore
+        self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(table))
+
+    def _fetch(self, statement: Composed, params: tuple[Any, ...]) -> list[ProfileRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [_row(r) for r in curs.fetchall()]
+
+    def get(self, account_id: str, profile_id: UUID) -> ProfileRow | None:
+        rows = self._fetch(
+            SQL("SELECT {c} FROM {t} WHERE id = %s AND account_id = %s").format(
+                c=COLUMNS, t=self.table
+            ),
+            (profile_id, account_id),
+        )
+        return rows[0] if rows else None
+
+    def default(self, account_id: str) -> ProfileRow | None:
+        rows = self._fetch(
+            SQL("SELECT {c} FROM {t} WHERE account_id = %s AND is_default").format(
+                c=COLUMNS, t=self.table
+            ),
+            (account_id,),
+        )
+        return rows[0] if rows else None
+
+    def page(
+        self,
+        account_id: str,
+        *,
+        include_archived: bool,
+        after: tuple[datetime, UUID] | None,
+        limit: int,
+    ) -> list[ProfileRow]:
+        """Profiles in creation order, keyset-paginated after (created_at, id)."""
+        where = SQL("account_id = %s")
+        params: list[Any] = [account_id]
+        if not include_archived:
+            where = SQL("{} AND NOT archived").format(where)
+        if after is not None:
+            where = SQL("{} AND (created_at, id) > (%s, %s)").format(where)
+            params.extend(after)
+        params.append(limit)
+        return self._fetch(
+            SQL("SELECT {c} FROM {t} WHERE {w} ORDER BY created_at, id LIMIT %s").format(
+                c=COLUMNS, t=self.table, w=where
+            ),
+            tuple(params),
+        )
+
+    def all_rows(self) -> list[ProfileRow]:
+        return self._fetch(
+            SQL("SELECT {c} FROM {t} ORDER BY account_id, created_at, id").format(
+                c=COLUMNS, t=self.table
+            ),
+            (),
+        )

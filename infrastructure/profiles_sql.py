@@ -1,0 +1,147 @@
+"""SQL for the racer_profiles table: its DDL and the statement of each row change.
+
+Every statement is parameterised on the table, so the rebuild can fill a fresh
+table with the same code the live view uses."""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Any
+
+from psycopg import Cursor
+from psycopg.sql import SQL, Composed, Identifier
+from psycopg.types.json import Jsonb
+
+from projections.rows import (
+    AddVehicle,
+    ChangeDefault,
+    ChangeVehicle,
+    InsertProfile,
+    RemoveVehicle,
+    UpdateProfile,
+)
+
+TABLE = "racer_profiles"
+
+
+def ddl(schema: str, table: str) -> list[Composed]:
+    t = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {t} ("
+            " id uuid PRIMARY KEY,"
+            " account_id text NOT NULL,"
+            " name text NOT NULL,"
+            " vehicles jsonb NOT NULL DEFAULT '[]'::jsonb,"
+            " vehicle_count integer NOT NULL DEFAULT 0,"
+            " archived boolean NOT NULL DEFAULT false,"
+            " is_default boolean NOT NULL DEFAULT false,"
+            " version integer NOT NULL,"
+            " created_at timestamptz NOT NULL,"
+            " updated_at timestamptz NOT NULL,"
+            " position bigint NOT NULL)"
+        ).format(t=t),
+        # The read table can never hold two defaults for one account.
+        SQL(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default"
+        ).format(i=Identifier(f"{table}_one_default"), t=t),
+        SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
+            i=Identifier(f"{table}_account_order"), t=t
+        ),
+    ]
+
+
+class RowWriter:
+    """Executes row changes against one table on a given cursor."""
+
+    def __init__(self, schema: str, table: str = TABLE) -> None:
+        self.table = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+
+    def execute(self, curs: Cursor[Any], change: object, position: int) -> None:
+        statement, params = _statement(change, self.table, position)
+        for part, args in zip(statement, params, strict=True):
+            curs.execute(part, args, prepare=True)
+
+
+@singledispatch
+def _statement(change: object, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    raise TypeError(f"unknown row change {change!r}")
+
+
+@_statement.register
+def _(c: InsertProfile, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    sql = SQL(
+        "INSERT INTO {t} (id, account_id, name, vehicles, vehicle_count, archived, is_default,"
+        " version, created_at, updated_at, position)"
+        " VALUES (%s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)"
+    ).format(t=table)
+    args = (
+        c.profile_id, c.account_id, c.name, Jsonb(c.vehicles), len(c.vehicles),
+        c.version, c.created_at, c.created_at, position,
+    )
+    return [sql], [args]
+
+
+_UPDATABLE = {"name", "archived"}
+
+
+@_statement.register
+def _(c: UpdateProfile, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    columns = sorted(c.columns)
+    if not set(columns) <= _UPDATABLE:
+        raise ValueError(f"cannot update columns {columns}")
+    sets = SQL("").join(SQL("{} = %s, ").format(Identifier(col)) for col in columns)
+    sql = SQL(
+        "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s"
+    ).format(t=table, sets=sets)
+    args = (*[c.columns[col] for col in columns], c.version, c.updated_at, position, c.profile_id)
+    return [sql], [args]
+
+
+@_statement.register
+def _(c: AddVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    sql = SQL(
+        "UPDATE {t} SET vehicles = vehicles || jsonb_build_array(%s::jsonb),"
+        " vehicle_count = vehicle_count + 1,"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+    ).format(t=table)
+    return [sql], [(Jsonb(c.vehicle), c.version, c.updated_at, position, c.profile_id)]
+
+
+@_statement.register
+def _(c: ChangeVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    sql = SQL(
+        "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg("
+        "   CASE WHEN v->>'id' = %s THEN v || %s::jsonb ELSE v END ORDER BY n), '[]'::jsonb)"
+        "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n)),"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+    ).format(t=table)
+    return [sql], [
+        (c.vehicle_id, Jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)
+    ]
+
+
+@_statement.register
+def _(c: RemoveVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    sql = SQL(
+        "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg(v ORDER BY n), '[]'::jsonb)"
+        "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n) WHERE v->>'id' <> %s),"
+        " vehicle_count = vehicle_count - 1,"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+    ).format(t=table)
+    return [sql], [(c.vehicle_id, c.version, c.updated_at, position, c.profile_id)]
+
+
+@_statement.register
+def _(c: ChangeDefault, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+    # Clear first: the unique index is checked row by row, not at commit.
+    clear = SQL("UPDATE {t} SET is_default = false, position = %s WHERE id = %s").format(t=table)
+    mark = SQL("UPDATE {t} SET is_default = true, position = %s WHERE id = %s").format(t=table)
+    parts, args = [], []
+    if c.previous is not None:
+        parts.append(clear)
+        args.append((position, c.previous))
+    if c.new is not None:
+        parts.append(mark)
+        args.append((position, c.new))
+    return parts, args

@@ -1,0 +1,92 @@
+"""The racer_profiles view: the projection's writes, tracked exactly once,
+and a wait() that wakes as soon as the view reaches a position."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Identifier
+
+from infrastructure.profiles_sql import TABLE, RowWriter, ddl
+from projections.rows import RowChange
+from projections.view import ProfilesView
+
+TRACKING_TABLE = "racer_profiles_tracking"
+
+
+class AlreadyApplied(IntegrityError):
+    """The tracking table already holds this position: another runner applied it."""
+
+
+class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
+    def __init__(self, datastore: PostgresDatastore, *, table: str = TABLE) -> None:
+        super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        self.table = table
+        self.sql_create_statements.extend(ddl(datastore.schema, table))
+        self.writer = RowWriter(datastore.schema, table)
+        self._reached = 0
+        self._reached_changed = threading.Condition()
+        self._head_statement = SQL(
+            "SELECT notification_id FROM {}.{} WHERE application_name = %s"
+        ).format(Identifier(datastore.schema), Identifier(TRACKING_TABLE))
+
+    def apply(self, changes: Sequence[RowChange], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            # Tracking first: a position already applied fails here, before any row changes.
+            try:
+                self._insert_tracking(curs, tracking)
+            except IntegrityError as e:
+                raise AlreadyApplied(str(e)) from e
+            for change in changes:
+                self.writer.execute(curs, change, tracking.notification_id)
+        self._reached_position(tracking.notification_id)
+
+    def _reached_position(self, position: int) -> None:
+        with self._reached_changed:
+            if position > self._reached:
+                self._reached = position
+                self._reached_changed.notify_all()
+
+    def position(self, application_name: str) -> int:
+        """The last applied position, read from the database."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._head_statement, (application_name,), prepare=True)
+            row: Any = curs.fetchone()
+        position = int(row["notification_id"]) if row and row["notification_id"] else 0
+        self._reached_position(position)
+        return position
+
+    def wait(
+        self,
+        application_name: str,
+        notification_id: int | None,
+        timeout: float = 1.0,
+        interrupt: threading.Event | None = None,
+    ) -> None:
+        """Returns once the view has applied notification_id; TimeoutError after
+        timeout. A runner in this process wakes waiters on commit; otherwise the
+        database is polled from 1 ms up to 25 ms (the library starts at 100 ms)."""
+        if not notification_id or self._reached >= notification_id:
+            return
+        deadline = time.monotonic() + timeout
+        interval = 0.001
+        while True:
+            if self.position(application_name) >= notification_id:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"read table has not reached position {notification_id} in {timeout}s"
+                )
+            with self._reached_changed:
+                self._reached_changed.wait_for(
+                    lambda: self._reached >= notification_id, timeout=min(interval, remaining)
+                )
+            if self._reached >= notification_id:
+                return
+            interval = min(interval * 2, 0.025)

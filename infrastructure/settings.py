@@ -1,0 +1,74 @@
+"""One validated settings object; the only place that reads the environment
+and the only place that turns settings into the library's variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset: start the embedded server"
+    )
+    embedded_data_dir: Path = Field(
+        default=Path(".data/postgres"), description="data directory of the embedded server"
+    )
+    api_threads: int = Field(default=16, ge=1, le=200, description="request worker threads")
+    db_connect_timeout: int = Field(
+        default=2, ge=1, le=60, description="seconds to get a pooled connection or connect"
+    )
+    db_lock_timeout: int = Field(
+        default=5, ge=0, le=600, description="seconds a write waits for the event table lock"
+    )
+    command_max_attempts: int = Field(default=12, ge=1, le=100)
+    wait_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="seconds a request waits for the read table"
+    )
+    create_tables: bool = Field(default=True, description="create tables at start-up")
+    run_projection: bool = Field(default=True, description="run the projection inside serve")
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable(cls, value: str | None) -> str | None:
+        if value:
+            conninfo_to_dict(value)  # raises a clear error for a malformed URL
+        return value or None
+
+    def conninfo(self) -> dict[str, Any]:
+        if not self.database_url:
+            raise RuntimeError("no database URL: start the embedded server first")
+        return conninfo_to_dict(self.database_url)
+
+    @property
+    def pool_size(self) -> int:
+        # One connection per request thread, plus the runner's and the LISTEN one.
+        return self.api_threads + 2
+
+    def library_env(self) -> dict[str, str]:
+        """The eventsourcing library's environment for the event store."""
+        info = self.conninfo()
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
+            "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+            "POSTGRES_PORT": str(info.get("port", "5432")),
+            "POSTGRES_USER": str(info.get("user", "postgres")),
+            "POSTGRES_PASSWORD": str(info.get("password", "")),
+            "POSTGRES_POOL_SIZE": str(self.pool_size),
+            "POSTGRES_MAX_OVERFLOW": "0",
+            "POSTGRES_CONNECT_TIMEOUT": str(self.db_connect_timeout),
+            "POSTGRES_LOCK_TIMEOUT": str(self.db_lock_timeout),
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+            "CREATE_TABLE": "y" if self.create_tables else "n",
+        }
+
+    def with_database(self, url: str) -> Settings:
+        return self.model_copy(update={"database_url": url})

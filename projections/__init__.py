@@ -1,0 +1,1 @@
+"""Read side: how events become rows of the racer_profiles table."""

@@ -1,0 +1,86 @@
+"""Row changes: what one event does to the racer_profiles table, as data.
+
+The projection turns events into these; the view executes them in SQL, in one
+transaction with the event's tracking record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class InsertProfile:
+    profile_id: UUID
+    account_id: str
+    name: str
+    vehicles: list[dict[str, Any]]
+    version: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UpdateProfile:
+    """Sets the given columns (name, archived) and bumps version/updated_at."""
+
+    profile_id: UUID
+    version: int
+    updated_at: datetime
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddVehicle:
+    profile_id: UUID
+    version: int
+    updated_at: datetime
+    vehicle: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChangeVehicle:
+    profile_id: UUID
+    version: int
+    updated_at: datetime
+    vehicle_id: str
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RemoveVehicle:
+    profile_id: UUID
+    version: int
+    updated_at: datetime
+    vehicle_id: str
+
+
+@dataclass(frozen=True)
+class ChangeDefault:
+    """Clears the previous default before setting the new one: the unique
+    partial index on (account_id) WHERE is_default is not deferrable."""
+
+    previous: UUID | None
+    new: UUID | None
+
+
+RowChange = InsertProfile | UpdateProfile | AddVehicle | ChangeVehicle | RemoveVehicle | ChangeDefault
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One row of racer_profiles, as queries return it."""
+
+    id: UUID
+    account_id: str
+    name: str
+    vehicles: list[dict[str, Any]]
+    vehicle_count: int
+    archived: bool
+    is_default: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    position: int
