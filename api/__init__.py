@@ -1,0 +1,1 @@
+"""Entry points: the FastAPI app, its routers and schemas, error mapping, the CLI."""

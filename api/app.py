@@ -1,0 +1,36 @@
+"""The FastAPI application, built around a container the caller owns."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from api import problems
+from api.routers import health, profiles
+from infrastructure.container import Container
+
+
+def create_app(container: Container) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # The library blocks, so endpoints are sync and run in threads; one
+        # pooled connection per thread keeps requests from queueing on the pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = (
+            container.settings.api_threads
+        )
+        yield
+
+    app = FastAPI(
+        title="racer-profiles",
+        version="1.0.0",
+        description="Racer profiles of a racing dashboard, event-sourced, one default per account.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(profiles.router)
+    return app

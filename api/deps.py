@@ -1,0 +1,89 @@
+"""Dependencies shared by the routers, as Annotated aliases."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.problems import Problem
+from infrastructure.accounts import Principal
+from infrastructure.container import Container
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
+
+
+def get_principal(
+    container: ContainerDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    if not authorization:
+        raise Problem(401, "unauthorized", "Unauthorized", "missing bearer token", _UNAUTHORIZED)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "unauthorized", "Unauthorized", "expected 'Bearer <token>'", _UNAUTHORIZED)
+    principal = container.accounts.authenticate(token.strip())
+    if principal is None:
+        raise Problem(401, "unauthorized", "Unauthorized", "invalid token", _UNAUTHORIZED)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_owner(principal: PrincipalDep) -> Principal:
+    if principal.role != "owner":
+        raise Problem(403, "forbidden", "Forbidden", f"a {principal.role} token cannot change profiles")
+    return principal
+
+
+OwnerDep = Annotated[Principal, Depends(get_owner)]
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
+
+
+def parse_if_match(
+    if_match: Annotated[
+        str | None, Header(description='the ETag ("<version>") the change expects')
+    ] = None,
+) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    match = _ETAG.match(if_match)
+    if not match:
+        raise Problem(
+            422, "validation", "Invalid request", 'If-Match must be an ETag like "3"',
+            errors=[{"field": "If-Match", "reason": 'must be an ETag like "3"'}],
+        )
+    return int(match.group(1))
+
+
+IfMatchDep = Annotated[int | None, Depends(parse_if_match)]
+
+
+def parse_min_position(
+    x_min_position: Annotated[
+        int | None, Header(ge=0, description="wait until the read table reaches this position")
+    ] = None,
+) -> int | None:
+    return x_min_position
+
+
+MinPositionDep = Annotated[int | None, Depends(parse_min_position)]
+
+
+def parse_reason(
+    x_reason: Annotated[str | None, Header(max_length=500, description="why (recorded)")] = None,
+) -> str | None:
+    return x_reason
+
+
+ReasonHeaderDep = Annotated[str | None, Depends(parse_reason)]

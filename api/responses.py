@@ -1,0 +1,104 @@
+"""Building responses from the read table, after it has caught up."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from api.problems import Problem, unavailable
+from api.schemas import Accepted, ProfilePublic
+from domain.service import Outcome
+from infrastructure.container import Container
+from projections.rows import ProfileRow
+
+
+def public(row: ProfileRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "is_default": row.is_default,
+        "archived": row.archived,
+        "vehicles": [
+            {
+                "id": v["id"],
+                "name": v["name"],
+                "vehicle_class": v.get("vehicle_class"),
+                "race_number": v.get("race_number"),
+            }
+            for v in row.vehicles
+        ],
+        "vehicle_count": row.vehicle_count,
+        "version": row.version,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def profile_response(
+    row: ProfileRow, status: int = 200, position: int | None = None, location: bool = False
+) -> JSONResponse:
+    headers = {"ETag": etag(row.version)}
+    if position is not None:
+        headers["X-Position"] = str(position)
+    if location:
+        headers["Location"] = f"/v1/profiles/{row.id}"
+    return JSONResponse(public(row), status_code=status, headers=headers)
+
+
+def wait_for(container: Container, position: int | None) -> None:
+    """Blocks until the read table has applied position; 503 when it does not in time."""
+    if not position:
+        return
+    try:
+        container.view.wait(container.app.name, position, timeout=container.settings.wait_timeout)
+    except TimeoutError:
+        raise unavailable(f"the read table has not reached position {position} yet", 1) from None
+
+
+def command_response(
+    container: Container, account_id: str, outcome: Outcome, status: int = 200, location: bool = False
+) -> JSONResponse:
+    """Read-your-writes: the body comes from the read table once it shows the command."""
+    try:
+        container.view.wait(container.app.name, outcome.position, timeout=container.settings.wait_timeout)
+    except TimeoutError:
+        # The change is stored; only the read table lags. Say so instead of failing.
+        body = Accepted(profile_id=outcome.profile_id, position=outcome.position)
+        return JSONResponse(
+            jsonable_encoder(body), status_code=202,
+            headers={"X-Position": str(outcome.position), "Location": f"/v1/profiles/{outcome.profile_id}"},
+        )
+    row = container.queries.get(account_id, outcome.profile_id)
+    if row is None:
+        raise Problem(404, "not-found", "Not found", f"no profile {outcome.profile_id}")
+    return profile_response(row, status, outcome.position, location)
+
+
+def encode_cursor(row: ProfileRow) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, profile_id = raw.partition("|")
+        return datetime.fromisoformat(created), UUID(profile_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(
+            422, "validation", "Invalid request", "cursor is not one this API returned",
+            errors=[{"field": "cursor", "reason": "is not one this API returned"}],
+        ) from None
+
+
+__all__ = ["ProfilePublic", "command_response", "profile_response", "public", "wait_for"]

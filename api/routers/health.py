@@ -1,0 +1,42 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import ContainerDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(container: ContainerDep) -> JSONResponse:
+    """Ready when the database answers and the projection is not stopped;
+    reports the projection's position and its lag behind the event log."""
+    body: dict[str, object] = {}
+    ready = True
+    try:
+        head = container.app.recorder.max_notification_id() or 0
+        position = container.view.position(container.app.name)
+        body.update(database="ok", head=head, position=position, lag=head - position)
+    except Exception as e:  # any failure to reach the database means not ready
+        ready = False
+        body["database"] = f"unavailable: {type(e).__name__}"
+    runner = container.runner
+    if runner is not None:
+        status = runner.status()
+        body["projection"] = status.role
+        if status.role == "failed":
+            ready = False
+            body["projection_error"] = status.error
+            body["projection_failed_position"] = status.failed_position
+    else:
+        body["projection"] = "external"
+    body["status"] = "ready" if ready else "not ready"
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,0 +1,218 @@
+"""/v1/profiles: commands and queries of one account's racer profiles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import ContainerDep, IfMatchDep, MinPositionDep, OwnerDep, PrincipalDep, ReasonHeaderDep
+from api.problems import Problem
+from api.responses import (
+    command_response,
+    decode_cursor,
+    encode_cursor,
+    profile_response,
+    public,
+    wait_for,
+)
+from api.schemas import (
+    ArchiveRequest,
+    DefaultRequest,
+    ProfileCreate,
+    ProfilePage,
+    ProfilePublic,
+    ProfileUpdate,
+    RestoreRequest,
+    VehicleCreate,
+    VehicleUpdate,
+)
+from domain.service import Cause
+
+router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/problem+json": {}}}
+    for code, text in {
+        401: "missing or invalid token",
+        404: "no such profile in this account",
+        409: "not allowed in the profile's state, or concurrent changes kept winning",
+        412: "If-Match does not name the current version",
+        422: "invalid input; `errors` lists each field and reason",
+        503: "database or read table not available in time; retry after Retry-After",
+    }.items()
+}
+
+
+def _cause(principal: Any, body_reason: str | None, header_reason: str | None) -> Cause:
+    return Cause(actor=principal.account_id, reason=body_reason or header_reason)
+
+
+def _not_found(profile_id: UUID) -> Problem:
+    return Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
+
+
+@router.post("", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
+def create_profile(
+    body: ProfileCreate, owner: OwnerDep, container: ContainerDep, reason: ReasonHeaderDep
+) -> JSONResponse:
+    outcome = container.app.create_profile(
+        owner.account_id,
+        body.name,
+        [v.model_dump() for v in body.vehicles],
+        _cause(owner, body.reason, reason),
+    )
+    return command_response(container, owner.account_id, outcome, 201, location=True)
+
+
+@router.get("", response_model=ProfilePage, responses=_PROBLEMS)
+def list_profiles(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    min_position: MinPositionDep,
+    include_archived: bool = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JSONResponse:
+    wait_for(container, min_position)
+    after = decode_cursor(cursor) if cursor else None
+    rows = container.queries.page(
+        principal.account_id, include_archived=include_archived, after=after, limit=limit + 1
+    )
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return JSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
+
+
+@router.get("/default", response_model=ProfilePublic, responses=_PROBLEMS)
+def get_default(
+    principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
+) -> JSONResponse:
+    wait_for(container, min_position)
+    row = container.queries.default(principal.account_id)
+    if row is None:
+        raise Problem(404, "no-default", "No default profile", "this account has no active profile")
+    return profile_response(row)
+
+
+@router.put("/default", response_model=ProfilePublic, responses=_PROBLEMS)
+def set_default(
+    body: DefaultRequest, owner: OwnerDep, container: ContainerDep, reason: ReasonHeaderDep
+) -> JSONResponse:
+    outcome = container.app.set_default(
+        owner.account_id, body.profile_id, _cause(owner, body.reason, reason)
+    )
+    return command_response(container, owner.account_id, outcome)
+
+
+@router.get("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+def get_profile(
+    profile_id: UUID, principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
+) -> JSONResponse:
+    wait_for(container, min_position)
+    row = container.queries.get(principal.account_id, profile_id)
+    if row is None:
+        raise _not_found(profile_id)
+    return profile_response(row)
+
+
+@router.patch("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+def rename_profile(
+    profile_id: UUID,
+    body: ProfileUpdate,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+) -> JSONResponse:
+    outcome = container.app.rename(
+        owner.account_id, profile_id, body.name, _cause(owner, body.reason, reason), if_match
+    )
+    return command_response(container, owner.account_id, outcome)
+
+
+@router.post("/{profile_id}/archive", response_model=ProfilePublic, responses=_PROBLEMS)
+def archive_profile(
+    profile_id: UUID,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+    body: ArchiveRequest | None = None,
+) -> JSONResponse:
+    body = body or ArchiveRequest()
+    outcome = container.app.archive(
+        owner.account_id, profile_id, _cause(owner, body.reason, reason), body.successor_id, if_match
+    )
+    return command_response(container, owner.account_id, outcome)
+
+
+@router.post("/{profile_id}/restore", response_model=ProfilePublic, responses=_PROBLEMS)
+def restore_profile(
+    profile_id: UUID,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+    body: RestoreRequest | None = None,
+) -> JSONResponse:
+    body = body or RestoreRequest()
+    outcome = container.app.restore(
+        owner.account_id, profile_id, _cause(owner, body.reason, reason), if_match
+    )
+    return command_response(container, owner.account_id, outcome)
+
+
+@router.post("/{profile_id}/vehicles", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
+def add_vehicle(
+    profile_id: UUID,
+    body: VehicleCreate,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+) -> JSONResponse:
+    outcome = container.app.add_vehicle(
+        owner.account_id, profile_id, body.model_dump(), _cause(owner, None, reason), if_match
+    )
+    response = command_response(container, owner.account_id, outcome, 201)
+    if outcome.vehicle_id:
+        response.headers["Location"] = f"/v1/profiles/{profile_id}/vehicles/{outcome.vehicle_id}"
+    return response
+
+
+@router.patch("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+def change_vehicle(
+    profile_id: UUID,
+    vehicle_id: UUID,
+    body: VehicleUpdate,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+) -> JSONResponse:
+    outcome = container.app.change_vehicle(
+        owner.account_id,
+        profile_id,
+        str(vehicle_id),
+        body.model_dump(exclude_unset=True),
+        _cause(owner, None, reason),
+        if_match,
+    )
+    return command_response(container, owner.account_id, outcome)
+
+
+@router.delete("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+def remove_vehicle(
+    profile_id: UUID,
+    vehicle_id: UUID,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    reason: ReasonHeaderDep,
+) -> JSONResponse:
+    outcome = container.app.remove_vehicle(
+        owner.account_id, profile_id, str(vehicle_id), _cause(owner, None, reason), if_match
+    )
+    return command_response(container, owner.account_id, outcome)

@@ -1,0 +1,103 @@
+"""Rebuild: replay every event into a fresh table, then swap it in.
+
+The live table keeps serving until the swap. The swap holds the tracking row
+(FOR UPDATE), which the runner's next transaction needs first, so no event is
+applied to the old table after the catch-up and before the rename."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from eventsourcing.persistence import Notification, Tracking
+from psycopg.sql import SQL, Identifier
+
+from infrastructure.container import Container
+from infrastructure.profiles_sql import TABLE, RowWriter, ddl
+from infrastructure.profiles_view import TRACKING_TABLE
+from projections.profiles import changes_for
+
+NEXT_TABLE = f"{TABLE}_next"
+BATCH = 1000
+
+
+def _notifications(container: Container, after: int, stop: int | None) -> Iterator[Notification]:
+    recorder = container.app.recorder
+    while True:
+        page = recorder.select_notifications(after, BATCH, stop, inclusive_of_start=False)
+        if not page:
+            return
+        yield from page
+        after = page[-1].id
+
+
+def _replay(container: Container, curs: Any, writer: RowWriter, after: int, stop: int | None,
+            bar: Any = None) -> tuple[int, int]:
+    """Applies events in (after, stop] on curs; returns (count, last position)."""
+    mapper = container.app.mapper
+    count, last = 0, after
+    for notification in _notifications(container, after, stop):
+        for change in changes_for(mapper.to_domain_event(notification)):
+            writer.execute(curs, change, notification.id)
+        count, last = count + 1, notification.id
+        if bar is not None:
+            bar.update(1)
+    return count, last
+
+
+def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
+    datastore = container.datastore
+    schema = datastore.schema
+    writer = RowWriter(schema, NEXT_TABLE)
+    head = container.app.recorder.max_notification_id() or 0
+    with datastore.transaction(commit=True) as curs:
+        curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(NEXT_TABLE)))
+        for statement in ddl(schema, NEXT_TABLE):
+            curs.execute(statement)
+
+    bar_cm = typer.progressbar(length=head, label="replaying events") if progress else contextlib.nullcontext()
+    with bar_cm as bar:
+        # One transaction per batch keeps memory flat however long the log is.
+        replayed, position = 0, 0
+        while position < head:
+            with datastore.transaction(commit=True) as curs:
+                count, position = _replay(container, curs, writer, position, min(position + BATCH * 10, head), bar)
+            replayed += count
+            if count == 0:
+                break
+
+    app_name = container.app.name
+    with datastore.transaction(commit=True) as curs:
+        tracking = SQL("{}.{}").format(Identifier(schema), Identifier(TRACKING_TABLE))
+        curs.execute(
+            SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE").format(tracking),
+            (app_name,),
+        )
+        row = curs.fetchone()
+        live = int(row["notification_id"]) if row else 0
+        if live > position:
+            count, position = _replay(container, curs, writer, position, live)
+            replayed += count
+        _swap(curs, schema)
+        if row is None:
+            container.view._insert_tracking(curs, Tracking(app_name, position)) if position else None
+        elif position > live:
+            curs.execute(
+                SQL("UPDATE {} SET notification_id = %s WHERE application_name = %s").format(tracking),
+                (position, app_name),
+            )
+    return replayed
+
+
+def _swap(curs: Any, schema: str) -> None:
+    s = Identifier(schema)
+    curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(s, Identifier(TABLE)))
+    curs.execute(SQL("ALTER TABLE {}.{} RENAME TO {}").format(s, Identifier(NEXT_TABLE), Identifier(TABLE)))
+    for suffix in ("one_default", "account_order", "pkey"):
+        curs.execute(
+            SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                s, Identifier(f"{NEXT_TABLE}_{suffix}"), Identifier(f"{TABLE}_{suffix}")
+            )
+        )

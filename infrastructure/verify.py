@@ -1,0 +1,107 @@
+"""verify: replay every roster and profile from the events and compare them
+with the invariant and, row by row, with the read table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+from psycopg.sql import SQL, Identifier
+
+from domain.profile import RacerProfile
+from domain.roster import Roster
+from infrastructure.container import Container
+
+
+def _aggregate_ids(container: Container) -> dict[str, list[UUID]]:
+    """Ids of every aggregate, by the topic of its created event."""
+    recorder: Any = container.app.recorder
+    statement = SQL("SELECT originator_id, topic FROM {}.{} WHERE originator_version = 1").format(
+        Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
+    )
+    ids: dict[str, list[UUID]] = defaultdict(list)
+    with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        for row in curs.execute(statement):
+            ids[row["topic"]].append(row["originator_id"])
+    return ids
+
+
+def expected_rows(container: Container) -> dict[UUID, dict[str, Any]]:
+    ids = _aggregate_ids(container)
+    rosters = {
+        r.account_id: r for r in (container.app.repository.get(i) for i in ids[get_topic(Roster.Created)])
+    }
+    rows: dict[UUID, dict[str, Any]] = {}
+    for profile_id in ids[get_topic(RacerProfile.Created)]:
+        p: RacerProfile = container.app.repository.get(profile_id)
+        roster = rosters.get(p.account_id)
+        rows[p.id] = {
+            "account_id": p.account_id,
+            "name": p.name,
+            "vehicles": p.vehicles,
+            "vehicle_count": len(p.vehicles),
+            "archived": p.archived,
+            "is_default": roster is not None and roster.default == str(p.id),
+            "version": p.version,
+        }
+    return rows
+
+
+def _invariant_problems(container: Container, rows: dict[UUID, dict[str, Any]]) -> list[str]:
+    problems = []
+    active: dict[str, set[str]] = defaultdict(set)
+    for pid, row in rows.items():
+        if not row["archived"]:
+            active[row["account_id"]].add(str(pid))
+    accounts = {row["account_id"] for row in rows.values()}
+    for account in sorted(accounts):
+        roster = container.app.get_roster(account)
+        members = set(roster.members) if roster else set()
+        default = roster.default if roster else None
+        if members != active[account]:
+            problems.append(f"roster of account {account}: members {sorted(members)} differ "
+                            f"from active profiles {sorted(active[account])}")
+        if members and default not in members:
+            problems.append(f"roster of account {account}: default {default} is not an active member")
+        if not members and default is not None:
+            problems.append(f"roster of account {account}: default {default} but no active profile")
+    return problems
+
+
+def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> list[str]:
+    head = container.app.recorder.max_notification_id() or 0
+    try:
+        container.view.wait(container.app.name, head, timeout=catch_up_timeout)
+    except TimeoutError:
+        return [f"read table is behind: it has not reached position {head}"]
+    expected = expected_rows(container)
+    problems = _invariant_problems(container, expected)
+    actual = {row.id: row for row in container.queries.all_rows()}
+    for pid in sorted(set(expected) | set(actual), key=str):
+        want, have = expected.get(pid), actual.get(pid)
+        if want is None:
+            problems.append(f"profile {pid}: in the read table but not in the events")
+            continue
+        if have is None:
+            problems.append(f"profile {pid}: in the events but missing from the read table")
+            continue
+        for column, value in want.items():
+            if getattr(have, column) != value:
+                problems.append(
+                    f"profile {pid}: {column} is {getattr(have, column)!r} in the read table, "
+                    f"{value!r} in the events"
+                )
+    defaults: dict[str, int] = defaultdict(int)
+    with_active: set[str] = set()
+    for row in actual.values():
+        defaults[row.account_id] += row.is_default
+        if not row.archived:
+            with_active.add(row.account_id)
+    for account in sorted(with_active | set(defaults)):
+        want_count = 1 if account in with_active else 0
+        if defaults[account] != want_count:
+            problems.append(f"account {account}: read table shows {defaults[account]} defaults, "
+                            f"expected {want_count}")
+    return problems

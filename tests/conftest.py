@@ -1,0 +1,53 @@
+"""Shared fixtures: a PostgreSQL server (TEST_DATABASE_URL, else an embedded
+one started for the session) and a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from infrastructure.container import Container, build
+from infrastructure.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from infrastructure.embedded import start_embedded
+
+    with tempfile.TemporaryDirectory(prefix="rp-test-pg-") as tmp:
+        yield start_embedded(Path(tmp) / "pgdata", delete_on_exit=True)
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    name = f"rp_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(pg_server_url, dbname=name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, api_threads=4, wait_timeout=10.0)
+
+
+@pytest.fixture
+def container(settings: Settings) -> Iterator[Container]:
+    """The full write and read side, with the projection runner running."""
+    built = build(settings)
+    built.start_runner()
+    yield built
+    built.close()
