@@ -22,6 +22,7 @@ def public(row: ProfileRow) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "name": row.name,
+        "details": row.details,
         "is_default": row.is_default,
         "archived": row.archived,
         "vehicles": [

@@ -35,6 +35,9 @@ class VehiclePublic(BaseModel):
 class ProfileCreate(Strict):
     name: str = Field(description="1-80 characters after trimming", examples=["Alex Junior"])
     vehicles: list[VehicleCreate] = Field(default_factory=list, max_length=50)
+    details: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="up to 20 short free-form entries"
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -62,6 +65,7 @@ class DefaultRequest(Strict):
 class ProfilePublic(BaseModel):
     id: UUID
     name: str
+    details: dict[str, str | int | float | bool | None]
     is_default: bool
     archived: bool
     vehicles: list[VehiclePublic]

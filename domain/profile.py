@@ -14,7 +14,7 @@ from domain.errors import (
     ProfileNotArchived,
     VehicleNotFound,
 )
-from domain.values import VEHICLES_MAX, clean_name, vehicle_changes
+from domain.values import VEHICLES_MAX, clean_details, clean_name, vehicle_changes
 
 
 class RacerProfile(Aggregate):
@@ -25,6 +25,7 @@ class RacerProfile(Aggregate):
         account_id: str
         name: str
         vehicles: list[dict[str, Any]]
+        details: dict[str, Any]
         actor: str
         reason: str | None
 
@@ -35,12 +36,14 @@ class RacerProfile(Aggregate):
         account_id: str,
         name: str,
         vehicles: list[dict[str, Any]],
+        details: dict[str, Any],
         actor: str,
         reason: str | None,
     ) -> None:
         self.account_id = account_id
         self.name = name
         self.vehicles = [dict(v) for v in vehicles]
+        self.details = dict(details)
         self.archived = False
 
     @classmethod
@@ -52,6 +55,7 @@ class RacerProfile(Aggregate):
         vehicles: list[dict[str, Any]],
         actor: str,
         reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> RacerProfile:
         if len(vehicles) > VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
@@ -60,6 +64,7 @@ class RacerProfile(Aggregate):
             account_id=account_id,
             name=clean_name(name),
             vehicles=vehicles,
+            details=clean_details(details or {}),
             actor=actor,
             reason=reason,
         )

@@ -77,6 +77,7 @@ class ProfilesService(Application[UUID]):
         vehicles: Sequence[Mapping[str, Any]],
         cause: Cause,
         profile_id: UUID | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Outcome:
         new_id = profile_id or uuid4()
         records = [
@@ -86,7 +87,7 @@ class ProfilesService(Application[UUID]):
 
         def decide() -> tuple[Aggregate, ...]:
             profile = RacerProfile.start(
-                new_id, account_id, name, records, cause.actor, cause.reason
+                new_id, account_id, name, records, cause.actor, cause.reason, dict(details or {})
             )
             roster = self._roster(account_id)
             roster.join(new_id, profile.created_at.isoformat(), cause.actor, cause.reason)

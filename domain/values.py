@@ -79,3 +79,24 @@ def vehicle_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
     if "race_number" in fields:
         changes["race_number"] = clean_race_number(fields["race_number"])
     return changes
+
+
+DETAILS_MAX = 20
+DETAIL_KEY_MAX = 40
+DETAIL_VALUE_MAX = 200
+
+
+def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """Free-form details (e.g. columns kept from an import): a flat map of short
+    keys to short text, numbers, booleans or null."""
+    if len(details) > DETAILS_MAX:
+        raise InvalidValue("details", f"at most {DETAILS_MAX} entries")
+    cleaned: dict[str, Any] = {}
+    for key, value in details.items():
+        name = clean_text("details", key, DETAIL_KEY_MAX)
+        if isinstance(value, str):
+            value = clean_text(f"details.{name}", value, DETAIL_VALUE_MAX)
+        elif value is not None and not isinstance(value, (bool, int, float)):
+            raise InvalidValue(f"details.{name}", "must be text, a number, a boolean or null")
+        cleaned[name] = value
+    return cleaned

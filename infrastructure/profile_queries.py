@@ -13,7 +13,7 @@ from infrastructure.profiles_sql import TABLE
 from projections.rows import ProfileRow
 
 COLUMNS = SQL(
-    "id, account_id, name, vehicles, vehicle_count, archived, is_default,"
+    "id, account_id, name, details, vehicles, vehicle_count, archived, is_default,"
     " version, created_at, updated_at, position"
 )
 

@@ -32,6 +32,7 @@ def ddl(schema: str, table: str) -> list[Composed]:
             " id uuid PRIMARY KEY,"
             " account_id text NOT NULL,"
             " name text NOT NULL,"
+            " details jsonb NOT NULL DEFAULT '{{}}'::jsonb,"
             " vehicles jsonb NOT NULL DEFAULT '[]'::jsonb,"
             " vehicle_count integer NOT NULL DEFAULT 0,"
             " archived boolean NOT NULL DEFAULT false,"
@@ -71,12 +72,12 @@ def _statement(change: object, table: Composed, position: int) -> tuple[list[Com
 @_statement.register
 def _(c: InsertProfile, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
     sql = SQL(
-        "INSERT INTO {t} (id, account_id, name, vehicles, vehicle_count, archived, is_default,"
-        " version, created_at, updated_at, position)"
-        " VALUES (%s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)"
+        "INSERT INTO {t} (id, account_id, name, details, vehicles, vehicle_count, archived,"
+        " is_default, version, created_at, updated_at, position)"
+        " VALUES (%s, %s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)"
     ).format(t=table)
     args = (
-        c.profile_id, c.account_id, c.name, Jsonb(c.vehicles), len(c.vehicles),
+        c.profile_id, c.account_id, c.name, Jsonb(c.details), Jsonb(c.vehicles), len(c.vehicles),
         c.version, c.created_at, c.created_at, position,
     )
     return [sql], [args]

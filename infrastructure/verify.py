@@ -40,6 +40,7 @@ def expected_rows(container: Container) -> dict[UUID, dict[str, Any]]:
         rows[p.id] = {
             "account_id": p.account_id,
             "name": p.name,
+            "details": p.details,
             "vehicles": p.vehicles,
             "vehicle_count": len(p.vehicles),
             "archived": p.archived,

@@ -52,6 +52,7 @@ def _(e: RacerProfile.Created) -> list[RowChange]:
             account_id=e.account_id,
             name=e.name,
             vehicles=[dict(v) for v in e.vehicles],
+            details=dict(e.details),
             version=e.originator_version,
             created_at=e.timestamp,
         )

@@ -18,6 +18,7 @@ class InsertProfile:
     account_id: str
     name: str
     vehicles: list[dict[str, Any]]
+    details: dict[str, Any]
     version: int
     created_at: datetime
 
@@ -76,6 +77,7 @@ class ProfileRow:
     id: UUID
     account_id: str
     name: str
+    details: dict[str, Any]
     vehicles: list[dict[str, Any]]
     vehicle_count: int
     archived: bool

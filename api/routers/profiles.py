@@ -63,6 +63,7 @@ def create_profile(
         body.name,
         [v.model_dump() for v in body.vehicles],
         _cause(owner, body.reason, reason),
+        details=body.details,
     )
     return command_response(container, owner.account_id, outcome, 201, location=True)
 
