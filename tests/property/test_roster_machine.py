@@ -1,0 +1,19 @@
+"""Random command sequences over several accounts: the service agrees with the
+model after every step, and every account keeps exactly one default while it
+has active profiles (and none otherwise)."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+
+from tests.property.roster_model import RosterMachine
+
+
+class InMemoryRosterMachine(RosterMachine):
+    """The in-memory ProfilesService (the base machine's default factory)."""
+
+
+InMemoryRosterMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=30, deadline=None
+)
+TestInMemoryRoster = InMemoryRosterMachine.TestCase
