@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
+
+from domain.chain import ChainedAggregate
 
 from domain.errors import (
     InvalidValue,
@@ -17,17 +19,18 @@ from domain.errors import (
 from domain.values import VEHICLES_MAX, clean_details, clean_name, vehicle_changes
 
 
-class RacerProfile(Aggregate):
+class RacerProfile(ChainedAggregate):
     """Guards run in the public methods; the @event bodies only change state, so
     replaying stored events never re-checks rules that held when they were made."""
 
-    class Created(Aggregate.Created):
+    class Created(ChainedAggregate.Created):
         account_id: str
         name: str
         vehicles: list[dict[str, Any]]
         details: dict[str, Any]
         actor: str
         reason: str | None
+        request_id: str | None
 
     @event(Created)
     def __init__(
@@ -39,6 +42,7 @@ class RacerProfile(Aggregate):
         details: dict[str, Any],
         actor: str,
         reason: str | None,
+        request_id: str | None,
     ) -> None:
         self.account_id = account_id
         self.name = name
@@ -56,6 +60,7 @@ class RacerProfile(Aggregate):
         actor: str,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> RacerProfile:
         if len(vehicles) > VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
@@ -67,6 +72,7 @@ class RacerProfile(Aggregate):
             details=clean_details(details or {}),
             actor=actor,
             reason=reason,
+            request_id=request_id,
         )
 
     @property
@@ -75,40 +81,45 @@ class RacerProfile(Aggregate):
 
     # --- commands -------------------------------------------------------
 
-    def rename(self, name: str, actor: str, reason: str | None = None) -> None:
+    def rename(self, name: str, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         self._check_active()
         new_name = clean_name(name)
         if new_name != self.name:
-            self._renamed(name=new_name, actor=actor, reason=reason)
+            self._renamed(name=new_name, actor=actor, reason=reason, request_id=request_id)
 
-    def add_vehicle(self, vehicle: dict[str, Any], actor: str, reason: str | None = None) -> None:
+    def add_vehicle(self, vehicle: dict[str, Any], actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         self._check_active()
         if len(self.vehicles) >= VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
-        self._vehicle_added(vehicle=dict(vehicle), actor=actor, reason=reason)
+        self._vehicle_added(vehicle=dict(vehicle), actor=actor, reason=reason, request_id=request_id)
 
     def change_vehicle(
-        self, vehicle_id: str, fields: dict[str, Any], actor: str, reason: str | None = None
+        self,
+        vehicle_id: str,
+        fields: dict[str, Any],
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         self._check_active()
         current = self.vehicle(vehicle_id)
         changes = {k: v for k, v in vehicle_changes(fields).items() if current[k] != v}
         if changes:
-            self._vehicle_changed(vehicle_id=vehicle_id, changes=changes, actor=actor, reason=reason)
+            self._vehicle_changed(vehicle_id=vehicle_id, changes=changes, actor=actor, reason=reason, request_id=request_id)
 
-    def remove_vehicle(self, vehicle_id: str, actor: str, reason: str | None = None) -> None:
+    def remove_vehicle(self, vehicle_id: str, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         self._check_active()
         self.vehicle(vehicle_id)
-        self._vehicle_removed(vehicle_id=vehicle_id, actor=actor, reason=reason)
+        self._vehicle_removed(vehicle_id=vehicle_id, actor=actor, reason=reason, request_id=request_id)
 
-    def archive(self, actor: str, reason: str | None = None) -> None:
+    def archive(self, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         self._check_active()
-        self._archived(actor=actor, reason=reason)
+        self._archived(actor=actor, reason=reason, request_id=request_id)
 
-    def restore(self, actor: str, reason: str | None = None) -> None:
+    def restore(self, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         if not self.archived:
             raise ProfileNotArchived(f"profile {self.id} is not archived")
-        self._restored(actor=actor, reason=reason)
+        self._restored(actor=actor, reason=reason, request_id=request_id)
 
     # --- queries --------------------------------------------------------
 
@@ -125,27 +136,32 @@ class RacerProfile(Aggregate):
     # --- events ---------------------------------------------------------
 
     @event("Renamed")
-    def _renamed(self, name: str, actor: str, reason: str | None) -> None:
+    def _renamed(self, name: str, actor: str, reason: str | None, request_id: str | None) -> None:
         self.name = name
 
     @event("VehicleAdded")
-    def _vehicle_added(self, vehicle: dict[str, Any], actor: str, reason: str | None) -> None:
+    def _vehicle_added(self, vehicle: dict[str, Any], actor: str, reason: str | None, request_id: str | None) -> None:
         self.vehicles.append(dict(vehicle))
 
     @event("VehicleChanged")
     def _vehicle_changed(
-        self, vehicle_id: str, changes: dict[str, Any], actor: str, reason: str | None
+        self,
+        vehicle_id: str,
+        changes: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
     ) -> None:
         self.vehicle(vehicle_id).update(changes)
 
     @event("VehicleRemoved")
-    def _vehicle_removed(self, vehicle_id: str, actor: str, reason: str | None) -> None:
+    def _vehicle_removed(self, vehicle_id: str, actor: str, reason: str | None, request_id: str | None) -> None:
         self.vehicles = [v for v in self.vehicles if v["id"] != vehicle_id]
 
     @event("Archived")
-    def _archived(self, actor: str, reason: str | None) -> None:
+    def _archived(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = True
 
     @event("Restored")
-    def _restored(self, actor: str, reason: str | None) -> None:
+    def _restored(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = False

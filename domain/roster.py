@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
+
+from domain.chain import ChainedAggregate
 
 from domain.errors import InvalidSuccessor, NotAnActiveMember
 
@@ -17,13 +19,13 @@ def roster_id(account_id: str) -> UUID:
     return uuid5(ROSTER_NAMESPACE, account_id)
 
 
-class Roster(Aggregate):
+class Roster(ChainedAggregate):
     """Active members (profile id -> creation time) and the default member.
 
     Invariant: members non-empty <=> default is not None, and default in members.
     """
 
-    class Created(Aggregate.Created):
+    class Created(ChainedAggregate.Created):
         account_id: str
 
     @event(Created)
@@ -38,14 +40,14 @@ class Roster(Aggregate):
 
     # --- commands -------------------------------------------------------
 
-    def join(self, profile_id: UUID, created_at: str, actor: str, reason: str | None = None) -> None:
+    def join(self, profile_id: UUID, created_at: str, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         """An active profile joins; the first one becomes the default."""
         member = str(profile_id)
         if member in self.members:
             return
-        self._member_added(profile_id=member, created_at=created_at, actor=actor, reason=reason)
+        self._member_added(profile_id=member, created_at=created_at, actor=actor, reason=reason, request_id=request_id)
         if self.default is None:
-            self._change_default(member, actor, reason)
+            self._change_default(member, actor, reason, request_id)
 
     def leave(
         self,
@@ -53,6 +55,7 @@ class Roster(Aggregate):
         successor: UUID | None,
         actor: str,
         reason: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         """A profile leaves (is archived); a leaving default hands over to the
         successor, or else to the earliest-created remaining member."""
@@ -64,18 +67,18 @@ class Roster(Aggregate):
                     f"successor {heir} is not another active profile of this account"
                 )
         was_default = self.default == member
-        self._member_removed(profile_id=member, actor=actor, reason=reason)
+        self._member_removed(profile_id=member, actor=actor, reason=reason, request_id=request_id)
         if was_default:
             if successor is not None:
                 new_default: str | None = str(successor)
             else:
                 new_default = self.earliest_member()
-            self._change_default(new_default, actor, reason)
+            self._change_default(new_default, actor, reason, request_id)
 
-    def set_default(self, profile_id: UUID, actor: str, reason: str | None = None) -> None:
+    def set_default(self, profile_id: UUID, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
         member = self._check_member(profile_id)
         if self.default != member:
-            self._change_default(member, actor, reason)
+            self._change_default(member, actor, reason, request_id)
 
     # --- queries --------------------------------------------------------
 
@@ -90,21 +93,26 @@ class Roster(Aggregate):
             raise NotAnActiveMember(f"profile {member} is not an active profile of this account")
         return member
 
-    def _change_default(self, new: str | None, actor: str, reason: str | None) -> None:
-        self._default_changed(previous=self.default, new=new, actor=actor, reason=reason)
+    def _change_default(self, new: str | None, actor: str, reason: str | None, request_id: str | None) -> None:
+        self._default_changed(previous=self.default, new=new, actor=actor, reason=reason, request_id=request_id)
 
     # --- events ---------------------------------------------------------
 
     @event("MemberAdded")
-    def _member_added(self, profile_id: str, created_at: str, actor: str, reason: str | None) -> None:
+    def _member_added(self, profile_id: str, created_at: str, actor: str, reason: str | None, request_id: str | None) -> None:
         self.members[profile_id] = created_at
 
     @event("MemberRemoved")
-    def _member_removed(self, profile_id: str, actor: str, reason: str | None) -> None:
+    def _member_removed(self, profile_id: str, actor: str, reason: str | None, request_id: str | None) -> None:
         del self.members[profile_id]
 
     @event("DefaultChanged")
     def _default_changed(
-        self, previous: str | None, new: str | None, actor: str, reason: str | None
+        self,
+        previous: str | None,
+        new: str | None,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
     ) -> None:
         self.default = new

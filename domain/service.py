@@ -17,12 +17,13 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Mapper
 from eventsourcing.utils import EnvType
 
 from domain.errors import ConcurrencyConflict, InvalidValue, ProfileNotFound, VersionMismatch
 from domain.profile import RacerProfile
 from domain.roster import Roster, roster_id
+from domain.upcasting import UpcastingMapper
 from domain.values import vehicle_record
 
 T = TypeVar("T")
@@ -41,10 +42,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Cause:
-    """Who asked for a change, and why (recorded on every event)."""
+    """Who asked for a change, why, and in which request (recorded on every event)."""
 
     actor: str
     reason: str | None = None
+    request_id: str | None = None
+
+    def args(self) -> tuple[str, str | None, str | None]:
+        return self.actor, self.reason, self.request_id
 
 
 class ProfilesService(Application[UUID]):
@@ -68,6 +73,9 @@ class ProfilesService(Application[UUID]):
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=UpcastingMapper)
+
     # --- commands -------------------------------------------------------
 
     def create_profile(
@@ -87,10 +95,11 @@ class ProfilesService(Application[UUID]):
 
         def decide() -> tuple[Aggregate, ...]:
             profile = RacerProfile.start(
-                new_id, account_id, name, records, cause.actor, cause.reason, dict(details or {})
+                new_id, account_id, name, records, cause.actor, cause.reason,
+                dict(details or {}), cause.request_id,
             )
             roster = self._roster(account_id)
-            roster.join(new_id, profile.created_at.isoformat(), cause.actor, cause.reason)
+            roster.join(new_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
         return self._run(new_id, decide)
@@ -105,7 +114,7 @@ class ProfilesService(Application[UUID]):
     ) -> Outcome:
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            profile.rename(name, cause.actor, cause.reason)
+            profile.rename(name, *cause.args())
             return (profile,)
 
         return self._run(profile_id, decide)
@@ -122,7 +131,7 @@ class ProfilesService(Application[UUID]):
 
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            profile.add_vehicle(vehicle, cause.actor, cause.reason)
+            profile.add_vehicle(vehicle, *cause.args())
             return (profile,)
 
         outcome = self._run(profile_id, decide)
@@ -139,7 +148,7 @@ class ProfilesService(Application[UUID]):
     ) -> Outcome:
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            profile.change_vehicle(vehicle_id, dict(fields), cause.actor, cause.reason)
+            profile.change_vehicle(vehicle_id, dict(fields), *cause.args())
             return (profile,)
 
         return self._run(profile_id, decide)
@@ -154,7 +163,7 @@ class ProfilesService(Application[UUID]):
     ) -> Outcome:
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            profile.remove_vehicle(vehicle_id, cause.actor, cause.reason)
+            profile.remove_vehicle(vehicle_id, *cause.args())
             return (profile,)
 
         return self._run(profile_id, decide)
@@ -172,8 +181,8 @@ class ProfilesService(Application[UUID]):
             if successor_id is not None:
                 self._profile(account_id, successor_id, None, field="successor_id")
             roster = self._roster(account_id)
-            profile.archive(cause.actor, cause.reason)
-            roster.leave(profile_id, successor_id, cause.actor, cause.reason)
+            profile.archive(*cause.args())
+            roster.leave(profile_id, successor_id, *cause.args())
             return profile, roster
 
         return self._run(profile_id, decide)
@@ -188,8 +197,8 @@ class ProfilesService(Application[UUID]):
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             roster = self._roster(account_id)
-            profile.restore(cause.actor, cause.reason)
-            roster.join(profile_id, profile.created_at.isoformat(), cause.actor, cause.reason)
+            profile.restore(*cause.args())
+            roster.join(profile_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
         return self._run(profile_id, decide)
@@ -206,7 +215,7 @@ class ProfilesService(Application[UUID]):
             roster = self._roster(account_id)
             if expected_roster_version is not None and roster.version != expected_roster_version:
                 raise VersionMismatch(expected_roster_version, roster.version)
-            roster.set_default(profile_id, cause.actor, cause.reason)
+            roster.set_default(profile_id, *cause.args())
             return (roster,)
 
         return self._run(profile_id, decide)

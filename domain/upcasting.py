@@ -1,0 +1,40 @@
+"""Events stored before a field existed still load: missing metadata fields
+(actor, reason, request id, chain hashes, details) get neutral defaults."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from functools import cache
+from typing import Any
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Mapper, StoredEvent
+
+DEFAULTS: dict[str, Any] = {
+    "actor": "unknown",
+    "reason": None,
+    "request_id": None,
+    "prev_hash": None,
+    "event_hash": None,
+    "details": {},
+}
+
+
+@cache
+def _declared(cls: type) -> frozenset[str]:
+    if not dataclasses.is_dataclass(cls):
+        return frozenset()
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+class UpcastingMapper(Mapper[Any]):
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
+        event = super().to_domain_event(stored_event)
+        state = vars(event)
+        # Only fields the event class declares: adding others would change
+        # the event's content and so its hash.
+        for name in _declared(type(event)) & DEFAULTS.keys():
+            if name not in state:
+                state[name] = copy.deepcopy(DEFAULTS[name])
+        return event
