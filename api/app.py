@@ -9,6 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from api import problems
+from api.request_id import RequestIdMiddleware
 from api.routers import health, profiles
 from infrastructure.container import Container
 
@@ -30,6 +31,7 @@ def create_app(container: Container) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.container = container
+    app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(profiles.router)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from api.problems import Problem
+from domain.service import Cause
 from infrastructure.accounts import Principal
 from infrastructure.container import Container
 
@@ -87,3 +88,11 @@ def parse_reason(
 
 
 ReasonHeaderDep = Annotated[str | None, Depends(parse_reason)]
+
+
+def get_cause(request: Request, owner: OwnerDep, reason: ReasonHeaderDep) -> Cause:
+    """Who (the token's account), why (X-Reason; a body's reason overrides it), which request."""
+    return Cause(actor=owner.account_id, reason=reason, request_id=request.state.request_id)
+
+
+CauseDep = Annotated[Cause, Depends(get_cause)]

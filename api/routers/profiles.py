@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import ContainerDep, IfMatchDep, MinPositionDep, OwnerDep, PrincipalDep, ReasonHeaderDep
+from api.deps import CauseDep, ContainerDep, IfMatchDep, MinPositionDep, OwnerDep, PrincipalDep
 from api.problems import Problem
 from api.responses import (
     command_response,
@@ -46,8 +47,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _cause(principal: Any, body_reason: str | None, header_reason: str | None) -> Cause:
-    return Cause(actor=principal.account_id, reason=body_reason or header_reason)
+def _because(cause: Cause, body_reason: str | None) -> Cause:
+    return replace(cause, reason=body_reason) if body_reason else cause
 
 
 def _not_found(profile_id: UUID) -> Problem:
@@ -56,13 +57,13 @@ def _not_found(profile_id: UUID) -> Problem:
 
 @router.post("", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
 def create_profile(
-    body: ProfileCreate, owner: OwnerDep, container: ContainerDep, reason: ReasonHeaderDep
+    body: ProfileCreate, owner: OwnerDep, container: ContainerDep, cause: CauseDep
 ) -> JSONResponse:
     outcome = container.app.create_profile(
         owner.account_id,
         body.name,
         [v.model_dump() for v in body.vehicles],
-        _cause(owner, body.reason, reason),
+        _because(cause, body.reason),
         details=body.details,
     )
     return command_response(container, owner.account_id, outcome, 201, location=True)
@@ -99,10 +100,10 @@ def get_default(
 
 @router.put("/default", response_model=ProfilePublic, responses=_PROBLEMS)
 def set_default(
-    body: DefaultRequest, owner: OwnerDep, container: ContainerDep, reason: ReasonHeaderDep
+    body: DefaultRequest, owner: OwnerDep, container: ContainerDep, cause: CauseDep
 ) -> JSONResponse:
     outcome = container.app.set_default(
-        owner.account_id, body.profile_id, _cause(owner, body.reason, reason)
+        owner.account_id, body.profile_id, _because(cause, body.reason)
     )
     return command_response(container, owner.account_id, outcome)
 
@@ -125,10 +126,10 @@ def rename_profile(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
 ) -> JSONResponse:
     outcome = container.app.rename(
-        owner.account_id, profile_id, body.name, _cause(owner, body.reason, reason), if_match
+        owner.account_id, profile_id, body.name, _because(cause, body.reason), if_match
     )
     return command_response(container, owner.account_id, outcome)
 
@@ -139,12 +140,12 @@ def archive_profile(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
     body: ArchiveRequest | None = None,
 ) -> JSONResponse:
     body = body or ArchiveRequest()
     outcome = container.app.archive(
-        owner.account_id, profile_id, _cause(owner, body.reason, reason), body.successor_id, if_match
+        owner.account_id, profile_id, _because(cause, body.reason), body.successor_id, if_match
     )
     return command_response(container, owner.account_id, outcome)
 
@@ -155,12 +156,12 @@ def restore_profile(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
     body: RestoreRequest | None = None,
 ) -> JSONResponse:
     body = body or RestoreRequest()
     outcome = container.app.restore(
-        owner.account_id, profile_id, _cause(owner, body.reason, reason), if_match
+        owner.account_id, profile_id, _because(cause, body.reason), if_match
     )
     return command_response(container, owner.account_id, outcome)
 
@@ -172,10 +173,10 @@ def add_vehicle(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
 ) -> JSONResponse:
     outcome = container.app.add_vehicle(
-        owner.account_id, profile_id, body.model_dump(), _cause(owner, None, reason), if_match
+        owner.account_id, profile_id, body.model_dump(), cause, if_match
     )
     response = command_response(container, owner.account_id, outcome, 201)
     if outcome.vehicle_id:
@@ -191,14 +192,14 @@ def change_vehicle(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
 ) -> JSONResponse:
     outcome = container.app.change_vehicle(
         owner.account_id,
         profile_id,
         str(vehicle_id),
         body.model_dump(exclude_unset=True),
-        _cause(owner, None, reason),
+        cause,
         if_match,
     )
     return command_response(container, owner.account_id, outcome)
@@ -211,9 +212,9 @@ def remove_vehicle(
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
-    reason: ReasonHeaderDep,
+    cause: CauseDep,
 ) -> JSONResponse:
     outcome = container.app.remove_vehicle(
-        owner.account_id, profile_id, str(vehicle_id), _cause(owner, None, reason), if_match
+        owner.account_id, profile_id, str(vehicle_id), cause, if_match
     )
     return command_response(container, owner.account_id, outcome)
