@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.request_id import RequestIdMiddleware
-from api.routers import health, profiles
+from api.routers import audit, health, profiles
 from infrastructure.container import Container
 
 
@@ -34,5 +34,7 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(audit.history_router)
     app.include_router(profiles.router)
+    app.include_router(audit.router)
     return app

@@ -48,6 +48,13 @@ def get_owner(principal: PrincipalDep) -> Principal:
 
 OwnerDep = Annotated[Principal, Depends(get_owner)]
 
+READ_ALL_ROLES = ("auditor", "admin")
+
+
+def scope_of(principal: Principal) -> str | None:
+    """The account whose data the principal reads; None: every account (auditors)."""
+    return None if principal.role in READ_ALL_ROLES else principal.account_id
+
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
 
 

@@ -11,6 +11,7 @@ from eventsourcing.postgres import PostgresDatastore
 
 from domain.service import ProfilesService
 from infrastructure.accounts import Accounts
+from infrastructure.audit import Audit
 from infrastructure.embedded import start_embedded
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
@@ -51,6 +52,7 @@ class Container:
     view: PostgresProfilesView
     queries: ProfileQueries
     accounts: Accounts
+    audit: Audit
     runner: ProjectionRunner | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -85,4 +87,5 @@ def build(settings: Settings) -> Container:
         view=view,
         queries=ProfileQueries(datastore),
         accounts=accounts,
+        audit=Audit(app),
     )

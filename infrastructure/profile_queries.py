@@ -32,12 +32,13 @@ class ProfileQueries:
             curs.execute(statement, params, prepare=True)
             return [_row(r) for r in curs.fetchall()]
 
-    def get(self, account_id: str, profile_id: UUID) -> ProfileRow | None:
+    def get(self, account_id: str | None, profile_id: UUID) -> ProfileRow | None:
+        """The profile if it belongs to account_id (any account's when None: auditors)."""
         rows = self._fetch(
-            SQL("SELECT {c} FROM {t} WHERE id = %s AND account_id = %s").format(
+            SQL("SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)").format(
                 c=COLUMNS, t=self.table
             ),
-            (profile_id, account_id),
+            (profile_id, account_id, account_id),
         )
         return rows[0] if rows else None
 

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import CauseDep, ContainerDep, IfMatchDep, MinPositionDep, OwnerDep, PrincipalDep
+from api.deps import (
+    CauseDep,
+    ContainerDep,
+    IfMatchDep,
+    MinPositionDep,
+    OwnerDep,
+    PrincipalDep,
+    scope_of,
+)
 from api.problems import Problem
+from api.routers.audit import timeline_for
 from api.responses import (
     command_response,
     decode_cursor,
@@ -110,13 +120,49 @@ def set_default(
 
 @router.get("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
 def get_profile(
-    profile_id: UUID, principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
+    profile_id: UUID,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    min_position: MinPositionDep,
+    version: Annotated[
+        int | None, Query(ge=1, description="the profile as it was at this version (replayed)")
+    ] = None,
+    as_of: Annotated[
+        datetime | None, Query(description="the profile as it was at this RFC 3339 time (replayed)")
+    ] = None,
 ) -> JSONResponse:
+    if version is not None or as_of is not None:
+        return _as_it_was(container, principal, profile_id, version, as_of)
     wait_for(container, min_position)
-    row = container.queries.get(principal.account_id, profile_id)
+    row = container.queries.get(scope_of(principal), profile_id)
     if row is None:
         raise _not_found(profile_id)
     return profile_response(row)
+
+
+def _as_it_was(
+    container: ContainerDep,
+    principal: PrincipalDep,
+    profile_id: UUID,
+    version: int | None,
+    as_of: datetime | None,
+) -> JSONResponse:
+    if version is not None and as_of is not None:
+        raise _invalid("as_of", "give either version or as_of, not both")
+    if as_of is not None and as_of.tzinfo is None:
+        raise _invalid("as_of", "must be an RFC 3339 time with a UTC offset")
+    timeline = timeline_for(container, principal, profile_id)
+    state = container.audit.as_it_was(timeline, version=version, as_of=as_of)
+    if state is None:
+        when = f"version {version}" if version is not None else f"{as_of.isoformat()}"  # type: ignore[union-attr]
+        raise Problem(404, "not-found", "Not found", f"profile {profile_id} did not exist at {when}")
+    return JSONResponse(state, headers={"ETag": f'"{state["version"]}"'})
+
+
+def _invalid(field: str, reason: str) -> Problem:
+    return Problem(
+        422, "validation", "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
+    )
 
 
 @router.patch("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)

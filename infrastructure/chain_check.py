@@ -1,0 +1,85 @@
+"""Walks every aggregate's hash chain and digests the log for checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from psycopg.sql import SQL
+
+from domain.chain import GENESIS, digest_of
+from infrastructure.event_log import EventLog
+
+
+def _by_aggregate(log: EventLog) -> Iterator[StoredEvent]:
+    statement = SQL(
+        "SELECT originator_id, originator_version, topic, state FROM {t}"
+        " ORDER BY originator_id, originator_version"
+    ).format(t=log.table)
+    with log.datastore.get_connection() as conn, conn.cursor(name="chain_walk") as curs:
+        conn.autocommit = False  # a named (server-side) cursor needs a transaction
+        try:
+            curs.execute(statement)
+            for r in curs:
+                yield StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+        finally:
+            conn.rollback()
+            conn.autocommit = True
+
+
+def chain_problems(log: EventLog) -> list[str]:
+    """The first broken link of each aggregate whose chain is broken."""
+    problems: list[str] = []
+    current: UUID | None = None
+    expected_version, prev_hash, broken = 1, GENESIS, False
+    for stored in _by_aggregate(log):
+        aggregate = UUID(str(stored.originator_id))
+        if aggregate != current:
+            current, expected_version, prev_hash, broken = aggregate, 1, GENESIS, False
+        if broken:
+            continue
+        where = f"aggregate {aggregate} version {stored.originator_version}"
+        problem = _link_problem(log, stored, expected_version, prev_hash)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            broken = True
+            continue
+        event: Any = log.app.mapper.to_domain_event(stored)
+        expected_version, prev_hash = expected_version + 1, event.event_hash
+    return problems
+
+
+def _link_problem(log: EventLog, stored: StoredEvent, expected_version: int, prev_hash: str) -> str | None:
+    if stored.originator_version != expected_version:
+        return (f"expected version {expected_version}: an event was deleted or versions were changed")
+    try:
+        event: Any = log.app.mapper.to_domain_event(stored)
+    except Exception as e:
+        return f"the stored event cannot be read ({type(e).__name__}): it was altered"
+    if event.event_hash is None:
+        return "the event carries no hash: it was altered or stored outside the service"
+    if event.prev_hash != prev_hash:
+        return "its previous-event hash does not match the event before it: the chain is broken"
+    if digest_of(event) != event.event_hash:
+        return "its content does not match its hash: the event was altered"
+    return None
+
+
+def checkpoint(log: EventLog, upto: int | None = None) -> tuple[int, str]:
+    """A digest of the whole log up to a position (default: the head), to be
+    kept outside the database and compared later."""
+    position = log.head() if upto is None else upto
+    digest = hashlib.sha256()
+    last = 0
+    for logged in log.iterate(0):
+        if logged.position > position:
+            break
+        s = logged.stored
+        digest.update(f"{logged.position}|{s.originator_id}|{s.originator_version}|{s.topic}|".encode())
+        digest.update(s.state)
+        digest.update(b"\n")
+        last = logged.position
+    return last, digest.hexdigest()

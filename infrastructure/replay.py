@@ -1,0 +1,70 @@
+"""Replay an exported NDJSON log into an empty event store, positions kept,
+so an auditor can rebuild and verify their own copy."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from psycopg.sql import SQL, Identifier
+
+from domain.service import ProfilesService
+
+BATCH = 500
+
+
+class NotEmpty(Exception):
+    """The target event store already holds events."""
+
+
+def _rows(lines: Iterable[str]) -> Iterable[tuple[int, UUID, int, str, bytes]]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record: dict[str, Any] = json.loads(line)
+            yield (
+                int(record["position"]),
+                UUID(record["aggregate_id"]),
+                int(record["version"]),
+                str(record["topic"]),
+                base64.b64decode(record["stored_state"], validate=True),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"line {number}: not an exported event ({e})") from None
+
+
+def replay_file(path: Path, app: ProfilesService) -> tuple[int, int]:
+    """Inserts every event of the file; returns (count, last position)."""
+    recorder: Any = app.recorder
+    datastore = recorder.datastore
+    table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(recorder.events_table_name))
+    if recorder.max_notification_id():
+        raise NotEmpty("the target event store is not empty")
+    insert = SQL(
+        "INSERT INTO {} (notification_id, originator_id, originator_version, topic, state)"
+        " VALUES (%s, %s, %s, %s, %s)"
+    ).format(table)
+    count, last = 0, 0
+    with path.open(encoding="utf-8") as lines, datastore.transaction(commit=True) as curs:
+        batch: list[tuple[int, UUID, int, str, bytes]] = []
+        for row in _rows(lines):
+            if row[0] <= last:
+                raise ValueError(f"position {row[0]} is out of order")
+            batch.append(row)
+            count, last = count + 1, row[0]
+            if len(batch) == BATCH:
+                curs.executemany(insert, batch)
+                batch.clear()
+        if batch:
+            curs.executemany(insert, batch)
+        if last:
+            curs.execute(
+                SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)"),
+                (f'"{datastore.schema}"."{recorder.events_table_name}"', last),
+            )
+    return count, last
