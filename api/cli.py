@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import typer
 
@@ -91,12 +92,23 @@ def rebuild() -> None:
 
 
 @cli.command()
-def verify() -> None:
-    """Replays rosters and profiles and compares them with the read table and the invariant."""
+def verify(
+    checkpoint: bool = typer.Option(
+        False, "--checkpoint", help="print a digest of the log up to --upto (default: the head) instead"
+    ),
+    upto: int | None = typer.Option(None, help="with --checkpoint: the last position to digest"),
+) -> None:
+    """Walks every event's hash chain, replays rosters and profiles, and compares
+    them with the invariant and the read table, row by row."""
+    from infrastructure.chain_check import checkpoint as digest_log
     from infrastructure.verify import verify_store
 
     container = _container()
     try:
+        if checkpoint:
+            position, digest = digest_log(container.audit.log, upto)
+            typer.echo(f"checkpoint position={position} sha256={digest}")
+            return
         problems = verify_store(container)
     finally:
         container.close()
@@ -106,6 +118,74 @@ def verify() -> None:
         typer.echo(f"{len(problems)} difference(s) found", err=True)
         raise typer.Exit(1)
     typer.echo("ok: events, invariant and read table agree")
+
+
+@cli.command("import-legacy")
+def import_legacy_command(
+    legacy_url: str = typer.Option(
+        ..., "--from", help="the legacy dashboard's PostgreSQL URL (only read, never written)"
+    ),
+    account: str = typer.Option(..., "--account", help="the account id `accounts create` printed"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and write nothing"),
+) -> None:
+    """Imports a legacy racer_profiles (and vehicles) table into an account; re-runs import only what is new."""
+    from infrastructure.legacy_import import LegacyImportError, format_report, import_legacy
+
+    container = _container()
+    try:
+        report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=not dry_run)
+    except LegacyImportError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        container.close()
+    for line in format_report(report):
+        typer.echo(line)
+
+
+@cli.command()
+def export(
+    out: Path = typer.Option(..., "--out", help="the NDJSON file to write"),
+    after: int = typer.Option(0, "--after", help="export events after this position"),
+) -> None:
+    """Writes the ordered event log as NDJSON (resumable with --after); prints the last position."""
+    import orjson
+
+    from infrastructure.audit import export_record
+
+    container = _container()
+    log = container.audit.log
+    last = after
+    try:
+        with out.open("wb") as file, typer.progressbar(
+            length=max(log.head() - after, 0), label="exporting events", file=sys.stderr
+        ) as bar:
+            for logged in log.iterate(after):
+                file.write(orjson.dumps(export_record(logged, log.decode(logged))) + b"\n")
+                bar.update(logged.position - last)
+                last = logged.position
+    finally:
+        container.close()
+    typer.echo(f"last position {last}")
+
+
+@cli.command()
+def replay(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="an export's NDJSON file"),
+    into: str = typer.Option(..., "--into", help="URL of the database to load (its event store must be empty)"),
+) -> None:
+    """Loads an exported log into an empty event store, positions kept."""
+    from infrastructure.replay import NotEmpty, replay_file
+
+    container = build(Settings(database_url=into))
+    try:
+        count, last = replay_file(file, container.app)
+    except (NotEmpty, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        container.close()
+    typer.echo(f"replayed {count} events up to position {last}; now run rebuild and verify there")
 
 
 def main() -> None:
