@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api import problems
+from api.limits import BodyLimitsMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routers import audit, health, profiles
 from infrastructure.container import Container
@@ -29,8 +31,21 @@ def create_app(container: Container) -> FastAPI:
         version="1.0.0",
         description="Racer profiles of a racing dashboard, event-sourced, one default per account.",
         lifespan=lifespan,
+        # Operation ids are the endpoint functions' names: stable for generated clients.
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.container = container
+    settings = container.settings
+    app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key",
+                           "X-Request-ID", "X-Reason", "X-Min-Position", "Last-Event-ID"],
+            expose_headers=["ETag", "Location", "X-Position", "X-Request-ID", "Retry-After"],
+        )
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     app.include_router(health.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -49,16 +50,25 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+def problem_document(problem: Problem, path: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPES + problem.kind,
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,
     }
-    if request is not None:
-        body["instance"] = request.url.path
+    if path is not None:
+        body["instance"] = path
     body.update(problem.extra)
+    return body
+
+
+def problem_body(problem: Problem, path: str | None = None) -> bytes:
+    return json.dumps(problem_document(problem, path)).encode()
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    body = problem_document(problem, request.url.path if request is not None else None)
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=MEDIA_TYPE)
 
 
@@ -93,6 +103,10 @@ def _from_exception(exc: Exception) -> Problem:
 def _validation_errors(exc: RequestValidationError) -> Problem:
     errors = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            error = (err.get("ctx") or {}).get("error", "invalid JSON")
+            errors.append({"field": "body", "reason": f"malformed JSON: {error}"})
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         errors.append({"field": ".".join(loc) or str(err.get("loc", ["body"])[0]), "reason": err["msg"]})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -38,6 +38,7 @@ class Outcome:
     position: int
     vehicle_id: str | None = None
     attempts: int = 1
+    roster_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ class ProfilesService(Application[UUID]):
             return (profile,)
 
         outcome = self._run(profile_id, decide)
-        return Outcome(profile_id, outcome.position, vehicle["id"], outcome.attempts)
+        return replace(outcome, vehicle_id=vehicle["id"])
 
     def change_vehicle(
         self,
@@ -263,8 +264,11 @@ class ProfilesService(Application[UUID]):
     def _run(self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]]) -> Outcome:
         for attempt in range(1, self.max_attempts + 1):
             aggregates = decide()
+            rosters = [a.version for a in aggregates if isinstance(a, Roster)]
+            roster_version = rosters[0] if rosters else None
             if not any(a.pending_events for a in aggregates):
-                return Outcome(profile_id, self.recorder.max_notification_id() or 0, None, attempt)
+                head = self.recorder.max_notification_id() or 0
+                return Outcome(profile_id, head, None, attempt, roster_version)
             try:
                 recordings = self.save(*aggregates)
             except IntegrityError:
@@ -273,7 +277,8 @@ class ProfilesService(Application[UUID]):
                 # Jittered exponential backoff so that racing writers spread out.
                 self._sleep(random.uniform(0, self.backoff_seconds * 2 ** min(attempt, 6)))
                 continue
-            return Outcome(profile_id, recordings[-1].notification.id, None, attempt)
+            position = recordings[-1].notification.id
+            return Outcome(profile_id, position, None, attempt, roster_version)
         raise ConcurrencyConflict(
             f"gave up after {self.max_attempts} attempts: other changes to this account kept winning"
         )

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     )
     create_tables: bool = Field(default=True, description="create tables at start-up")
     run_projection: bool = Field(default=True, description="run the projection inside serve")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='browser origins allowed to call the API (JSON list)'
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     @field_validator("database_url")
     @classmethod

@@ -22,6 +22,7 @@ from api.deps import (
 from api.problems import Problem
 from api.routers.audit import timeline_for
 from api.responses import (
+    etag,
     command_response,
     decode_cursor,
     encode_cursor,
@@ -40,6 +41,7 @@ from api.schemas import (
     VehicleCreate,
     VehicleUpdate,
 )
+from domain.roster import roster_id
 from domain.service import Cause
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
@@ -102,20 +104,33 @@ def get_default(
     principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
 ) -> JSONResponse:
     wait_for(container, min_position)
+    # The roster's version is read before the row, so the ETag is never newer
+    # than the state shown: a race can only cause a spurious 412, never a lost update.
+    roster_version = container.audit.log.version_of(roster_id(principal.account_id))
     row = container.queries.default(principal.account_id)
     if row is None:
         raise Problem(404, "no-default", "No default profile", "this account has no active profile")
-    return profile_response(row)
+    response = profile_response(row)
+    response.headers["ETag"] = etag(roster_version)
+    return response
 
 
 @router.put("/default", response_model=ProfilePublic, responses=_PROBLEMS)
 def set_default(
-    body: DefaultRequest, owner: OwnerDep, container: ContainerDep, cause: CauseDep
+    body: DefaultRequest,
+    owner: OwnerDep,
+    container: ContainerDep,
+    cause: CauseDep,
+    if_match: IfMatchDep,
 ) -> JSONResponse:
+    """If-Match names the roster's version (the ETag of GET /v1/profiles/default)."""
     outcome = container.app.set_default(
-        owner.account_id, body.profile_id, _because(cause, body.reason)
+        owner.account_id, body.profile_id, _because(cause, body.reason), if_match
     )
-    return command_response(container, owner.account_id, outcome)
+    response = command_response(container, owner.account_id, outcome)
+    if outcome.roster_version is not None:
+        response.headers["ETag"] = etag(outcome.roster_version)
+    return response
 
 
 @router.get("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
