@@ -100,6 +100,14 @@ def _from_exception(exc: Exception) -> Problem:
     return Problem(500, "internal", "Internal server error", "an unexpected error occurred")
 
 
+def exception_response(exc: Exception, request: Request) -> JSONResponse:
+    """The problem response for an exception raised by a command (used where the
+    response must be captured, e.g. for idempotent replays)."""
+    if isinstance(exc, RequestValidationError):
+        return problem_response(_validation_errors(exc), request)
+    return problem_response(_from_exception(exc), request)
+
+
 def _validation_errors(exc: RequestValidationError) -> Problem:
     errors = []
     for err in exc.errors():

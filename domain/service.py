@@ -48,6 +48,8 @@ class Cause:
     actor: str
     reason: str | None = None
     request_id: str | None = None
+    # (account, key) of the request's Idempotency-Key, opaque to the domain.
+    idempotency: tuple[str, str] | None = None
 
     def args(self) -> tuple[str, str | None, str | None]:
         return self.actor, self.reason, self.request_id
@@ -103,7 +105,7 @@ class ProfilesService(Application[UUID]):
             roster.join(new_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
-        return self._run(new_id, decide)
+        return self._run(new_id, decide, cause)
 
     def rename(
         self,
@@ -118,7 +120,7 @@ class ProfilesService(Application[UUID]):
             profile.rename(name, *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     def add_vehicle(
         self,
@@ -135,7 +137,7 @@ class ProfilesService(Application[UUID]):
             profile.add_vehicle(vehicle, *cause.args())
             return (profile,)
 
-        outcome = self._run(profile_id, decide)
+        outcome = self._run(profile_id, decide, cause)
         return replace(outcome, vehicle_id=vehicle["id"])
 
     def change_vehicle(
@@ -152,7 +154,7 @@ class ProfilesService(Application[UUID]):
             profile.change_vehicle(vehicle_id, dict(fields), *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     def remove_vehicle(
         self,
@@ -167,7 +169,7 @@ class ProfilesService(Application[UUID]):
             profile.remove_vehicle(vehicle_id, *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     def archive(
         self,
@@ -186,7 +188,7 @@ class ProfilesService(Application[UUID]):
             roster.leave(profile_id, successor_id, *cause.args())
             return profile, roster
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     def restore(
         self,
@@ -202,7 +204,7 @@ class ProfilesService(Application[UUID]):
             roster.join(profile_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     def set_default(
         self,
@@ -219,7 +221,7 @@ class ProfilesService(Application[UUID]):
             roster.set_default(profile_id, *cause.args())
             return (roster,)
 
-        return self._run(profile_id, decide)
+        return self._run(profile_id, decide, cause)
 
     # --- queries --------------------------------------------------------
 
@@ -261,7 +263,9 @@ class ProfilesService(Application[UUID]):
         roster = self.get_roster(account_id)
         return roster if roster is not None else Roster.open(account_id)
 
-    def _run(self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]]) -> Outcome:
+    def _run(
+        self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]], cause: Cause
+    ) -> Outcome:
         for attempt in range(1, self.max_attempts + 1):
             aggregates = decide()
             rosters = [a.version for a in aggregates if isinstance(a, Roster)]
@@ -270,7 +274,9 @@ class ProfilesService(Application[UUID]):
                 head = self.recorder.max_notification_id() or 0
                 return Outcome(profile_id, head, None, attempt, roster_version)
             try:
-                recordings = self.save(*aggregates)
+                # An idempotency key is marked used in the events' own transaction.
+                mark = (*cause.idempotency, str(profile_id)) if cause.idempotency else None
+                recordings = self.save(*aggregates, idempotency=mark)
             except IntegrityError:
                 if attempt == self.max_attempts:
                     break

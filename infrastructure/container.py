@@ -13,6 +13,7 @@ from domain.service import ProfilesService
 from infrastructure.accounts import Accounts
 from infrastructure.audit import Audit
 from infrastructure.embedded import start_embedded
+from infrastructure.idempotency import IdempotencyStore
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.runner import ProjectionRunner
@@ -53,6 +54,7 @@ class Container:
     queries: ProfileQueries
     accounts: Accounts
     audit: Audit
+    idempotency: IdempotencyStore
     runner: ProjectionRunner | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -77,9 +79,11 @@ def build(settings: Settings) -> Container:
     datastore = read_datastore(settings)
     view = PostgresProfilesView(datastore)
     accounts = Accounts(datastore)
+    idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
     if settings.create_tables:
         view.create_table()
         accounts.create_tables()
+        idempotency.create_table()
     return Container(
         settings=settings,
         app=app,
@@ -88,4 +92,5 @@ def build(settings: Settings) -> Container:
         queries=ProfileQueries(datastore),
         accounts=accounts,
         audit=Audit(app),
+        idempotency=idempotency,
     )

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description='browser origins allowed to call the API (JSON list)'
     )
+    idempotency_ttl_seconds: int = Field(
+        default=24 * 3600, ge=60, description="how long an Idempotency-Key is remembered"
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
     @field_validator("database_url")
@@ -72,6 +75,7 @@ class Settings(BaseSettings):
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             "POSTGRES_PRE_PING": "y",
             "CREATE_TABLE": "y" if self.create_tables else "n",
+            "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:ProfilesRecorder",
         }
 
     def with_database(self, url: str) -> Settings:

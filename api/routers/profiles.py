@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from api.deps import (
     CauseDep,
@@ -19,6 +21,7 @@ from api.deps import (
     PrincipalDep,
     scope_of,
 )
+from api.idempotency import idempotent
 from api.problems import Problem
 from api.routers.audit import timeline_for
 from api.responses import (
@@ -43,6 +46,7 @@ from api.schemas import (
 )
 from domain.roster import roster_id
 from domain.service import Cause
+from infrastructure.container import Container
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
@@ -63,22 +67,44 @@ def _because(cause: Cause, body_reason: str | None) -> Cause:
     return replace(cause, reason=body_reason) if body_reason else cause
 
 
+def _once(
+    request: Request,
+    container: Container,
+    cause: Cause,
+    body: BaseModel | None,
+    run: Callable[[Cause], Response],
+) -> Response:
+    """Runs the command at most once per Idempotency-Key (see api/idempotency.py)."""
+
+    def current(profile_id: str) -> Response:
+        wait_for(container, container.audit.log.head())
+        row = container.queries.get(cause.actor, UUID(profile_id))
+        if row is None:
+            raise _not_found(UUID(profile_id))
+        return profile_response(row)
+
+    return idempotent(request, container, cause, body, run, current)
+
+
 def _not_found(profile_id: UUID) -> Problem:
     return Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
 
 
 @router.post("", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
 def create_profile(
-    body: ProfileCreate, owner: OwnerDep, container: ContainerDep, cause: CauseDep
-) -> JSONResponse:
-    outcome = container.app.create_profile(
-        owner.account_id,
-        body.name,
-        [v.model_dump() for v in body.vehicles],
-        _because(cause, body.reason),
-        details=body.details,
-    )
-    return command_response(container, owner.account_id, outcome, 201, location=True)
+    request: Request, body: ProfileCreate, owner: OwnerDep, container: ContainerDep, cause: CauseDep
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.create_profile(
+            owner.account_id,
+            body.name,
+            [v.model_dump() for v in body.vehicles],
+            _because(cause, body.reason),
+            details=body.details,
+        )
+        return command_response(container, owner.account_id, outcome, 201, location=True)
+
+    return _once(request, container, cause, body, run)
 
 
 @router.get("", response_model=ProfilePage, responses=_PROBLEMS)
@@ -117,20 +143,25 @@ def get_default(
 
 @router.put("/default", response_model=ProfilePublic, responses=_PROBLEMS)
 def set_default(
+    request: Request,
     body: DefaultRequest,
     owner: OwnerDep,
     container: ContainerDep,
     cause: CauseDep,
     if_match: IfMatchDep,
-) -> JSONResponse:
+) -> Response:
     """If-Match names the roster's version (the ETag of GET /v1/profiles/default)."""
-    outcome = container.app.set_default(
-        owner.account_id, body.profile_id, _because(cause, body.reason), if_match
-    )
-    response = command_response(container, owner.account_id, outcome)
-    if outcome.roster_version is not None:
-        response.headers["ETag"] = etag(outcome.roster_version)
-    return response
+
+    def run(cause: Cause) -> Response:
+        outcome = container.app.set_default(
+            owner.account_id, body.profile_id, _because(cause, body.reason), if_match
+        )
+        response = command_response(container, owner.account_id, outcome)
+        if outcome.roster_version is not None:
+            response.headers["ETag"] = etag(outcome.roster_version)
+        return response
+
+    return _once(request, container, cause, body, run)
 
 
 @router.get("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
@@ -182,71 +213,90 @@ def _invalid(field: str, reason: str) -> Problem:
 
 @router.patch("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
 def rename_profile(
+    request: Request,
     profile_id: UUID,
     body: ProfileUpdate,
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
-) -> JSONResponse:
-    outcome = container.app.rename(
-        owner.account_id, profile_id, body.name, _because(cause, body.reason), if_match
-    )
-    return command_response(container, owner.account_id, outcome)
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.rename(
+            owner.account_id, profile_id, body.name, _because(cause, body.reason), if_match
+        )
+        return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, body, run)
 
 
 @router.post("/{profile_id}/archive", response_model=ProfilePublic, responses=_PROBLEMS)
 def archive_profile(
+    request: Request,
     profile_id: UUID,
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
     body: ArchiveRequest | None = None,
-) -> JSONResponse:
+) -> Response:
     body = body or ArchiveRequest()
-    outcome = container.app.archive(
-        owner.account_id, profile_id, _because(cause, body.reason), body.successor_id, if_match
-    )
-    return command_response(container, owner.account_id, outcome)
+
+    def run(cause: Cause) -> Response:
+        outcome = container.app.archive(
+            owner.account_id, profile_id, _because(cause, body.reason), body.successor_id, if_match
+        )
+        return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, body, run)
 
 
 @router.post("/{profile_id}/restore", response_model=ProfilePublic, responses=_PROBLEMS)
 def restore_profile(
+    request: Request,
     profile_id: UUID,
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
     body: RestoreRequest | None = None,
-) -> JSONResponse:
+) -> Response:
     body = body or RestoreRequest()
-    outcome = container.app.restore(
-        owner.account_id, profile_id, _because(cause, body.reason), if_match
-    )
-    return command_response(container, owner.account_id, outcome)
+
+    def run(cause: Cause) -> Response:
+        outcome = container.app.restore(
+            owner.account_id, profile_id, _because(cause, body.reason), if_match
+        )
+        return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, body, run)
 
 
 @router.post("/{profile_id}/vehicles", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
 def add_vehicle(
+    request: Request,
     profile_id: UUID,
     body: VehicleCreate,
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
-) -> JSONResponse:
-    outcome = container.app.add_vehicle(
-        owner.account_id, profile_id, body.model_dump(), cause, if_match
-    )
-    response = command_response(container, owner.account_id, outcome, 201)
-    if outcome.vehicle_id:
-        response.headers["Location"] = f"/v1/profiles/{profile_id}/vehicles/{outcome.vehicle_id}"
-    return response
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.add_vehicle(
+            owner.account_id, profile_id, body.model_dump(), cause, if_match
+        )
+        response = command_response(container, owner.account_id, outcome, 201)
+        if outcome.vehicle_id:
+            response.headers["Location"] = f"/v1/profiles/{profile_id}/vehicles/{outcome.vehicle_id}"
+        return response
+
+    return _once(request, container, cause, body, run)
 
 
 @router.patch("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
 def change_vehicle(
+    request: Request,
     profile_id: UUID,
     vehicle_id: UUID,
     body: VehicleUpdate,
@@ -254,28 +304,35 @@ def change_vehicle(
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
-) -> JSONResponse:
-    outcome = container.app.change_vehicle(
-        owner.account_id,
-        profile_id,
-        str(vehicle_id),
-        body.model_dump(exclude_unset=True),
-        cause,
-        if_match,
-    )
-    return command_response(container, owner.account_id, outcome)
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.change_vehicle(
+            owner.account_id,
+            profile_id,
+            str(vehicle_id),
+            body.model_dump(exclude_unset=True),
+            cause,
+            if_match,
+        )
+        return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, body, run)
 
 
 @router.delete("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
 def remove_vehicle(
+    request: Request,
     profile_id: UUID,
     vehicle_id: UUID,
     owner: OwnerDep,
     container: ContainerDep,
     if_match: IfMatchDep,
     cause: CauseDep,
-) -> JSONResponse:
-    outcome = container.app.remove_vehicle(
-        owner.account_id, profile_id, str(vehicle_id), cause, if_match
-    )
-    return command_response(container, owner.account_id, outcome)
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.remove_vehicle(
+            owner.account_id, profile_id, str(vehicle_id), cause, if_match
+        )
+        return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, None, run)

@@ -1,0 +1,90 @@
+"""Idempotency-Key on commands: a retry with the same key and body gets the
+first response back and writes nothing; the same key with another body: 422;
+while the first is still running: 409."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from api.problems import Problem, exception_response
+from domain.service import Cause
+from infrastructure.container import Container
+from infrastructure.idempotency import fingerprint
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEPT_HEADERS = ("etag", "location", "x-position", "content-type")
+
+
+def _invalid_key(reason: str) -> Problem:
+    return Problem(
+        422, "validation", "Invalid request", f"Idempotency-Key: {reason}",
+        errors=[{"field": "Idempotency-Key", "reason": reason}],
+    )
+
+
+def _replayed(status: int, headers: dict[str, str], body: bytes) -> Response:
+    return Response(body, status_code=status, headers={**headers, "Idempotent-Replayed": "true"})
+
+
+def idempotent(
+    request: Request,
+    container: Container,
+    cause: Cause,
+    body: BaseModel | None,
+    command: Callable[[Cause], Response],
+    rebuild: Callable[[str], Response],
+) -> Response:
+    """Runs command(cause) at most once per (account, key). rebuild(profile_id)
+    answers for a key whose first request committed but died before replying."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return command(cause)
+    if not _KEY.match(key):
+        raise _invalid_key("must be 1-255 visible ASCII characters")
+    account = cause.actor
+    payload = body.model_dump_json(exclude_unset=True) if body is not None else ""
+    fp = fingerprint(request.method, str(request.url.path), payload.encode())
+    store = container.idempotency
+    if not store.reserve(account, key, fp):
+        stored = store.get(account, key)
+        if stored is None:  # expired and removed in between: one more try
+            if not store.reserve(account, key, fp):
+                raise Problem(409, "idempotency-in-flight", "Request in progress",
+                              "a request with this Idempotency-Key is still being processed")
+        elif stored.fingerprint != fp:
+            raise _invalid_key("was already used with a different request")
+        elif stored.state == "done" and stored.body is not None and stored.status is not None:
+            return _replayed(stored.status, stored.headers, stored.body)
+        elif stored.state == "committed" and stored.profile_id and stored.lease_expired:
+            # The first request stored its events but died before replying.
+            return _finish(container, account, key, rebuild(stored.profile_id))
+        elif not (stored.lease_expired and store.take_over(account, key)):
+            raise Problem(409, "idempotency-in-flight", "Request in progress",
+                          "a request with this Idempotency-Key is still being processed",
+                          {"Retry-After": "1"})
+    try:
+        response = command(replace(cause, idempotency=(account, key)))
+    except Exception as exc:
+        response = exception_response(exc, request)
+        if response.status_code >= 500:
+            stored = store.get(account, key)
+            if stored is not None and stored.state == "in_flight":
+                store.release(account, key)  # nothing was written: a retry may run it
+            return response
+    return _finish(container, account, key, response)
+
+
+def _finish(container: Container, account: str, key: str, response: Response) -> Response:
+    headers = {k: v for k, v in response.headers.items() if k in _KEPT_HEADERS}
+    if response.status_code < 500:
+        container.idempotency.finish(account, key, response.status_code, headers, bytes(response.body))
+    return response
+
+
+__all__: list[Any] = ["idempotent"]

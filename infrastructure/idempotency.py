@@ -1,0 +1,121 @@
+"""Idempotency keys: the first request's outcome is kept, retries get it back.
+
+A key is reserved (in flight) before the command runs; the command's event
+transaction marks it committed (see recorder.py), so "events written" and
+"key used" can never disagree; the full response is stored right after."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+TABLE = "idempotency_keys"
+LEASE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Stored:
+    fingerprint: str
+    state: str  # in_flight | committed | done
+    lease_expired: bool
+    status: int | None
+    headers: dict[str, str]
+    body: bytes | None
+    profile_id: str | None
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(b"\0".join([method.encode(), path.encode(), body])).hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, datastore: PostgresDatastore, ttl_seconds: int) -> None:
+        self.datastore = datastore
+        self.ttl = ttl_seconds
+        self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(TABLE))
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " account_id text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+                    " state text NOT NULL, lease_until timestamptz NOT NULL,"
+                    " expires_at timestamptz NOT NULL, profile_id text, status integer,"
+                    " headers jsonb, body bytea, PRIMARY KEY (account_id, key))"
+                ).format(self.table)
+            )
+
+    def reserve(self, account_id: str, key: str, fp: str) -> bool:
+        """True when this request now owns the key (new, or expired and replaced)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE account_id = %s AND key = %s AND expires_at < now()").format(
+                    self.table
+                ),
+                (account_id, key),
+            )
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, key, fingerprint, state, lease_until, expires_at)"
+                    " VALUES (%s, %s, %s, 'in_flight', now() + make_interval(secs => %s),"
+                    " now() + make_interval(secs => %s)) ON CONFLICT DO NOTHING"
+                ).format(self.table),
+                (account_id, key, fp, LEASE_SECONDS, self.ttl),
+            )
+            return curs.rowcount == 1
+
+    def get(self, account_id: str, key: str) -> Stored | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT fingerprint, state, lease_until < now() AS expired, status, headers, body,"
+                    " profile_id FROM {} WHERE account_id = %s AND key = %s"
+                ).format(self.table),
+                (account_id, key),
+            )
+            row: Any = curs.fetchone()
+        if row is None:
+            return None
+        return Stored(
+            row["fingerprint"], row["state"], row["expired"], row["status"],
+            row["headers"] or {}, bytes(row["body"]) if row["body"] is not None else None,
+            row["profile_id"],
+        )
+
+    def take_over(self, account_id: str, key: str) -> bool:
+        """Claims a key whose owner died before committing (its lease ran out)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET lease_until = now() + make_interval(secs => %s)"
+                    " WHERE account_id = %s AND key = %s AND state = 'in_flight' AND lease_until < now()"
+                ).format(self.table),
+                (LEASE_SECONDS, account_id, key),
+            )
+            return curs.rowcount == 1
+
+    def finish(self, account_id: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET state = 'done', status = %s, headers = %s, body = %s"
+                    " WHERE account_id = %s AND key = %s"
+                ).format(self.table),
+                (status, Jsonb(headers), body, account_id, key),
+            )
+
+    def release(self, account_id: str, key: str) -> None:
+        """Forgets a reservation whose request failed transiently and wrote nothing."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE account_id = %s AND key = %s AND state = 'in_flight'").format(
+                    self.table
+                ),
+                (account_id, key),
+            )
