@@ -32,6 +32,10 @@ class ProfileArchived(IllegalState):
     """Archived profiles cannot be changed or made default; restore them first."""
 
 
+class ProfileExists(IllegalState):
+    """A profile with the given id already exists."""
+
+
 class ProfileNotArchived(IllegalState):
     """Only an archived profile can be restored."""
 

@@ -20,7 +20,13 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper
 from eventsourcing.utils import EnvType
 
-from domain.errors import ConcurrencyConflict, InvalidValue, ProfileNotFound, VersionMismatch
+from domain.errors import (
+    ConcurrencyConflict,
+    InvalidValue,
+    ProfileExists,
+    ProfileNotFound,
+    VersionMismatch,
+)
 from domain.profile import RacerProfile
 from domain.roster import Roster, roster_id
 from domain.upcasting import UpcastingMapper
@@ -97,6 +103,9 @@ class ProfilesService(Application[UUID]):
         ]
 
         def decide() -> tuple[Aggregate, ...]:
+            # Only a caller-chosen id can exist already (imports); a new uuid4 cannot.
+            if profile_id is not None and profile_id in self.repository:
+                raise ProfileExists(f"profile {profile_id} already exists")
             profile = RacerProfile.start(
                 new_id, account_id, name, records, cause.actor, cause.reason,
                 dict(details or {}), cause.request_id,

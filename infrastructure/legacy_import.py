@@ -28,7 +28,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -77,7 +77,9 @@ _SAFE_INT = 2**53
 
 
 class LegacyImportError(Exception):
-    """The import cannot start: unknown account, unreadable or unsuitable legacy database."""
+    """The import cannot start (unknown account, unreadable or unsuitable legacy
+    database) or cannot go on. Each profile is written whole, in one transaction,
+    so running the import again carries on where it stopped."""
 
 
 @dataclass(frozen=True)
@@ -345,10 +347,13 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
 
     valid: list[dict[str, Any]] = []
     ids: dict[str, UUID] = {}
+    notes: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    seen: set[str] = set()
     for row in legacy.profiles:
-        if row["id"] is None:
-            continue
+        if row["id"] is None or _key(row["id"]) in seen:
+            continue  # a duplicated id is reported once
         key = _key(row["id"])
+        seen.add(key)
         pid = candidates[key]
         own_vehicles = vehicles_of.get(key, [])
         if pid in existing:
@@ -383,7 +388,7 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
                 records.append(fields)
         if len(own_vehicles) > VEHICLES_MAX:
             problems.append(f"has {len(own_vehicles)} vehicles; at most {VEHICLES_MAX} per profile")
-        details, detail_problem = _details(row, detail_columns, report)
+        details, detail_problem = _details(row, detail_columns, notes)
         if detail_problem:
             problems.append(detail_problem)
         if problems:
@@ -402,6 +407,9 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
                 details=details,
             )
         )
+    for (column, note), which in notes.items():
+        shown = ", ".join(_show(i) for i in which[:5]) + (", ..." if len(which) > 5 else "")
+        report.warnings.append(f"details.{column}: {note} for {len(which)} profile(s) ({shown})")
     if report.has_is_default:
         skipped = [r["id"] for r in legacy.profiles
                    if r["id"] is not None and _truthy(r["is_default"]) and _key(r["id"]) not in ids]
@@ -410,14 +418,14 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
                 "marked is_default but skipped as a bad row: "
                 + ", ".join(f"profile {_show(i)}" for i in skipped)
             )
+    report.bad_rows.sort(key=lambda b: b.table != PROFILES_TABLE)  # profiles first, stable
     report.default = _choose_default(valid, ids, report)
 
 
 def _with_vehicles(reason: str, vehicles: Sequence[dict[str, Any]]) -> str:
     if not vehicles:
         return reason
-    count = len(vehicles)
-    return f"{reason} (skipped with its {count} vehicle{'s' if count != 1 else ''})"
+    return f"{reason} (skipped with its {_n(len(vehicles), 'vehicle')})"
 
 
 def _detail_columns(columns: Sequence[str], report: ImportReport) -> list[str]:
@@ -433,9 +441,9 @@ def _detail_columns(columns: Sequence[str], report: ImportReport) -> list[str]:
         keep.append(column)
     if len(keep) < len(extra):
         report.warnings.append(
-            f"{PROFILES_TABLE} has {len(extra)} extra columns; details keep at most {DETAILS_MAX}"
-            f" with distinct names; not imported: "
-            + ", ".join(c for c in extra if c not in keep)
+            f"{PROFILES_TABLE} has {len(extra)} extra columns; details hold at most {DETAILS_MAX}"
+            f" (names cut to {DETAIL_KEY_MAX} characters must stay distinct), so"
+            f" {len(extra) - len(keep)} are not imported"
         )
     report.detail_columns = keep
     return keep
@@ -452,9 +460,6 @@ def _vehicle_columns(columns: Sequence[str], report: ImportReport) -> dict[str, 
     unused = [c for c in columns if c not in used]
     if unused:
         report.unused_columns.extend(f"{VEHICLES_TABLE}.{c}" for c in unused)
-        report.warnings.append(
-            f"{VEHICLES_TABLE} columns with no place in a vehicle are not imported: {', '.join(unused)}"
-        )
     return chosen
 
 
@@ -494,13 +499,13 @@ def _optional_text(value: Any) -> str | None:
 
 
 def _details(
-    row: dict[str, Any], columns: Sequence[str], report: ImportReport
+    row: dict[str, Any], columns: Sequence[str], notes: dict[tuple[str, str], list[Any]]
 ) -> tuple[dict[str, Any], str | None]:
     details: dict[str, Any] = {}
     for column in columns:
         value, note = _detail_value(row[column])
         if note:
-            report.warnings.append(f"profile {_show(row['id'])}: column {column} {note}")
+            notes[(column, note)].append(row["id"])
         details[column.strip()[:DETAIL_KEY_MAX]] = value
     try:
         return clean_details(details), None
@@ -524,7 +529,7 @@ def _detail_value(value: Any) -> tuple[Any, str | None]:
     if isinstance(value, float):
         return (value, None) if math.isfinite(value) else (str(value), None)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return None, "is binary data; kept as null"
+        return None, "binary data, kept as null"
     if isinstance(value, (datetime, date, time)):
         return _text(value.isoformat())
     if isinstance(value, timedelta):
@@ -542,13 +547,13 @@ def _text(text: str) -> tuple[str | None, str | None]:
                 " " if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") else ch for ch in text
             ).split()
         )
-        note = "had control characters; replaced by spaces"
+        note = "control characters replaced by spaces"
     text = text.strip()
     if not text:
         return None, note
     if len(text) > DETAIL_VALUE_MAX:
         text = text[: DETAIL_VALUE_MAX - 1].rstrip() + "…"
-        note = f"was longer than {DETAIL_VALUE_MAX} characters; truncated"
+        note = f"longer than {DETAIL_VALUE_MAX} characters, truncated"
     return text, note
 
 
@@ -596,7 +601,7 @@ def _choose_default(
             row = valid[0]
             why = "no profile has an updated_at" if report.has_updated_at else "no updated_at column"
             reason = f"{lead} and {why}; legacy profile {_show(row['id'])} is the earliest created"
-    return DefaultChoice(row["id"], ids[_key(row["id"])], str(row["name"]).strip(), reason)
+    return DefaultChoice(row["id"], ids[_key(row["id"])], str(row["name"] or "").strip(), reason)
 
 
 # --- what the store already holds --------------------------------------------
@@ -626,6 +631,13 @@ def _imported_vehicles(container: Container, profile_ids: list[UUID]) -> dict[UU
 
 
 def _legacy_vehicle_ids(reason: str) -> list[str]:
+    try:
+        return _parse_vehicle_ids(reason)
+    except ValueError:  # not written by this module: names no legacy vehicle
+        return []
+
+
+def _parse_vehicle_ids(reason: str) -> list[str]:
     decoder = json.JSONDecoder()
     if reason.startswith(_PROFILE_MARK):
         _, end = decoder.raw_decode(reason, len(_PROFILE_MARK))
@@ -668,14 +680,20 @@ def _write(container: Container, account: str, report: ImportReport, progress: b
                 # This profile joins an empty roster and so becomes the default in
                 # the same events: they carry the choice's reason.
                 reason += f"; default: {report.default.reason}"
+                joins_as_default = True
+            else:
+                joins_as_default = False
             try:
                 app.create_profile(
                     account, p.name, list(p.vehicles), Cause(ACTOR, reason),
                     profile_id=p.profile_id, details=p.details,
                 )
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as e:
                 if not _exists(container, p.profile_id):
-                    raise
+                    raise LegacyImportError(
+                        f"stopped after importing {_n(len(report.created), 'profile')}: {e};"
+                        " run the import again to finish it"
+                    ) from e
                 report.warnings.append(
                     f"profile {_show(p.legacy_id)} was imported meanwhile by another run"
                 )
@@ -685,6 +703,8 @@ def _write(container: Container, account: str, report: ImportReport, progress: b
                 report.created.append(p.profile_id)
                 report.events_written = True
                 has_default = True
+                if joins_as_default and report.default is not None:
+                    report.default.outcome = "set"
             if bar is not None:
                 bar.update(1)
         for v in report.to_add:
@@ -724,7 +744,7 @@ def _settle_default(container: Container, account: str, report: ImportReport) ->
         choice.outcome = f"not applied: that profile is {state} in racer-profiles"
         return
     if current == str(choice.profile_id):
-        choice.outcome = "already the default"
+        choice.outcome = choice.outcome or "already the default"
         return
     chooser = _default_chooser(container, account) if current is not None else None
     if current is not None and chooser != ACTOR:
@@ -752,44 +772,51 @@ def _default_chooser(container: Container, account: str) -> str | None:
 
 
 def format_report(report: ImportReport) -> list[str]:
+    """The report as the lines the CLI prints."""
     r = report
     yes = {True: "yes", False: "no"}
     lines = [
-        f"legacy: {r.legacy_profiles} profiles, {r.legacy_vehicles} vehicles"
-        f" (is_default column: {yes[r.has_is_default]}, updated_at column: {yes[r.has_updated_at]},"
-        f" vehicles table: {yes[r.has_vehicles_table]})",
+        f"legacy database: {_n(r.legacy_profiles, 'profile')}, {_n(r.legacy_vehicles, 'vehicle')}"
+        f" (is_default column: {yes[r.has_is_default]}, updated_at column: {yes[r.has_updated_at]}"
+        + ("" if r.has_vehicles_table else ", no vehicles table")
+        + ")",
     ]
     if r.detail_columns:
         lines.append(f"kept as details: {', '.join(r.detail_columns)}")
-    verb = "would import" if r.dry_run else "to import"
+    if r.unused_columns:
+        lines.append(f"not imported: {', '.join(r.unused_columns)}")
     lines.append(
-        f"plan: {verb} {len(r.to_create)} profiles with {r.vehicles_to_create} vehicles,"
-        f" {len(r.to_add)} new vehicles for profiles imported before;"
-        f" {len(r.already_imported)} profiles already imported; {len(r.bad_rows)} bad rows skipped"
+        f"plan: {_n(len(r.to_create), 'new profile')} with {_n(r.vehicles_to_create, 'vehicle')},"
+        f" {_n(len(r.to_add), 'new vehicle')} for profiles imported before;"
+        f" {_n(len(r.already_imported), 'profile')} already imported"
     )
-    for bad in r.bad_rows:
-        lines.append(f"  skipped {bad}")
-    for warning in r.warnings:
-        lines.append(f"warning: {warning}")
+    if r.bad_rows:
+        lines.append(f"problems: {_n(len(r.bad_rows), 'bad row')} skipped, none of them written")
+        lines.extend(f"  {bad}" for bad in r.bad_rows)
+    lines.extend(f"warning: {w}" for w in r.warnings)
     if r.default is None:
         lines.append("default: none (no profile to import)")
     else:
         d = r.default
-        lines.append(f"default: legacy profile {_show(d.legacy_id)} {d.name!r} ({d.profile_id}): {d.outcome}")
-        lines.append(f"  because {d.reason}")
+        lines.append(f'default: legacy profile {_show(d.legacy_id)} "{d.name}" ({d.profile_id}): {d.outcome}')
+        lines.append(f"  reason: {d.reason}")
     if r.dry_run:
         lines.append("dry run: nothing written")
     elif r.events_written:
         lines.append(
-            f"imported {len(r.created)} profiles with {r.created_vehicles} vehicles"
-            f" and {r.vehicles_added} new vehicles into account {r.account_id}"
+            f"imported {_n(len(r.created), 'profile')} with {_n(r.created_vehicles, 'vehicle')}"
+            f" and {_n(r.vehicles_added, 'new vehicle')} into account {r.account_id}"
         )
     else:
-        lines.append("nothing to import: the account is up to date")
+        lines.append("nothing written: the account is up to date")
     return lines
 
 
 # --- small helpers -------------------------------------------------------
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _key(value: Any) -> str:
@@ -825,10 +852,4 @@ def _chunks(items: Sequence[UUID], size: int) -> Iterator[list[UUID]]:
         yield list(items[start : start + size])
 
 
-__all__: Iterable[str] = (
-    "ImportReport",
-    "LegacyImportError",
-    "format_report",
-    "import_legacy",
-    "legacy_profile_id",
-)
+__all__ = ["ImportReport", "LegacyImportError", "format_report", "import_legacy", "legacy_profile_id"]
