@@ -3,9 +3,14 @@ returned on every response and recorded on every event the request causes."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
+
+from api.problems import Problem, problem_body
+
+log = logging.getLogger(__name__)
 
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -22,9 +27,31 @@ class RequestIdMiddleware:
         request_id = given if _VALID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = False
+
         async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Outermost catch: an unexpected error still answers as a problem
+            # with the request id, and its trace goes to the log only.
+            log.exception("unhandled error in request %s", request_id)
+            if started:
+                raise
+            body = problem_body(
+                Problem(500, "internal", "Internal server error", "an unexpected error occurred"),
+                scope.get("path"),
+            )
+            await send_with_id({
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode())],
+            })
+            await send_with_id({"type": "http.response.body", "body": body})

@@ -13,16 +13,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class VehicleCreate(Strict):
+class VehicleFields(Strict):
     name: str = Field(description="1-80 characters after trimming", examples=["Rotax Max"])
     vehicle_class: str | None = Field(default=None, description="up to 40 characters")
     race_number: str | None = Field(default=None, description="1-6 letters or digits", examples=["07"])
+
+
+class VehicleCreate(VehicleFields):
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class VehicleUpdate(Strict):
     name: str | None = None
     vehicle_class: str | None = None
     race_number: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class VehiclePublic(BaseModel):
@@ -34,7 +39,7 @@ class VehiclePublic(BaseModel):
 
 class ProfileCreate(Strict):
     name: str = Field(description="1-80 characters after trimming", examples=["Alex Junior"])
-    vehicles: list[VehicleCreate] = Field(default_factory=list, max_length=50)
+    vehicles: list[VehicleFields] = Field(default_factory=list, max_length=50)
     details: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict, description="up to 20 short free-form entries"
     )

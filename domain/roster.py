@@ -27,16 +27,34 @@ class Roster(ChainedAggregate):
 
     class Created(ChainedAggregate.Created):
         account_id: str
+        actor: str
+        reason: str | None
+        request_id: str | None
 
     @event(Created)
-    def __init__(self, id: UUID, account_id: str) -> None:  # noqa: A002 - library's name
+    def __init__(  # noqa: PLR0913
+        self,
+        id: UUID,  # noqa: A002 - the library's name
+        account_id: str,
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+    ) -> None:
         self.account_id = account_id
         self.members: dict[str, str] = {}
         self.default: str | None = None
 
     @classmethod
-    def open(cls, account_id: str) -> Roster:
-        return cls(id=roster_id(account_id), account_id=account_id)
+    def open(
+        cls, account_id: str, actor: str, reason: str | None = None, request_id: str | None = None
+    ) -> Roster:
+        return cls(
+            id=roster_id(account_id),
+            account_id=account_id,
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+        )
 
     # --- commands -------------------------------------------------------
 

@@ -57,6 +57,11 @@ class Cause:
     # (account, key) of the request's Idempotency-Key, opaque to the domain.
     idempotency: tuple[str, str] | None = None
 
+    def stamped(self) -> Cause:
+        """This cause with a request id: a fresh one per command when none was
+        given, so that the events of one command can be told apart from others'."""
+        return self if self.request_id else replace(self, request_id=uuid4().hex)
+
     def args(self) -> tuple[str, str | None, str | None]:
         return self.actor, self.reason, self.request_id
 
@@ -96,6 +101,7 @@ class ProfilesService(Application[UUID]):
         profile_id: UUID | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         new_id = profile_id or uuid4()
         records = [
             vehicle_record(str(uuid4()), v, prefix=f"vehicles[{i}].")
@@ -110,7 +116,7 @@ class ProfilesService(Application[UUID]):
                 new_id, account_id, name, records, cause.actor, cause.reason,
                 dict(details or {}), cause.request_id,
             )
-            roster = self._roster(account_id)
+            roster = self._roster(account_id, cause)
             roster.join(new_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
@@ -124,6 +130,7 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.rename(name, *cause.args())
@@ -139,6 +146,7 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         vehicle = vehicle_record(str(uuid4()), fields)
 
         def decide() -> tuple[Aggregate, ...]:
@@ -158,6 +166,7 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.change_vehicle(vehicle_id, dict(fields), *cause.args())
@@ -173,6 +182,7 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.remove_vehicle(vehicle_id, *cause.args())
@@ -188,11 +198,12 @@ class ProfilesService(Application[UUID]):
         successor_id: UUID | None = None,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             if successor_id is not None:
                 self._profile(account_id, successor_id, None, field="successor_id")
-            roster = self._roster(account_id)
+            roster = self._roster(account_id, cause)
             profile.archive(*cause.args())
             roster.leave(profile_id, successor_id, *cause.args())
             return profile, roster
@@ -206,9 +217,10 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            roster = self._roster(account_id)
+            roster = self._roster(account_id, cause)
             profile.restore(*cause.args())
             roster.join(profile_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
@@ -222,9 +234,10 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         expected_roster_version: int | None = None,
     ) -> Outcome:
+        cause = cause.stamped()
         def decide() -> tuple[Aggregate, ...]:
             self._profile(account_id, profile_id, None)
-            roster = self._roster(account_id)
+            roster = self._roster(account_id, cause)
             if expected_roster_version is not None and roster.version != expected_roster_version:
                 raise VersionMismatch(expected_roster_version, roster.version)
             roster.set_default(profile_id, *cause.args())
@@ -268,9 +281,9 @@ class ProfilesService(Application[UUID]):
             raise VersionMismatch(expected_version, profile.version)
         return profile
 
-    def _roster(self, account_id: str) -> Roster:
+    def _roster(self, account_id: str, cause: Cause) -> Roster:
         roster = self.get_roster(account_id)
-        return roster if roster is not None else Roster.open(account_id)
+        return roster if roster is not None else Roster.open(account_id, *cause.args())
 
     def _run(
         self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]], cause: Cause

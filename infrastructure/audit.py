@@ -108,35 +108,29 @@ class Audit:
         version: int | None = None,
         as_of: datetime | None = None,
     ) -> dict[str, Any] | None:
-        """The profile replayed up to a version (as that command left it) or a
-        time; None when it did not exist yet or the version is beyond the last."""
-        if version is not None:
-            if not 1 <= version <= len(timeline.profile):
-                return None
-            logged, event = timeline.profile[version - 1]
-            # The moment is the end of the command that made this version: the
-            # roster events it saved in the same transaction share its request id.
-            moment = max(
-                [logged.position]
-                + [
-                    r.position for r, e in timeline.roster
-                    if r.position > logged.position and event.request_id
-                    and e.request_id == event.request_id
-                ]
-            )
-            roster_events = [e for r, e in timeline.roster if r.position <= moment]
-        else:
-            assert as_of is not None
-            chosen = [e for _, e in timeline.profile if e.timestamp <= as_of]
-            if not chosen:
-                return None
-            version = len(chosen)
-            roster_events = [e for _, e in timeline.roster if e.timestamp <= as_of]
-        profile = self.app.get_profile(timeline.profile[0][0].aggregate_id, version=version)
+        """The profile replayed up to a version (as the command that made it
+        left things) or a time; None when it did not exist yet or the version is
+        beyond the last. Each command counts as one moment: its roster events
+        (a new default, say) belong to the same moment as its profile event."""
+        if version is not None and not 1 <= version <= len(timeline.profile):
+            return None
+        included: list[Any] = []
+        for started, events in _commands(timeline):
+            if as_of is not None and started > as_of:
+                break
+            included.extend(events)
+            if version is not None and any(
+                isinstance(e, RacerProfile.Event) and e.originator_version == version for e in events
+            ):
+                break
+        seen_version = sum(isinstance(e, RacerProfile.Event) for e in included)
+        if seen_version == 0:
+            return None
         default = None
-        for event in roster_events:
+        for event in included:
             if isinstance(event, Roster.DefaultChanged):
                 default = event.new
+        profile = self.app.get_profile(timeline.profile[0][0].aggregate_id, version=seen_version)
         return profile_state(profile, default == str(profile.id))
 
     def defaults(self, account_id: str) -> list[dict[str, Any]]:
@@ -169,6 +163,22 @@ class Audit:
                 if member not in ids:
                     ids.append(member)
         return ids
+
+
+def _commands(timeline: ProfileTimeline) -> list[tuple[datetime, list[Any]]]:
+    """The timeline's events grouped by command: a command's events are stored
+    in one transaction, so they are contiguous in position and share a request id."""
+    merged = sorted(timeline.profile + timeline.roster, key=lambda pair: pair[0].position)
+    groups: list[tuple[datetime, list[Any]]] = []
+    last_position, last_request = -1, None
+    for logged, event in merged:
+        request_id = getattr(event, "request_id", None)
+        if groups and request_id and request_id == last_request and logged.position == last_position + 1:
+            groups[-1][1].append(event)
+        else:
+            groups.append((event.timestamp, [event]))
+        last_position, last_request = logged.position, request_id
+    return groups
 
 
 def profile_state(profile: RacerProfile, is_default: bool) -> dict[str, Any]:

@@ -284,7 +284,11 @@ def add_vehicle(
 ) -> Response:
     def run(cause: Cause) -> Response:
         outcome = container.app.add_vehicle(
-            owner.account_id, profile_id, body.model_dump(), cause, if_match
+            owner.account_id,
+            profile_id,
+            body.model_dump(exclude={"reason"}),
+            _because(cause, body.reason),
+            if_match,
         )
         response = command_response(container, owner.account_id, outcome, 201)
         if outcome.vehicle_id:
@@ -310,8 +314,8 @@ def change_vehicle(
             owner.account_id,
             profile_id,
             str(vehicle_id),
-            body.model_dump(exclude_unset=True),
-            cause,
+            body.model_dump(exclude_unset=True, exclude={"reason"}),
+            _because(cause, body.reason),
             if_match,
         )
         return command_response(container, owner.account_id, outcome)
