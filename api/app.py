@@ -11,8 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api import problems
 from api.limits import BodyLimitsMiddleware
+from api.metrics import Metrics, MetricsMiddleware
 from api.request_id import RequestIdMiddleware
-from api.routers import audit, health, profiles
+from api.routers import audit, health, profiles, stream, ui
 from infrastructure.container import Container
 
 
@@ -24,7 +25,10 @@ def create_app(container: Container) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = (
             container.settings.api_threads
         )
-        yield
+        container.feed.start()
+        with stream.streams_end_on_signals(container.feed):
+            yield
+        container.feed.stop()
 
     app = FastAPI(
         title="racer-profiles",
@@ -35,6 +39,7 @@ def create_app(container: Container) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.container = container
+    app.state.metrics = Metrics(container)
     settings = container.settings
     app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -46,9 +51,13 @@ def create_app(container: Container) -> FastAPI:
                            "X-Request-ID", "X-Reason", "X-Min-Position", "Last-Event-ID"],
             expose_headers=["ETag", "Location", "X-Position", "X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(ui.router)
+    # Before profiles.router: /v1/profiles/{profile_id} would capture "stream".
+    app.include_router(stream.router)
     app.include_router(audit.history_router)
     app.include_router(profiles.router)
     app.include_router(audit.router)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -11,6 +10,7 @@ from pathlib import Path
 import typer
 
 from infrastructure.container import Container, build, resolve_database
+from infrastructure.logs import configure as configure_logging
 from infrastructure.settings import Settings
 
 cli = typer.Typer(help="racer-profiles: event-sourced racer profiles.", no_args_is_help=True)
@@ -18,8 +18,12 @@ accounts_cli = typer.Typer(help="Accounts and their tokens.", no_args_is_help=Tr
 cli.add_typer(accounts_cli, name="accounts")
 
 
-def _container() -> Container:
-    return build(resolve_database(Settings()))
+def _container(*, serving: bool = False) -> Container:
+    """A container for a command; only serve needs a pool per request thread."""
+    settings = Settings()
+    if not serving:
+        settings = settings.model_copy(update={"api_threads": 1})
+    return build(resolve_database(settings))
 
 
 @cli.command()
@@ -33,11 +37,13 @@ def serve(
 
     from api.app import create_app
 
-    container = _container()
+    container = _container(serving=True)
     if projector and container.settings.run_projection:
         container.start_runner()
     try:
-        uvicorn.run(create_app(container), host=host, port=port, workers=1, log_level="info")
+        uvicorn.run(
+            create_app(container), host=host, port=port, workers=1, log_config=None, access_log=False
+        )
     finally:
         container.close()
 
@@ -177,7 +183,7 @@ def replay(
     """Loads an exported log into an empty event store, positions kept."""
     from infrastructure.replay import NotEmpty, replay_file
 
-    container = build(Settings(database_url=into))
+    container = build(Settings(database_url=into, api_threads=1))
     try:
         count, last = replay_file(file, container.app)
     except (NotEmpty, ValueError) as e:
@@ -189,5 +195,5 @@ def replay(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     cli()

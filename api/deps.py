@@ -23,6 +23,7 @@ _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
 
 
 def get_principal(
+    request: Request,
     container: ContainerDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
@@ -34,6 +35,7 @@ def get_principal(
     principal = container.accounts.authenticate(token.strip())
     if principal is None:
         raise Problem(401, "unauthorized", "Unauthorized", "invalid token", _UNAUTHORIZED)
+    request.state.account_id = principal.account_id  # for the access log
     return principal
 
 

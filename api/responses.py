@@ -82,7 +82,9 @@ def command_response(
     row = container.queries.get(account_id, outcome.profile_id)
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no profile {outcome.profile_id}")
-    return profile_response(row, status, outcome.position, location)
+    response = profile_response(row, status, outcome.position, location)
+    response.attempts = outcome.attempts  # type: ignore[attr-defined]  # read by the metrics
+    return response
 
 
 def encode_cursor(row: ProfileRow) -> str:

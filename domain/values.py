@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -98,5 +99,8 @@ def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
             value = clean_text(f"details.{name}", value, DETAIL_VALUE_MAX)
         elif value is not None and not isinstance(value, (bool, int, float)):
             raise InvalidValue(f"details.{name}", "must be text, a number, a boolean or null")
+        elif isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or Infinity: such a value could never be projected.
+            raise InvalidValue(f"details.{name}", "must be a finite number")
         cleaned[name] = value
     return cleaned

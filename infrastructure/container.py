@@ -5,13 +5,17 @@ Nothing is built at import time; callers own the container and close it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
 from domain.service import ProfilesService
 from infrastructure.accounts import Accounts
 from infrastructure.audit import Audit
+from infrastructure.change_feed import ChangeFeed
 from infrastructure.embedded import start_embedded
 from infrastructure.idempotency import IdempotencyStore
 from infrastructure.profile_queries import ProfileQueries
@@ -20,6 +24,8 @@ from infrastructure.runner import ProjectionRunner
 from infrastructure.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SCHEMA_LOCK_KEY = 7_261_504_114  # arbitrary, fixed; the runner's leader lock is ...113
 
 
 def resolve_database(settings: Settings) -> Settings:
@@ -55,6 +61,8 @@ class Container:
     accounts: Accounts
     audit: Audit
     idempotency: IdempotencyStore
+    # Live profile changes for the streams; started by the HTTP app's lifespan.
+    feed: ChangeFeed
     runner: ProjectionRunner | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -67,23 +75,37 @@ class Container:
         if self._closed:
             return
         self._closed = True
+        self.feed.stop()
         if self.runner is not None:
             self.runner.stop()
         self.app.close()
         self.datastore.close()
 
 
+@contextmanager
+def schema_lock(settings: Settings) -> Iterator[None]:
+    """Serialises table creation across processes: concurrent CREATE OR REPLACE
+    FUNCTION statements (the library's) fail with "tuple concurrently updated"."""
+    if not settings.create_tables:
+        yield
+        return
+    with psycopg.connect(**settings.conninfo(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        yield  # the lock ends with the session
+
+
 def build(settings: Settings) -> Container:
     """settings must name a database (see resolve_database)."""
-    app = ProfilesService(settings.library_env(), max_attempts=settings.command_max_attempts)
-    datastore = read_datastore(settings)
-    view = PostgresProfilesView(datastore)
-    accounts = Accounts(datastore)
-    idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
-    if settings.create_tables:
-        view.create_table()
-        accounts.create_tables()
-        idempotency.create_table()
+    with schema_lock(settings):
+        app = ProfilesService(settings.library_env(), max_attempts=settings.command_max_attempts)
+        datastore = read_datastore(settings)
+        view = PostgresProfilesView(datastore)
+        accounts = Accounts(datastore)
+        idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
+        if settings.create_tables:
+            view.create_table()
+            accounts.create_tables()
+            idempotency.create_table()
     return Container(
         settings=settings,
         app=app,
@@ -93,4 +115,5 @@ def build(settings: Settings) -> Container:
         accounts=accounts,
         audit=Audit(app),
         idempotency=idempotency,
+        feed=ChangeFeed(settings.conninfo(), datastore),
     )

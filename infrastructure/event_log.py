@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -96,6 +97,14 @@ class EventLog:
             curs.execute(statement, (aggregate_id,), prepare=True)
             row = curs.fetchone()
         return int(row["v"] or 0) if row else 0
+
+    def age_of_next(self, position: int) -> float:
+        """Seconds since the first event after position was recorded (0 if none)."""
+        batch = self.page(position, 1)
+        if not batch:
+            return 0.0
+        recorded = self.decode(batch[0]).timestamp
+        return max(0.0, (datetime.now(timezone.utc) - recorded).total_seconds())
 
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0

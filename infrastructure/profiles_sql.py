@@ -42,6 +42,10 @@ def ddl(schema: str, table: str) -> list[Composed]:
             " updated_at timestamptz NOT NULL,"
             " position bigint NOT NULL)"
         ).format(t=t),
+        # Upgrades a table made before profiles had details.
+        SQL(
+            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '{{}}'::jsonb"
+        ).format(t=t),
         # The read table can never hold two defaults for one account.
         SQL(
             "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default"

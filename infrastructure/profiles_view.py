@@ -17,6 +17,9 @@ from projections.rows import RowChange
 from projections.view import ProfilesView
 
 TRACKING_TABLE = "racer_profiles_tracking"
+# NOTIFY channel: payload is the position whose row changes just committed
+# (listened to by infrastructure/change_feed.py).
+CHANGES_CHANNEL = "racer_profiles_changed"
 
 
 class AlreadyApplied(IntegrityError):
@@ -44,6 +47,11 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                 raise AlreadyApplied(str(e)) from e
             for change in changes:
                 self.writer.execute(curs, change, tracking.notification_id)
+            if changes:  # delivered to listeners only once this transaction commits
+                curs.execute(
+                    "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(tracking.notification_id)),
+                    prepare=True,
+                )
         self._reached_position(tracking.notification_id)
 
     def _reached_position(self, position: int) -> None:

@@ -68,6 +68,7 @@ class ProjectionRunner:
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
         self.became_leader = threading.Event()
+        self.applied = 0  # events this runner applied (a metric)
 
     # --- control --------------------------------------------------------
 
@@ -135,6 +136,7 @@ class ProjectionRunner:
                         break
                     try:
                         self.view.apply(changes_for(event), tracking)
+                        self.applied += 1
                     except AlreadyApplied:
                         # Someone else applied it: resume from the recorded position.
                         log.warning("position %s already applied; resubscribing", tracking.notification_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.metrics import CONTENT_TYPE
 
 from api.deps import ContainerDep
 
@@ -40,3 +42,9 @@ def readyz(container: ContainerDep) -> JSONResponse:
         body["projection"] = "external"
     body["status"] = "ready" if ready else "not ready"
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -22,6 +22,7 @@ from api.deps import (
     scope_of,
 )
 from api.idempotency import idempotent
+from api.metrics import counted
 from api.problems import Problem
 from api.routers.audit import timeline_for
 from api.responses import (
@@ -83,7 +84,7 @@ def _once(
             raise _not_found(UUID(profile_id))
         return profile_response(row)
 
-    return idempotent(request, container, cause, body, run, current)
+    return idempotent(request, container, cause, body, counted(request, run), current)
 
 
 def _not_found(profile_id: UUID) -> Problem:

@@ -1,22 +1,27 @@
-"""End-to-end fixtures: the real `racer-profiles serve` as a subprocess, on a
-database of its own per test module, talked to over HTTP with httpx.
+"""End-to-end fixtures: the real `racer-profiles serve` as a subprocess on a
+fresh database, talked to over HTTP with httpx; tokens come from the real
+`racer-profiles accounts create`.
 
-A module shares one database and one server; every test that needs a clean
-slate takes fresh accounts from `new_token()` (accounts never see each other's
-profiles), so tests stay independent without paying a server start each."""
+Most modules share one server and database for the session: a test that needs
+a clean slate takes a brand-new account from `new_token()` (accounts never see
+each other's profiles), so tests stay independent without paying a server
+start each. A module that sets OWN_SERVER = True gets a server and database of
+its own (verify/rebuild judge the whole database; some tests may break it)."""
 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +29,8 @@ import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+
+from infrastructure.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,8 +42,8 @@ def _cli_path() -> Path:
 
 CLI = _cli_path()
 STARTUP_TIMEOUT = 20.0
-# Accounts are made `TOKEN_BATCH` at a time, in parallel CLI processes.
-TOKEN_BATCH = 3
+# Owner tokens made ahead of use by a background thread (a CLI run costs ~1 s).
+TOKEN_STOCK = 3
 
 
 def free_port() -> int:
@@ -46,7 +53,9 @@ def free_port() -> int:
 
 
 def service_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WAIT_TIMEOUT")}
+    # No setting leaks in from the caller's environment (RUN_PROJECTION, ...).
+    settings = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
     env.update(DATABASE_URL=database_url, API_THREADS="4", WAIT_TIMEOUT="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
@@ -61,7 +70,8 @@ class Service:
     env: dict[str, str]
     process: subprocess.Popen[bytes]
     log_path: Path
-    _tokens: list[str] = field(default_factory=list)
+    _supply: TokenSupply | None = field(default=None, repr=False)
+    _shared: str | None = field(default=None, repr=False)
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -83,18 +93,64 @@ class Service:
         """A token of a brand-new account (owner unless role is given)."""
         if role is not None:
             return self.create_account(f"e2e-{role}-{uuid.uuid4().hex[:8]}", role)
-        if not self._tokens:
-            # The server created every table already; without CREATE_TABLES=false
-            # parallel CLI processes race on CREATE OR REPLACE FUNCTION
-            # ("tuple concurrently updated").
-            env = {**self.env, "CREATE_TABLES": "false"}
-            names = [f"e2e-{uuid.uuid4().hex[:8]}" for _ in range(TOKEN_BATCH)]
-            with ThreadPoolExecutor(TOKEN_BATCH) as pool:
-                self._tokens.extend(pool.map(lambda n: self.create_account(n, env=env), names))
-        return self._tokens.pop()
+        if self._supply is None:
+            self._supply = TokenSupply(self)
+        return self._supply.take()
+
+    def shared_token(self) -> str:
+        if self._shared is None:
+            self._shared = self.new_token()
+        return self._shared
+
+    def close(self) -> None:
+        if self._supply is not None:
+            self._supply.stop()
+        stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class TokenSupply:
+    """Keeps TOKEN_STOCK owner tokens ready, each made by its own
+    `racer-profiles accounts create` run, one at a time, while tests run."""
+
+    def __init__(self, service: Service) -> None:
+        # The server created every table already. CREATE_TABLES=false keeps this
+        # thread's CLI runs from racing other CLI runs of a test on the library's
+        # CREATE OR REPLACE FUNCTION ("tuple concurrently updated").
+        self._env = {**service.env, "CREATE_TABLES": "false"}
+        self._service = service
+        self._ready: queue.Queue[str | BaseException] = queue.Queue()
+        self._room = threading.Semaphore(TOKEN_STOCK)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="token-supply", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._room.acquire()
+            if self._stopping.is_set():
+                return
+            try:
+                token = self._service.create_account(f"e2e-{uuid.uuid4().hex[:8]}", env=self._env)
+            except BaseException as e:  # handed to the test that asks next
+                self._ready.put(e)
+                return
+            self._ready.put(token)
+
+    def take(self) -> str:
+        item = self._ready.get(timeout=120)
+        if isinstance(item, BaseException):
+            self._ready.put(item)  # every later caller fails the same way
+            raise item
+        self._room.release()
+        return item
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._room.release()
+        self._thread.join(timeout=60)
 
 
 def create_database(pg_server_url: str) -> str:
@@ -122,9 +178,17 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_service(database_url: str, log_dir: Path, **extra_env: str) -> Service:
+    for _ in range(3):  # another process may take the free port before the server binds it
+        service = _start_once(database_url, log_dir, **extra_env)
+        if service is not None:
+            return service
+    pytest.fail("server could not bind a free port in 3 attempts")
+
+
+def _start_once(database_url: str, log_dir: Path, **extra_env: str) -> Service | None:
     port = free_port()
     env = service_env(database_url, **extra_env)
-    log_path = log_dir / f"serve-{port}.log"
+    log_path = log_dir / f"serve-{port}-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("wb") as log:
         # A file, not a pipe: uvicorn logs every request and a full pipe would block it.
         process = subprocess.Popen(
@@ -136,17 +200,18 @@ def start_service(database_url: str, log_dir: Path, **extra_env: str) -> Service
     with httpx.Client(base_url=service.base_url, timeout=2) as client:
         while True:
             if process.poll() is not None:
+                if "address already in use" in service.log().lower():
+                    return None
                 pytest.fail(f"server exited with {process.returncode} before answering:\n{service.log()[-5000:]}")
             try:
                 if client.get("/healthz").status_code == 200:
-                    break
+                    return service
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 stop_process(process)
                 pytest.fail(f"server did not answer /healthz in {STARTUP_TIMEOUT}s:\n{service.log()[-5000:]}")
             time.sleep(0.1)  # the bounded start-up poll
-    return service
 
 
 @pytest.fixture(scope="session")
@@ -155,21 +220,37 @@ def e2e_logs() -> Iterator[Path]:
         yield Path(tmp)
 
 
-@pytest.fixture(scope="module")
-def e2e_database(pg_server_url: str) -> Iterator[str]:
-    """A fresh database for the module (a conninfo string)."""
-    url = create_database(pg_server_url)
-    yield url
-    drop_database(pg_server_url, url)
-
-
-@pytest.fixture(scope="module")
-def service(e2e_database: str, e2e_logs: Path) -> Iterator[Service]:
-    running = start_service(e2e_database, e2e_logs)
+@contextmanager
+def running_service(pg_server_url: str, log_dir: Path, **extra_env: str) -> Iterator[Service]:
+    """A fresh database and a server on it; both gone afterwards."""
+    database_url = create_database(pg_server_url)
     try:
-        yield running
+        running = start_service(database_url, log_dir, **extra_env)
+        try:
+            yield running
+        finally:
+            running.close()
     finally:
-        stop_process(running.process)
+        drop_database(pg_server_url, database_url)
+
+
+@pytest.fixture(scope="session")
+def common_service(pg_server_url: str, e2e_logs: Path) -> Iterator[Service]:
+    with running_service(pg_server_url, e2e_logs) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def service(request: pytest.FixtureRequest, pg_server_url: str, e2e_logs: Path) -> Iterator[Service]:
+    """The server the module's tests talk to: the session's common one (its
+    tests keep apart through accounts of their own), or, for a module that sets
+    OWN_SERVER = True, a server on a database of the module's own (for tests
+    that judge or change the whole database, or may break it)."""
+    if getattr(request.module, "OWN_SERVER", False):
+        with running_service(pg_server_url, e2e_logs) as running:
+            yield running
+    else:
+        yield request.getfixturevalue("common_service")
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +268,10 @@ def new_token(service: Service) -> Callable[..., str]:
 def token(new_token: Callable[..., str]) -> str:
     """An owner token of an account of the test's own."""
     return new_token()
+
+
+@pytest.fixture(scope="module")
+def shared_token(service: Service) -> str:
+    """An owner token shared by tests that only touch profiles they created
+    themselves (never the account's list or default)."""
+    return service.shared_token()

@@ -124,7 +124,9 @@ def test_create_projects_name_vehicles_and_the_first_profile_as_default(containe
 
     row = row_of(container, first.profile_id)
     stored = app.get_profile(first.profile_id)
-    assert (row.account_id, row.name, row.archived, row.is_default, row.version) == (ACC, "Alex", False, True, 1)
+    assert (row.account_id, row.name, row.archived, row.is_default, row.version) == (
+        ACC, "Alex", False, True, 1
+    )
     assert [(v["name"], v["vehicle_class"], v["race_number"]) for v in row.vehicles] == [
         ("Kart", "KZ2", "42"),
         ("Bike", None, None),
@@ -156,7 +158,9 @@ def test_rename_and_vehicle_commands_update_the_row_in_order(container: Containe
     settle(container, added)
     row = row_of(container, pid)
     assert [v["id"] for v in row.vehicles] == [kart, bike, added.vehicle_id]
-    assert row.vehicles[-1] == {"id": added.vehicle_id, "name": "Truck", "vehicle_class": "T1", "race_number": "8"}
+    assert row.vehicles[-1] == {
+        "id": added.vehicle_id, "name": "Truck", "vehicle_class": "T1", "race_number": "8"
+    }
     assert (row.vehicle_count, row.version, row.position) == (3, 3, added.position)
 
     changed = app.change_vehicle(ACC, pid, bike, {"race_number": "77", "vehicle_class": "MX"}, CAUSE)

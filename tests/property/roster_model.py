@@ -20,7 +20,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
 
 from domain.errors import (
     DomainError,
@@ -251,7 +258,6 @@ CAUSE = Cause("tester", "property")
 MISSING_VEHICLE = "no-such-vehicle"
 
 
-
 def mostly_valid(valid: list[Any], invalid: list[Any]) -> st.SearchStrategy[Any]:
     """Valid values about three times in four, so that most commands get through."""
     return st.one_of(st.sampled_from(valid), st.sampled_from(valid + invalid))
@@ -465,6 +471,20 @@ class RosterMachine(RuleBasedStateMachine):
         self.run(
             lambda: self.model.archive(acc, target, successor),
             lambda: self.service.archive(acc, target, CAUSE, successor_id=successor),
+        )
+
+    @precondition(lambda self: any(len(self.model.active(a)) >= 2 for a in self.accounts))
+    @rule(named=st.booleans(), pick=st.integers(0, 7))
+    def archive_a_default(self, named: bool, pick: int) -> None:
+        """Archives the default of the account with the most active profiles,
+        handing over to a named peer or to the earliest-created one."""
+        acc = max(self.accounts, key=lambda a: len(self.model.active(a)))
+        default = self.model.rosters[acc].default
+        peers = [p for p in self.model.active(acc) if p != default]
+        successor = peers[pick % len(peers)] if named and peers else None
+        self.run(
+            lambda: self.model.archive(acc, default, successor),
+            lambda: self.service.archive(acc, default, CAUSE, successor_id=successor),
         )
 
     @rule(pid=profiles, who=addressees)

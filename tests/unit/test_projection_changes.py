@@ -21,11 +21,12 @@ from projections.rows import (
 )
 
 KART = {"id": "v1", "name": "Kart", "vehicle_class": None, "race_number": "7"}
+DETAILS = {"team": "Red", "licence": 3}
 
 
 def profile_events() -> tuple[UUID, list[Any]]:
     pid = uuid4()
-    profile = RacerProfile.start(pid, "acc-1", "Ann", [KART], "alice")
+    profile = RacerProfile.start(pid, "acc-1", "Ann", [KART], "alice", details=DETAILS)
     profile.rename("Bea", "alice")
     profile.add_vehicle({**KART, "id": "v2"}, "alice")
     profile.change_vehicle("v2", {"race_number": "8"}, "alice")
@@ -45,17 +46,19 @@ def test_created_inserts_the_profile_row() -> None:
             account_id="acc-1",
             name="Ann",
             vehicles=[KART],
+            details=DETAILS,
             version=1,
             created_at=created.timestamp,
         )
     ]
 
 
-def test_inserted_vehicles_are_a_copy_of_the_events_vehicles() -> None:
+def test_inserted_vehicles_and_details_are_copies_of_the_events() -> None:
     _, events = profile_events()
     [insert] = changes_for(events[0])
     insert.vehicles[0]["name"] = "changed"
-    assert events[0].vehicles[0]["name"] == "Kart"
+    insert.details["team"] = "changed"
+    assert (events[0].vehicles[0]["name"], events[0].details["team"]) == ("Kart", "Red")
 
 
 def test_each_profile_change_maps_to_its_row_change_with_version_and_time() -> None:
@@ -78,7 +81,7 @@ P1, P2 = uuid4(), uuid4()
 
 
 def roster_events() -> list[Any]:
-    roster = Roster.open("acc-1")
+    roster = Roster.open("acc-1", "alice")
     roster.join(P1, "2024-01-01T00:00:01+00:00", "alice")
     roster.join(P2, "2024-01-01T00:00:02+00:00", "alice")
     roster.set_default(P2, "alice")

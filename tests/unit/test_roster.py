@@ -16,7 +16,7 @@ T1, T2, T3 = (f"2024-05-01T10:00:0{n}+00:00" for n in (1, 2, 3))
 
 def given_roster(*members: tuple[UUID, str]) -> Roster:
     """A roster that the given (profile, created_at) joined in order; events collected."""
-    roster = Roster.open(ACCOUNT)
+    roster = Roster.open(ACCOUNT, "alice")
     for profile_id, created_at in members:
         roster.join(profile_id, created_at, "alice")
     roster.collect_events()
@@ -39,13 +39,18 @@ def assert_invariant(roster: Roster) -> None:
 # --- open ---------------------------------------------------------------------
 
 
-def test_open_uses_the_account_derived_uuid5_id() -> None:
-    roster = Roster.open(ACCOUNT)
+def test_open_uses_the_account_derived_uuid5_id_and_records_the_cause() -> None:
+    roster = Roster.open(ACCOUNT, "alice", "signup", "req-1")
 
     [created] = roster.collect_events()
 
     assert type(created) is Roster.Created
-    assert created.account_id == ACCOUNT
+    assert (created.account_id, created.actor, created.reason, created.request_id) == (
+        ACCOUNT,
+        "alice",
+        "signup",
+        "req-1",
+    )
     assert roster.id == roster_id(ACCOUNT) == uuid5(ROSTER_NAMESPACE, ACCOUNT)
     assert roster_id("acc-2") != roster_id(ACCOUNT)
     assert (roster.members, roster.default) == ({}, None)
@@ -243,7 +248,7 @@ def test_non_member_leaving_raises_not_an_active_member() -> None:
 
 
 def test_roster_replayed_from_its_events_equals_the_live_roster() -> None:
-    roster = Roster.open(ACCOUNT)
+    roster = Roster.open(ACCOUNT, "a")
     roster.join(P1, T1, "a")
     roster.join(P2, T2, "a")
     roster.join(P3, T3, "a")

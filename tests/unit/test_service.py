@@ -15,6 +15,7 @@ from domain.errors import (
     InvalidValue,
     NotAnActiveMember,
     ProfileArchived,
+    ProfileExists,
     ProfileNotArchived,
     ProfileNotFound,
     VehicleNotFound,
@@ -81,15 +82,35 @@ def test_create_profile_stores_the_profile_and_makes_the_first_one_default(
     )
 
 
-def test_create_profile_records_the_cause_on_every_event(service: ProfilesService) -> None:
+def test_every_event_of_a_command_records_its_cause_and_one_request_id(
+    service: ProfilesService,
+) -> None:
     pid = create(service)
-    events = [*service.events.get(pid), *list(service.events.get(roster_id(ACC)))[1:]]
+    events = [*service.events.get(pid), *service.events.get(roster_id(ACC))]
+    assert len(events) == 4
     assert {(e.actor, e.reason) for e in events} == {("alice", "because")}
+    assert len({e.request_id for e in events}) == 1
+    assert events[0].request_id
 
 
-def test_create_profile_uses_the_given_profile_id(service: ProfilesService) -> None:
-    pid = uuid4()
-    assert create(service, profile_id=pid) == pid
+def test_a_given_request_id_is_recorded_and_each_command_gets_its_own_otherwise(
+    service: ProfilesService,
+) -> None:
+    pid = create(service)
+    service.rename(ACC, pid, "Bea", Cause("bob", None, request_id="req-7"))
+    service.rename(ACC, pid, "Cy", Cause("bob"))
+    created, renamed, renamed_again = service.events.get(pid)
+    assert renamed.request_id == "req-7"
+    assert renamed_again.request_id not in (None, "req-7", created.request_id)
+
+
+def test_create_with_an_existing_profile_id_raises_profile_exists(service: ProfilesService) -> None:
+    pid = create(service)
+    before = head(service)
+    for account in (ACC, OTHER):
+        with pytest.raises(ProfileExists):
+            create(service, "Bea", account=account, profile_id=pid)
+    assert head(service) == before
     assert service.get_profile(pid).name == "Ann"
 
 
@@ -570,7 +591,7 @@ class RacedService(ProfilesService):
 
     def _rival_aggregates(self) -> tuple:
         rival = RacerProfile.start(self.rival, ACC, "Rival", [], "mallory")
-        roster = Roster.open(ACC)
+        roster = Roster.open(ACC, "mallory")
         roster.join(self.rival, rival.created_at.isoformat(), "mallory")
         return rival, roster
 

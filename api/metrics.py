@@ -1,0 +1,143 @@
+"""Prometheus metrics: requests, commands, the projection and the pools.
+
+Each app has its own registry, so several apps in one process (tests) do not
+collide; /metrics serves it in the text exposition format."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from domain.errors import ConcurrencyConflict, DomainError
+from infrastructure.container import Container
+
+access_log = logging.getLogger("racer_profiles.access")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self, container: Container) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "http_request_duration_seconds", "HTTP request latency",
+            ["method", "route", "status"], registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.commands = Counter(
+            "commands", "Commands by type and outcome (ok, conflict_retried, conflict_failed, rejected)",
+            ["command", "outcome"], registry=self.registry,
+        )
+        self.registry.register(_StateCollector(container))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    """Read at scrape time: projection position and lag, pool usage."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def collect(self) -> Iterator[Any]:
+        c = self.container
+        try:
+            head = c.app.recorder.max_notification_id() or 0
+            position = c.view.position(c.app.name)
+        except Exception:  # the database is out of reach: report no projection figures
+            head = position = None
+        if head is not None and position is not None:
+            yield _gauge("projection_position", "Last event position applied to the read table", position)
+            yield _gauge("projection_head_position", "Last event position in the event store", head)
+            yield _gauge("projection_lag_events", "Events not yet applied to the read table", head - position)
+            lag_seconds = c.audit.log.age_of_next(position) if head > position else 0.0
+            yield _gauge("projection_lag_seconds", "Age of the oldest event not yet applied", lag_seconds)
+        runner = c.runner
+        if runner is not None:
+            yield _gauge("projection_events_applied", "Events this process's runner applied", runner.applied)
+            yield _gauge("projection_running", "1 when this process's runner leads and runs",
+                         1.0 if runner.status().role == "leader" else 0.0)
+        pools = {"events": c.app.recorder.datastore.pool, "read": c.datastore.pool}  # type: ignore[attr-defined]
+        for name, stat in (("pool_size", "pool_size"), ("pool_available", "pool_available"),
+                           ("pool_waiting", "requests_waiting")):
+            family = GaugeMetricFamily(f"db_{name}", f"Connection pool {stat}", labels=["pool"])
+            for pool_name, pool in pools.items():
+                family.add_metric([pool_name], pool.get_stats().get(stat, 0))
+            yield family
+        feed = getattr(c, "feed", None)
+        if feed is not None and hasattr(feed, "stream_count"):
+            yield _gauge("sse_streams_open", "Server-sent event streams open", feed.stream_count())
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+class MetricsMiddleware:
+    """Times every request, labelled by its route template (not the raw path)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            duration = time.perf_counter() - start
+            self.metrics.requests.labels(scope["method"], route, str(status)).observe(duration)
+            state = scope.get("state", {})
+            # One line per request; never the token, the body or the query string.
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": state.get("request_id"),
+                    "account_id": state.get("account_id"),
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                },
+            )
+
+
+def counted(request: Any, run: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wraps a command so that its outcome is counted under its endpoint's name."""
+    metrics: Metrics = request.app.state.metrics
+    route = request.scope.get("route")
+    name = getattr(route, "name", "unknown")
+
+    def run_counted(cause: Any) -> Any:
+        try:
+            response = run(cause)
+        except ConcurrencyConflict:
+            metrics.commands.labels(name, "conflict_failed").inc()
+            raise
+        except DomainError:
+            metrics.commands.labels(name, "rejected").inc()
+            raise
+        retried = getattr(response, "attempts", 1) > 1
+        metrics.commands.labels(name, "conflict_retried" if retried else "ok").inc()
+        return response
+
+    return run_counted
