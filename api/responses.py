@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi.encoders import jsonable_encoder
+import orjson
 from fastapi.responses import JSONResponse
 
 from api.problems import Problem, unavailable
@@ -16,6 +17,14 @@ from api.schemas import Accepted, ProfilePublic
 from domain.service import Outcome
 from infrastructure.container import Container
 from projections.rows import ProfileRow
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON encoded by orjson: the bodies are plain dicts already shaped for the
+    wire, so there is no second validation pass."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def public(row: ProfileRow) -> dict[str, Any]:
@@ -53,7 +62,7 @@ def profile_response(
         headers["X-Position"] = str(position)
     if location:
         headers["Location"] = f"/v1/profiles/{row.id}"
-    return JSONResponse(public(row), status_code=status, headers=headers)
+    return FastJSONResponse(public(row), status_code=status, headers=headers)
 
 
 def wait_for(container: Container, position: int | None) -> None:

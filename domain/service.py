@@ -9,6 +9,7 @@ IntegrityError; the whole command is then retried from a fresh load.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -83,6 +84,9 @@ class ProfilesService(Application[UUID]):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__(env)
+        # Commands on one account queue here instead of colliding in the store
+        # (striped: bounded memory, unrelated accounts rarely share a stripe).
+        self._account_locks = [threading.Lock() for _ in range(256)]
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
@@ -120,7 +124,7 @@ class ProfilesService(Application[UUID]):
             roster.join(new_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
-        return self._run(new_id, decide, cause)
+        return self._run(account_id, new_id, decide, cause)
 
     def rename(
         self,
@@ -136,7 +140,7 @@ class ProfilesService(Application[UUID]):
             profile.rename(name, *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     def add_vehicle(
         self,
@@ -154,7 +158,7 @@ class ProfilesService(Application[UUID]):
             profile.add_vehicle(vehicle, *cause.args())
             return (profile,)
 
-        outcome = self._run(profile_id, decide, cause)
+        outcome = self._run(account_id, profile_id, decide, cause)
         return replace(outcome, vehicle_id=vehicle["id"])
 
     def change_vehicle(
@@ -172,7 +176,7 @@ class ProfilesService(Application[UUID]):
             profile.change_vehicle(vehicle_id, dict(fields), *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     def remove_vehicle(
         self,
@@ -188,7 +192,7 @@ class ProfilesService(Application[UUID]):
             profile.remove_vehicle(vehicle_id, *cause.args())
             return (profile,)
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     def archive(
         self,
@@ -208,7 +212,7 @@ class ProfilesService(Application[UUID]):
             roster.leave(profile_id, successor_id, *cause.args())
             return profile, roster
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     def restore(
         self,
@@ -225,7 +229,7 @@ class ProfilesService(Application[UUID]):
             roster.join(profile_id, profile.created_at.isoformat(), *cause.args())
             return profile, roster
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     def set_default(
         self,
@@ -243,7 +247,7 @@ class ProfilesService(Application[UUID]):
             roster.set_default(profile_id, *cause.args())
             return (roster,)
 
-        return self._run(profile_id, decide, cause)
+        return self._run(account_id, profile_id, decide, cause)
 
     # --- queries --------------------------------------------------------
 
@@ -286,6 +290,16 @@ class ProfilesService(Application[UUID]):
         return roster if roster is not None else Roster.open(account_id, *cause.args())
 
     def _run(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        decide: Callable[[], tuple[Aggregate, ...]],
+        cause: Cause,
+    ) -> Outcome:
+        with self._account_locks[hash(account_id) % len(self._account_locks)]:
+            return self._attempt(profile_id, decide, cause)
+
+    def _attempt(
         self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]], cause: Cause
     ) -> Outcome:
         for attempt in range(1, self.max_attempts + 1):

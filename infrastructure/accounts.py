@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -37,8 +38,14 @@ def _hash(secret: str) -> bytes:
 
 
 class Accounts:
+    # Found tokens are remembered briefly so that a request costs no lookup;
+    # the secret is still hashed and compared on every request.
+    CACHE_SECONDS = 30.0
+    CACHE_SIZE = 10_000
+
     def __init__(self, datastore: PostgresDatastore) -> None:
         self.datastore = datastore
+        self._cache: dict[str, tuple[float, bytes, Principal]] = {}
         schema = Identifier(datastore.schema)
         self._accounts = SQL("{}.{}").format(schema, Identifier("accounts"))
         self._tokens = SQL("{}.{}").format(schema, Identifier("api_tokens"))
@@ -86,6 +93,10 @@ class Accounts:
         if len(parts) != 3 or parts[0] != "rp" or not parts[1] or not parts[2]:
             return None
         token_id, secret = parts[1], parts[2]
+        cached = self._cache.get(token_id)
+        if cached is not None and cached[0] > time.monotonic():
+            _, secret_hash, principal = cached
+            return principal if hmac.compare_digest(secret_hash, _hash(secret)) else None
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 SQL(
@@ -99,6 +110,10 @@ class Accounts:
         if row is None:
             _hash(secret)  # same work on a miss as on a hit
             return None
+        principal = Principal(str(row["id"]), row["role"])
+        if len(self._cache) >= self.CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token_id] = (time.monotonic() + self.CACHE_SECONDS, bytes(row["secret_hash"]), principal)
         if not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
             return None
-        return Principal(str(row["id"]), row["role"])
+        return principal

@@ -39,20 +39,33 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         ).format(Identifier(datastore.schema), Identifier(TRACKING_TABLE))
 
     def apply(self, changes: Sequence[RowChange], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as curs:
+        self.apply_batch(tracking.application_name, [(tracking.notification_id, changes)])
+
+    def apply_batch(
+        self, application_name: str, batch: Sequence[tuple[int, Sequence[RowChange]]]
+    ) -> None:
+        """Applies several events' row changes in ONE transaction with ONE tracking
+        record (the last position): all of the batch is applied, or none of it."""
+        if not batch:
+            return
+        last = batch[-1][0]
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             # Tracking first: a position already applied fails here, before any row changes.
             try:
-                self._insert_tracking(curs, tracking)
+                self._insert_tracking(curs, Tracking(application_name, last))
             except IntegrityError as e:
                 raise AlreadyApplied(str(e)) from e
-            for change in changes:
-                self.writer.execute(curs, change, tracking.notification_id)
-            if changes:  # delivered to listeners only once this transaction commits
-                curs.execute(
-                    "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(tracking.notification_id)),
-                    prepare=True,
-                )
-        self._reached_position(tracking.notification_id)
+            changed = False
+            with conn.pipeline():
+                for position, changes in batch:
+                    for change in changes:
+                        self.writer.execute(curs, change, position)
+                        changed = True
+                if changed:  # delivered to listeners only once this transaction commits
+                    curs.execute(
+                        "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True
+                    )
+        self._reached_position(last)
 
     def _reached_position(self, position: int) -> None:
         with self._reached_changed:

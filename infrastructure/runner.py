@@ -9,6 +9,7 @@ guards against a double application if two leaders ever overlap.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import InterfaceError, OperationalError
-from eventsourcing.projection import ApplicationSubscription
+from psycopg.sql import SQL, Identifier
 
 from infrastructure.profiles_view import AlreadyApplied, PostgresProfilesView
 from projections.profiles import changes_for
@@ -54,14 +55,17 @@ class ProjectionRunner:
         *,
         retry_interval: float = 0.25,
         lock_key: int = LEADER_LOCK_KEY,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
     ) -> None:
         self.app = app
         self.view = view
         self.conninfo = dict(conninfo)
         self.retry_interval = retry_interval
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
         self.lock_key = lock_key
         self._stopping = threading.Event()
-        self._subscription: ApplicationSubscription[Any] | None = None
         self._role = "starting"
         self._error: str | None = None
         self._failed_position: int | None = None
@@ -78,9 +82,6 @@ class ProjectionRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
-        subscription = self._subscription
-        if subscription is not None:
-            subscription.stop()
         self._thread.join(timeout)
         self._release_lock()
         if self._role != "failed":
@@ -125,47 +126,64 @@ class ProjectionRunner:
         self._release_lock()
 
     def _follow(self) -> None:
-        start = self.view.max_tracking_id(self.app.name)
-        self._subscription = ApplicationSubscription(self.app, gt=start)
-        watchdog = threading.Thread(target=self._watch_lock, daemon=True, name="leader-watchdog")
-        watchdog.start()
-        try:
-            with self._subscription as subscription:
-                for event, tracking in subscription:
-                    if self._stopping.is_set():
-                        break
-                    try:
-                        self.view.apply(changes_for(event), tracking)
-                        self.applied += 1
-                    except AlreadyApplied:
-                        # Someone else applied it: resume from the recorded position.
-                        log.warning("position %s already applied; resubscribing", tracking.notification_id)
-                        break
-                    except (OperationalError, InterfaceError):
-                        raise
-                    except Exception as e:
-                        raise PoisonEvent(tracking.notification_id, e) from e
-        finally:
-            self._subscription = None
-        if self._lock_lost.is_set():
-            raise OperationalError("leader lock connection was lost")
+        """Applies new events in batches until stopped or the leader lock is lost.
 
-    def _watch_lock(self) -> None:
-        subscription = self._subscription
-        while not self._stopping.wait(1.0) and self._subscription is subscription:
-            try:
-                assert self._lock_conn is not None
-                self._lock_conn.execute("SELECT 1")
-            except Exception:
-                self._lock_lost.set()
-                if subscription is not None:
-                    subscription.stop()
-                return
+        Batches keep exactly-once (one transaction, one tracking record per batch)
+        and let a busy log be applied at far more than one commit per event. A
+        LISTEN on the event table's channel wakes the loop as soon as a writer commits."""
+        recorder: Any = self.app.recorder
+        mapper = self.app.mapper
+        position = self.view.max_tracking_id(self.app.name) or 0
+        with psycopg.connect(
+            **self.conninfo, autocommit=True, connect_timeout=5,
+            application_name="racer-profiles-projector-listen",
+        ) as listener:
+            listener.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
+            last_lock_check = time.monotonic()
+            while not self._stopping.is_set():
+                notifications = recorder.select_notifications(
+                    position, self.batch_size, inclusive_of_start=False
+                )
+                if notifications:
+                    try:
+                        position = self._apply(notifications, mapper)
+                    except AlreadyApplied:
+                        # Another runner got there first: resume from what it recorded.
+                        log.warning("position %s already applied; resuming", notifications[-1].id)
+                        position = self.view.max_tracking_id(self.app.name) or 0
+                    continue
+                # Caught up: sleep until a writer's NOTIFY (or at most poll_interval).
+                for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                    pass
+                if time.monotonic() - last_lock_check > 1.0:
+                    self._check_lock()
+                    last_lock_check = time.monotonic()
+
+    def _apply(self, notifications: list[Any], mapper: Any) -> int:
+        try:
+            batch = [(n.id, changes_for(mapper.to_domain_event(n))) for n in notifications]
+            self.view.apply_batch(self.app.name, batch)
+        except (AlreadyApplied, OperationalError, InterfaceError):
+            raise
+        except Exception:
+            if len(notifications) == 1:
+                raise PoisonEvent(notifications[0].id, sys.exc_info()[1]) from None
+            # Find the one that cannot be applied: apply the batch one event at a time.
+            for notification in notifications:
+                self._apply([notification], mapper)
+        self.applied += len(notifications)
+        return int(notifications[-1].id)
+
+    def _check_lock(self) -> None:
+        try:
+            assert self._lock_conn is not None
+            self._lock_conn.execute("SELECT 1")
+        except Exception as e:
+            raise OperationalError(f"leader lock connection was lost: {e}") from e
 
     # --- leadership -----------------------------------------------------
 
     def _acquire_lock(self) -> bool:
-        self._lock_lost = threading.Event()
         if self._lock_conn is None or self._lock_conn.closed:
             self._lock_conn = psycopg.connect(
                 **self.conninfo, autocommit=True, connect_timeout=5,

@@ -26,6 +26,7 @@ from api.metrics import counted
 from api.problems import Problem
 from api.routers.audit import timeline_for
 from api.responses import (
+    FastJSONResponse,
     etag,
     command_response,
     decode_cursor,
@@ -123,7 +124,7 @@ def list_profiles(
         principal.account_id, include_archived=include_archived, after=after, limit=limit + 1
     )
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return JSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
+    return FastJSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
 
 
 @router.get("/default", response_model=ProfilePublic, responses=_PROBLEMS)

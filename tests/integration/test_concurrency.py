@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from uuid import UUID
 
 import pytest
 
 from domain.errors import ConcurrencyConflict, IllegalState
 from domain.roster import Roster, roster_id
-from domain.service import Cause, Outcome
+from domain.service import Cause, Outcome, ProfilesService
 from infrastructure.container import Container
 from infrastructure.settings import Settings
 from infrastructure.verify import verify_store
@@ -119,15 +119,30 @@ def assert_one_default_everywhere(container: Container, account: str) -> UUID:
 # --- races ---------------------------------------------------------------------------
 
 
-def test_racing_first_creates_for_a_new_account_leave_exactly_one_default(container: Container) -> None:
+@pytest.fixture
+def workers(container: Container) -> Iterator[list[ProfilesService]]:
+    """One service per racing thread, as separate worker processes would have:
+    the in-process per-account queue cannot serialise them, the store must."""
+    env = container.settings.model_copy(update={"api_threads": 1}).library_env()
+    apps = [ProfilesService(env) for _ in range(THREADS)]
+    yield apps
+    for app in apps:
+        app.close()
+
+
+def test_racing_first_creates_for_a_new_account_leave_exactly_one_default(
+    container: Container, workers: list[ProfilesService]
+) -> None:
     app = container.app
     attempts: list[int] = []
     for _ in range(ROUNDS):
         account = f"acct-{uuid.uuid4().hex[:10]}"
         pids = [uuid.uuid4() for _ in range(THREADS)]
         results = race([
-            (lambda pid=pid: app.create_profile(account, "Racer", [], CAUSE, profile_id=pid))
-            for pid in pids
+            (lambda pid=pid, worker=worker: worker.create_profile(
+                account, "Racer", [], CAUSE, profile_id=pid
+            ))
+            for pid, worker in zip(pids, workers, strict=True)
         ])
         done = outcomes(results, ConcurrencyConflict)
         assert done, "no create succeeded"
@@ -201,3 +216,24 @@ def test_archiving_the_default_while_others_set_defaults_keeps_one_active_defaul
         assert default not in archived
         assert archived == {pid for pid in p if app.get_profile(pid).archived}
     assert verify_store(container) == []
+
+
+def test_one_process_queues_commands_on_one_account_instead_of_colliding(
+    container: Container,
+) -> None:
+    """Within one process, concurrent unconditional commands on one account wait
+    their turn: none needs a retry, none ends in a conflict."""
+    app = container.app
+    account, pids = create_account(container, 2)
+    calls: list[Callable[[], Outcome]] = []
+    for i in range(2 * THREADS):
+        if i % 2:
+            calls.append(lambda i=i: app.set_default(account, pids[i % 2], CAUSE))
+        else:
+            calls.append(lambda i=i: app.create_profile(account, f"Q{i}", [], CAUSE))
+    results = race(calls)
+    done = outcomes(results)
+    assert len(done) == len(calls)
+    assert [o.attempts for o in done] == [1] * len(calls)
+    settle(container, done)
+    assert_one_default_everywhere(container, account)
