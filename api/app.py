@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import problems
+from api import openapi, problems
 from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.request_id import RequestIdMiddleware
@@ -25,6 +25,7 @@ def create_app(container: Container) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = (
             container.settings.api_threads
         )
+        await anyio.to_thread.run_sync(container.open_pools)
         container.feed.start()
         with stream.streams_end_on_signals(container.feed):
             yield
@@ -49,11 +50,13 @@ def create_app(container: Container) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key",
                            "X-Request-ID", "X-Reason", "X-Min-Position", "Last-Event-ID"],
-            expose_headers=["ETag", "Location", "X-Position", "X-Request-ID", "Retry-After"],
+            expose_headers=["ETag", "Location", "X-Position", "X-Request-ID", "Retry-After",
+                            "Idempotent-Replayed"],
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(ui.router)
     # Before profiles.router: /v1/profiles/{profile_id} would capture "stream".

@@ -31,21 +31,41 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
     projector: bool = typer.Option(True, help="run the projection runner in this process"),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="API processes; with more than one, the projector and a standby run as processes of their own"
+    ),
+    reuse_port: bool = typer.Option(False, "--reuse-port", hidden=True),
 ) -> None:
-    """Runs the HTTP API (one worker) and, by default, the projection runner."""
+    """Runs the HTTP API and, by default, the projection runner."""
     import uvicorn
 
     from api.app import create_app
+    from api.workers import reuse_port_socket, supervise
 
+    if workers > 1:
+        settings = resolve_database(Settings())
+        build(settings).close()  # tables exist before the workers (which do not create them) start
+        raise typer.Exit(supervise(host, port, workers, str(settings.database_url)))
     container = _container(serving=True)
     if projector and container.settings.run_projection:
         container.start_runner()
     try:
-        uvicorn.run(
-            create_app(container), host=host, port=port, workers=1, log_config=None, access_log=False
+        config = uvicorn.Config(
+            create_app(container), host=host, port=port, log_config=None, access_log=False
         )
+        server = uvicorn.Server(config)
+        server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
     finally:
         container.close()
+
+
+@cli.command()
+def migrate() -> None:
+    """Creates or upgrades every table and index; safe to run twice and on a live
+    deployment. With CREATE_TABLES=false, serve and project leave the schema alone."""
+    settings = resolve_database(Settings()).model_copy(update={"create_tables": True, "api_threads": 1})
+    build(settings).close()
+    typer.echo("schema is up to date: event store, racer_profiles (+ tracking), accounts, idempotency keys")
 
 
 @cli.command()

@@ -66,6 +66,12 @@ class Container:
     runner: ProjectionRunner | None = None
     _closed: bool = field(default=False, repr=False)
 
+    def open_pools(self, timeout: float = 30.0) -> None:
+        """Opens both pools and waits for their connections, so that the first
+        requests do not pay for connecting (pools otherwise open lazily)."""
+        for pool in (self.app.recorder.datastore.pool, self.datastore.pool):  # type: ignore[attr-defined]
+            pool.open(wait=True, timeout=timeout)
+
     def start_runner(self) -> ProjectionRunner:
         if self.runner is None:
             self.runner = ProjectionRunner(self.app, self.view, self.settings.conninfo()).start()

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     )
     api_threads: int = Field(default=16, ge=1, le=200, description="request worker threads")
     db_connect_timeout: int = Field(
-        default=2, ge=1, le=60, description="seconds to get a pooled connection or connect"
+        default=5, ge=1, le=60, description="seconds to get a pooled connection or connect"
     )
     db_lock_timeout: int = Field(
         default=5, ge=0, le=600, description="seconds a write waits for the event table lock"
