@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -69,9 +70,25 @@ def migrate() -> None:
 
 
 @cli.command()
-def project() -> None:
+def project(
+    skip: int | None = typer.Option(
+        None, "--skip", help="mark the event the projection stopped at as applied, without applying it"
+    ),
+) -> None:
     """Runs the projection runner alone (a standby until it holds the leader lock)."""
     container = _container()
+    if skip is not None:
+        from infrastructure.projection_status import CannotSkip
+
+        try:
+            container.projection_status.skip(container.view, container.app.name, skip, "cli")
+        except CannotSkip as e:
+            container.close()
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        logging.getLogger("racer_profiles.projection").warning(
+            "skipped the event at position %s without applying it (recorded in racer_profiles_skips)", skip
+        )
     runner = container.start_runner()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -212,6 +229,27 @@ def replay(
     finally:
         container.close()
     typer.echo(f"replayed {count} events up to position {last}; now run rebuild and verify there")
+
+
+@cli.command("openapi")
+def openapi_command(
+    out: Path = typer.Option(Path("openapi.json"), "--out", help="the file to write"),
+    check: bool = typer.Option(
+        False, "--check", help="write nothing; exit 1 when the file is not what would be written"
+    ),
+) -> None:
+    """Writes the OpenAPI document (sorted keys, no database needed), as checked in at the repo root."""
+    from api.openapi import dumps, offline_document, write
+
+    if check:
+        current = out.read_text(encoding="utf-8") if out.exists() else None
+        if current != dumps(offline_document()):
+            typer.echo(f"{out} is out of date: run `racer-profiles openapi --out {out}`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is current")
+        return
+    changed = write(out)
+    typer.echo(f"{'wrote' if changed else 'unchanged:'} {out}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
@@ -20,6 +21,7 @@ from infrastructure.embedded import start_embedded
 from infrastructure.idempotency import IdempotencyStore
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
+from infrastructure.projection_status import ProjectionStatus
 from infrastructure.runner import ProjectionRunner
 from infrastructure.settings import Settings
 
@@ -35,8 +37,9 @@ def resolve_database(settings: Settings) -> Settings:
     return settings.with_database(start_embedded(settings.embedded_data_dir))
 
 
-def read_datastore(settings: Settings) -> PostgresDatastore:
-    info = settings.conninfo()
+def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> PostgresDatastore:
+    """A pool on the primary (info None) or on the server info names (a replica)."""
+    info = info or settings.conninfo()
     return PostgresDatastore(
         dbname=str(info.get("dbname", "postgres")),
         host=str(info.get("host", "127.0.0.1")),
@@ -56,11 +59,13 @@ class Container:
     settings: Settings
     app: ProfilesService
     datastore: PostgresDatastore
+    reader: PostgresDatastore
     view: PostgresProfilesView
     queries: ProfileQueries
     accounts: Accounts
     audit: Audit
     idempotency: IdempotencyStore
+    projection_status: ProjectionStatus
     # Live profile changes for the streams; started by the HTTP app's lifespan.
     feed: ChangeFeed
     runner: ProjectionRunner | None = None
@@ -69,12 +74,14 @@ class Container:
     def open_pools(self, timeout: float = 30.0) -> None:
         """Opens both pools and waits for their connections, so that the first
         requests do not pay for connecting (pools otherwise open lazily)."""
-        for pool in (self.app.recorder.datastore.pool, self.datastore.pool):  # type: ignore[attr-defined]
+        for pool in {self.app.recorder.datastore.pool, self.datastore.pool, self.reader.pool}:  # type: ignore[attr-defined]
             pool.open(wait=True, timeout=timeout)
 
     def start_runner(self) -> ProjectionRunner:
         if self.runner is None:
-            self.runner = ProjectionRunner(self.app, self.view, self.settings.conninfo()).start()
+            runner = ProjectionRunner(self.app, self.view, self.settings.conninfo())
+            runner.on_stop = self.projection_status.record_stop
+            self.runner = runner.start()
         return self.runner
 
     def close(self) -> None:
@@ -86,6 +93,8 @@ class Container:
             self.runner.stop()
         self.app.close()
         self.datastore.close()
+        if self.reader is not self.datastore:
+            self.reader.close()
 
 
 @contextmanager
@@ -105,10 +114,18 @@ def build(settings: Settings) -> Container:
     with schema_lock(settings):
         app = ProfilesService(settings.library_env(), max_attempts=settings.command_max_attempts)
         datastore = read_datastore(settings)
-        view = PostgresProfilesView(datastore)
+        # Queries (and the waits before them) go to the replica when there is one.
+        reader = (
+            read_datastore(settings, settings.read_conninfo())
+            if settings.read_database_url
+            else datastore
+        )
+        view = PostgresProfilesView(datastore, reader=reader)
         accounts = Accounts(datastore)
         idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
+        projection_status = ProjectionStatus(datastore)
         if settings.create_tables:
+            projection_status.create_tables()
             view.create_table()
             accounts.create_tables()
             idempotency.create_table()
@@ -117,9 +134,11 @@ def build(settings: Settings) -> Container:
         app=app,
         datastore=datastore,
         view=view,
-        queries=ProfileQueries(datastore),
+        queries=ProfileQueries(reader, events_table=app.recorder.events_table_name),  # type: ignore[attr-defined]
+        reader=reader,
         accounts=accounts,
         audit=Audit(app),
         idempotency=idempotency,
+        projection_status=projection_status,
         feed=ChangeFeed(settings.conninfo(), datastore),
     )

@@ -88,16 +88,6 @@ class EventLog:
             curs.execute(statement)
             return [(r["originator_id"], r["topic"]) for r in curs.fetchall()]
 
-    def version_of(self, aggregate_id: UUID) -> int:
-        """The aggregate's current version (0 when it has no event): one index lookup."""
-        statement = SQL("SELECT max(originator_version) AS v FROM {t} WHERE originator_id = %s").format(
-            t=self.table
-        )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (aggregate_id,), prepare=True)
-            row = curs.fetchone()
-        return int(row["v"] or 0) if row else 0
-
     def age_of_next(self, position: int) -> float:
         """Seconds since the first event after position was recorded (0 if none)."""
         batch = self.page(position, 1)

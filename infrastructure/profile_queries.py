@@ -23,9 +23,26 @@ def _row(record: dict[str, Any]) -> ProfileRow:
 
 
 class ProfileQueries:
-    def __init__(self, datastore: PostgresDatastore, table: str = TABLE) -> None:
+    def __init__(
+        self, datastore: PostgresDatastore, table: str = TABLE, events_table: str = "racerprofiles_events"
+    ) -> None:
         self.datastore = datastore
         self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(table))
+        self.events = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(events_table))
+
+    def aggregate_version(self, aggregate_id: UUID) -> int:
+        """An aggregate's version as this server (maybe a replica) has it: read
+        before a row, it is never newer than the row (a replica replays in order)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT max(originator_version) AS v FROM {} WHERE originator_id = %s").format(
+                    self.events
+                ),
+                (aggregate_id,),
+                prepare=True,
+            )
+            row: Any = curs.fetchone()
+        return int(row["v"] or 0) if row else 0
 
     def _fetch(self, statement: Composed, params: tuple[Any, ...]) -> list[ProfileRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

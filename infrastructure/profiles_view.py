@@ -27,8 +27,18 @@ class AlreadyApplied(IntegrityError):
 
 
 class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
-    def __init__(self, datastore: PostgresDatastore, *, table: str = TABLE) -> None:
+    def __init__(
+        self,
+        datastore: PostgresDatastore,
+        *,
+        table: str = TABLE,
+        reader: PostgresDatastore | None = None,
+    ) -> None:
         super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
+        # Where queries read: a replica shows a commit only once it has replayed
+        # it, so there waits must see the replica's own tracking position.
+        self.reader = reader or datastore
+        self._commits_visible_to_readers = self.reader is datastore
         self.table = table
         self.sql_create_statements.extend(ddl(datastore.schema, table))
         self.writer = RowWriter(datastore.schema, table)
@@ -65,7 +75,8 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                     curs.execute(
                         "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True
                     )
-        self._reached_position(last)
+        if self._commits_visible_to_readers:
+            self._reached_position(last)
 
     def _reached_position(self, position: int) -> None:
         with self._reached_changed:
@@ -74,8 +85,8 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                 self._reached_changed.notify_all()
 
     def position(self, application_name: str) -> int:
-        """The last applied position, read from the database."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        """The last applied position, as the readers (the replica, if any) see it."""
+        with self.reader.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._head_statement, (application_name,), prepare=True)
             row: Any = curs.fetchone()
         position = int(row["notification_id"]) if row and row["notification_id"] else 0

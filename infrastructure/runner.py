@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,7 @@ class ProjectionRunner:
         self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
         self.became_leader = threading.Event()
         self.applied = 0  # events this runner applied (a metric)
+        self.on_stop: Callable[[int, str], None] | None = None
 
     # --- control --------------------------------------------------------
 
@@ -205,8 +207,14 @@ class ProjectionRunner:
         self._error = repr(poison.error)
         self._failed_position = poison.position
         self._release_lock()
+        if self.on_stop is not None:
+            try:
+                self.on_stop(poison.position, repr(poison.error))
+            except Exception:  # the database may be why it stopped; the log still says it
+                log.exception("could not record where the projection stopped")
         log.error(
-            "projection stopped at position %s: %r. Fix the cause and restart the projector; "
-            "the read table is consistent up to position %s.",
-            poison.position, poison.error, poison.position - 1,
+            "projection stopped at position %s: %r. The read table is consistent up to "
+            "position %s. Fix the cause and restart the projector, or skip this one event "
+            "with `racer-profiles project --skip %s` (recorded).",
+            poison.position, poison.error, poison.position - 1, poison.position,
         )

@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset: start the embedded server"
     )
+    read_database_url: str | None = Field(
+        default=None, description="a streaming replica for queries; unset: DATABASE_URL"
+    )
     embedded_data_dir: Path = Field(
         default=Path(".data/postgres"), description="data directory of the embedded server"
     )
@@ -41,7 +44,7 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "read_database_url")
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
         if value:
@@ -52,6 +55,9 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise RuntimeError("no database URL: start the embedded server first")
         return conninfo_to_dict(self.database_url)
+
+    def read_conninfo(self) -> dict[str, Any]:
+        return conninfo_to_dict(self.read_database_url) if self.read_database_url else self.conninfo()
 
     @property
     def pool_size(self) -> int:
