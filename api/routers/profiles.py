@@ -134,7 +134,7 @@ def get_default(
     wait_for(container, min_position)
     # The roster's version is read before the row, so the ETag is never newer
     # than the state shown: a race can only cause a spurious 412, never a lost update.
-    roster_version = container.audit.log.version_of(roster_id(principal.account_id))
+    roster_version = container.queries.aggregate_version(roster_id(principal.account_id))
     row = container.queries.default(principal.account_id)
     if row is None:
         raise Problem(404, "no-default", "No default profile", "this account has no active profile")
