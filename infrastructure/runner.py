@@ -74,6 +74,7 @@ class ProjectionRunner:
         self._thread = threading.Thread(target=self._run, name="projection-runner", daemon=True)
         self.became_leader = threading.Event()
         self.applied = 0  # events this runner applied (a metric)
+        self._position = 0  # the last position this runner knows applied
         self.on_stop: Callable[[int, str], None] | None = None
 
     # --- control --------------------------------------------------------
@@ -98,7 +99,7 @@ class ProjectionRunner:
             raise PoisonEvent(self._failed_position or 0, RuntimeError(self._error))
 
     def status(self) -> RunnerStatus:
-        return RunnerStatus(self._role, self.view._reached, self._error, self._failed_position)
+        return RunnerStatus(self._role, self._position, self._error, self._failed_position)
 
     # --- the loop -------------------------------------------------------
 
@@ -123,7 +124,7 @@ class ProjectionRunner:
                 self._stopping.wait(self.retry_interval)
             except BaseException as e:  # pragma: no cover - last resort, logged
                 log.exception("projection runner crashed")
-                self._fail(PoisonEvent(self.view._reached + 1, e))
+                self._fail(PoisonEvent(self._position + 1, e))
                 return
         self._release_lock()
 
@@ -135,7 +136,7 @@ class ProjectionRunner:
         LISTEN on the event table's channel wakes the loop as soon as a writer commits."""
         recorder: Any = self.app.recorder
         mapper = self.app.mapper
-        position = self.view.max_tracking_id(self.app.name) or 0
+        position = self._position = self.view.max_tracking_id(self.app.name) or 0
         with psycopg.connect(
             **self.conninfo, autocommit=True, connect_timeout=5,
             application_name="racer-profiles-projector-listen",
@@ -148,11 +149,11 @@ class ProjectionRunner:
                 )
                 if notifications:
                     try:
-                        position = self._apply(notifications, mapper)
+                        position = self._position = self._apply(notifications, mapper)
                     except AlreadyApplied:
                         # Another runner got there first: resume from what it recorded.
                         log.warning("position %s already applied; resuming", notifications[-1].id)
-                        position = self.view.max_tracking_id(self.app.name) or 0
+                        position = self._position = self.view.max_tracking_id(self.app.name) or 0
                     continue
                 # Caught up: sleep until a writer's NOTIFY (or at most poll_interval).
                 for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):

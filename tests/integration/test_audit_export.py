@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import uuid
+from urllib.parse import quote
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ def fresh_database(pg_server_url: str) -> Iterator[str]:
     info = conninfo_to_dict(pg_server_url)
     user = info.get("user", "postgres")
     password = f":{info['password']}" if info.get("password") else ""
-    yield f"postgresql://{user}{password}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{name}"
+    # host as a query parameter: it may be a socket directory (the embedded server)
+    host = quote(str(info.get("host", "127.0.0.1")), safe="")
+    yield f"postgresql://{user}{password}@/{name}?host={host}&port={info.get('port', 5432)}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
