@@ -65,6 +65,8 @@ class _StateCollector(Collector):
             yield _gauge("projection_running", "1 when this process's runner leads and runs",
                          1.0 if runner.status().role == "leader" else 0.0)
         pools = {"events": c.app.recorder.datastore.pool, "read": c.datastore.pool}  # type: ignore[attr-defined]
+        if c.reader is not c.datastore:
+            pools["replica"] = c.reader.pool
         for name, stat in (("pool_size", "pool_size"), ("pool_available", "pool_available"),
                            ("pool_waiting", "requests_waiting")):
             family = GaugeMetricFamily(f"db_{name}", f"Connection pool {stat}", labels=["pool"])
@@ -72,8 +74,8 @@ class _StateCollector(Collector):
                 family.add_metric([pool_name], pool.get_stats().get(stat, 0))
             yield family
         feed = getattr(c, "feed", None)
-        if feed is not None and hasattr(feed, "stream_count"):
-            yield _gauge("sse_streams_open", "Server-sent event streams open", feed.stream_count())
+        if feed is not None:
+            yield _gauge("sse_streams_open", "Server-sent event streams open", feed.subscriber_count())
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
