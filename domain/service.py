@@ -253,9 +253,12 @@ class ProfilesService(Application[UUID]):
 
     def get_profile(self, profile_id: UUID, version: int | None = None) -> RacerProfile:
         try:
-            return self.repository.get(profile_id, version=version)
+            profile = self.repository.get(profile_id, version=version)
         except AggregateNotFoundError:
-            raise ProfileNotFound(f"no profile {profile_id}") from None
+            profile = None
+        if not isinstance(profile, RacerProfile):  # a roster's id is no profile's
+            raise ProfileNotFound(f"no profile {profile_id}")
+        return profile
 
     def get_roster(self, account_id: str) -> Roster | None:
         try:

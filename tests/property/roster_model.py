@@ -495,6 +495,13 @@ class RosterMachine(RuleBasedStateMachine):
             lambda: self.service.restore(acc, target, CAUSE),
         )
 
+    @precondition(lambda self: any(p.archived for p in self.model.profiles.values()))
+    @rule(pick=st.integers(0, 7))
+    def restore_an_archived(self, pick: int) -> None:
+        """Restores an archived profile: it rejoins the roster after younger members."""
+        archived = [pid for pid, p in self.model.profiles.items() if p.archived]
+        self.restore(archived[pick % len(archived)], "own")
+
     # --- checks --
 
     @invariant()
