@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test
+.PHONY: run test fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,3 +17,14 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# Schemathesis with many more cases than `make test` (FUZZ_MAX_EXAMPLES per operation).
+FUZZ_MAX_EXAMPLES ?= 300
+fuzz: $(VENV)/.installed
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(PY) -m pytest tests/contract/test_schemathesis.py -p no:cacheprovider -s
+
+# The reliability harness at full size (tests/reliability/README.md): 32 clients for minutes,
+# >= 10 projector kills, failovers, outages; prints the summary table (and writes it to a file).
+.PHONY: reliability
+reliability: $(VENV)/.installed
+	RELIABILITY_SCALE=long $(PY) -m pytest tests/reliability -m reliability -p no:cacheprovider -s

@@ -55,6 +55,11 @@ def serve(
             create_app(container), host=host, port=port, log_config=None, access_log=False
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises the signal that stopped it once it has shut down;
+        # with these handlers in place that returns here, so the runner and
+        # the pools are closed below and the process exits 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
         server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
     finally:
         container.close()

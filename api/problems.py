@@ -11,7 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 
 from domain.errors import (
     ConcurrencyConflict,
@@ -121,8 +124,31 @@ def _validation_errors(exc: RequestValidationError) -> Problem:
     return Problem(422, "validation", "Invalid request", detail, errors=errors)
 
 
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered as a problem document."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode()  # "Disallowed CORS origin, method"
+        problem = Problem(response.status_code, "cors-refused", "CORS request refused", refused)
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
+        return JSONResponse(problem_document(problem), response.status_code, headers, media_type=MEDIA_TYPE)
+
+
+def _malformed_body() -> Problem:
+    reason = "malformed JSON: the body is not valid UTF-8 JSON"
+    return Problem(422, "validation", "Invalid request", f"body: {reason}",
+                   errors=[{"field": "body", "reason": reason}])
+
+
 def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (e.g. JSON that is not
+            # UTF-8): malformed JSON like any other, 422 naming the body.
+            return problem_response(_malformed_body(), request)
         kinds = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
         problem = Problem(
             exc.status_code,

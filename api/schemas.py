@@ -4,6 +4,7 @@ checks the rules (lengths, blank names) and names the field it rejects."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,10 +14,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# The domain's rules, stated in the document for clients (the domain checks
+# them, after trimming, and answers 422 naming the field).
+NAME_RULES = {"minLength": 1, "maxLength": 80, "pattern": r"\S"}
+CLASS_RULES = {"minLength": 1, "maxLength": 40, "pattern": r"\S"}
+RACE_NUMBER_RULES = {"pattern": r"^[A-Za-z0-9]{1,6}$"}
+DETAILS_RULES = {"maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"\S"}}
+NAME = "1-80 printable characters after trimming"
+
+
 class VehicleFields(Strict):
-    name: str = Field(description="1-80 characters after trimming", examples=["Rotax Max"])
-    vehicle_class: str | None = Field(default=None, description="up to 40 characters")
-    race_number: str | None = Field(default=None, description="1-6 letters or digits", examples=["07"])
+    name: str = Field(description=NAME, examples=["Rotax Max"], json_schema_extra=NAME_RULES)
+    vehicle_class: str | None = Field(
+        default=None, description="up to 40 printable characters", examples=["Junior"],
+        json_schema_extra=CLASS_RULES,
+    )
+    race_number: str | None = Field(
+        default=None, description="1-6 letters or digits", examples=["07"], json_schema_extra=RACE_NUMBER_RULES
+    )
 
 
 class VehicleCreate(VehicleFields):
@@ -24,9 +39,15 @@ class VehicleCreate(VehicleFields):
 
 
 class VehicleUpdate(Strict):
-    name: str | None = None
-    vehicle_class: str | None = None
-    race_number: str | None = None
+    """Only the fields given change (at least one); null clears vehicle_class or race_number."""
+
+    name: str | None = Field(default=None, description=NAME, json_schema_extra=NAME_RULES)
+    vehicle_class: str | None = Field(
+        default=None, description="up to 40 printable characters", json_schema_extra=CLASS_RULES
+    )
+    race_number: str | None = Field(
+        default=None, description="1-6 letters or digits", json_schema_extra=RACE_NUMBER_RULES
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -38,16 +59,35 @@ class VehiclePublic(BaseModel):
 
 
 class ProfileCreate(Strict):
-    name: str = Field(description="1-80 characters after trimming", examples=["Alex Junior"])
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Alex Junior",
+                    "vehicles": [{"name": "Rotax Max", "vehicle_class": "Junior", "race_number": "07"}],
+                    "details": {"club": "Karting North"},
+                    "reason": "new racer for the season",
+                }
+            ]
+        },
+    )
+
+    name: str = Field(description=NAME, examples=["Alex Junior"], json_schema_extra=NAME_RULES)
     vehicles: list[VehicleFields] = Field(default_factory=list, max_length=50)
     details: dict[str, str | int | float | bool | None] = Field(
-        default_factory=dict, description="up to 20 short free-form entries"
+        default_factory=dict,
+        description="up to 20 free-form entries: keys up to 40 characters, text up to 200, finite numbers",
+        examples=[{"club": "Karting North", "weight_kg": 42.5}],
+        json_schema_extra=DETAILS_RULES,
     )
     reason: str | None = Field(default=None, max_length=500)
 
 
 class ProfileUpdate(Strict):
-    name: str = Field(description="the new name, 1-80 characters after trimming")
+    name: str = Field(
+        description=f"the new name, {NAME}", examples=["Alex"], json_schema_extra=NAME_RULES
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -68,6 +108,32 @@ class DefaultRequest(Strict):
 
 
 class ProfilePublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a",
+                    "name": "Alex Junior",
+                    "details": {"club": "Karting North", "weight_kg": 42.5},
+                    "is_default": True,
+                    "archived": False,
+                    "vehicles": [
+                        {
+                            "id": "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a",
+                            "name": "Rotax Max",
+                            "vehicle_class": "Junior",
+                            "race_number": "07",
+                        }
+                    ],
+                    "vehicle_count": 1,
+                    "version": 3,
+                    "created_at": "2026-03-01T09:30:00.123456+00:00",
+                    "updated_at": "2026-03-02T17:05:41.000001+00:00",
+                }
+            ]
+        }
+    )
+
     id: UUID
     name: str
     details: dict[str, str | int | float | bool | None]
@@ -82,11 +148,128 @@ class ProfilePublic(BaseModel):
 
 class ProfilePage(BaseModel):
     items: list[ProfilePublic]
-    next_cursor: str | None
+    next_cursor: str | None = Field(
+        description="opaque; pass it as `cursor` for the next page; null on the last page"
+    )
 
 
 class Accepted(BaseModel):
     """A command was stored but the read table did not catch up in time."""
 
-    profile_id: UUID
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"profile_id": "6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a", "position": 1042}]
+        }
+    )
+
+    profile_id: UUID = Field(description="the profile the command changed (or created)")
+    position: int = Field(description="the command's last event; wait for it with X-Min-Position")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the body field (dotted path), query parameter or header")
+    reason: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (media type application/problem+json)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://racer-profiles.dev/problems/precondition-failed",
+                    "title": "Version mismatch",
+                    "status": 412,
+                    "detail": "expected version 2, current version is 3",
+                    "instance": "/v1/profiles/6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a",
+                    "current_version": 3,
+                }
+            ]
+        }
+    )
+
+    type: str = Field(
+        description="a stable URI per kind of problem: https://racer-profiles.dev/problems/<kind>",
+        examples=["https://racer-profiles.dev/problems/validation"],
+    )
+    title: str = Field(description="short, the same for every problem of a type")
+    status: int = Field(ge=100, le=599, description="the HTTP status code")
+    detail: str = Field(description="what went wrong with this request")
+    instance: str | None = Field(default=None, description="the request path")
+    errors: list[FieldError] | None = Field(
+        default=None, description="422 only: every rejected field and why"
+    )
+    current_version: int | None = Field(
+        default=None, description="412 only: the current version (the ETag to send in If-Match)"
+    )
+
+
+class HistoryEntry(BaseModel):
+    """One event of the profile, or of its account's roster about it."""
+
+    position: int = Field(description="the event's position in the whole log")
+    aggregate_id: str
+    aggregate_type: str = Field(examples=["RacerProfile", "Roster"])
+    version: int = Field(description="the aggregate's version after this event")
+    type: str = Field(description="the event's class", examples=["Renamed"])
+    recorded_at: datetime
+    actor: str | None = Field(description="the account whose token made the change")
+    reason: str | None = Field(description="X-Reason or a body's reason")
+    request_id: str | None = Field(description="the X-Request-ID of the request that made it")
+    data: dict[str, Any] = Field(description="the event's own fields")
+    concerns: str | None = Field(
+        default=None,
+        description="roster events only: what the event meant for this profile",
+        examples=["became the default"],
+    )
+
+
+class ExportedEvent(HistoryEntry):
+    """One line of the NDJSON export: a history entry plus the event as stored."""
+
+    topic: str = Field(description="the event's class as the event store names it")
+    stored_state: str = Field(description="the stored event, base64")
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryEntry]
+    next_cursor: str | None = Field(
+        description="opaque; pass it as `cursor` for the next page; null on the last page"
+    )
+
+
+class DefaultChange(BaseModel):
     position: int
+    changed_at: datetime
+    from_profile_id: str | None = Field(description="null: the account had no default before")
+    to_profile_id: str | None = Field(description="null: the account has no default since")
+    actor: str | None
+    reason: str | None
+    request_id: str | None
+
+
+class DefaultTimeline(BaseModel):
+    items: list[DefaultChange]
+    next_cursor: str | None = Field(
+        description="opaque; pass it as `cursor` for the next page; null on the last page"
+    )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """200 when ready, 503 (same shape) when not."""
+
+    status: Literal["ready", "not ready"]
+    database: str = Field(description='"ok", or "unavailable: <error class>"')
+    head: int | None = Field(default=None, description="the last position in the event log")
+    position: int | None = Field(default=None, description="the last position the read table applied")
+    lag: int | None = Field(default=None, description="head - position")
+    projection: str = Field(
+        description="this process's runner: starting, standby, leader, failed or stopped; external: none here"
+    )
+    projection_error: str | None = None
+    projection_failed_position: int | None = None

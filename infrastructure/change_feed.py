@@ -1,8 +1,9 @@
 """The change feed: ONE database listener that fans profile changes out to
 every open stream (GET /v1/profiles/stream).
 
-The view's apply() sends `NOTIFY racer_profiles_changed, '<position>'` in the
-transaction that changes rows. One thread holds one dedicated connection that
+The view sends `NOTIFY racer_profiles_changed, '<position>'` in each
+transaction that changes rows (the position of its last event: every position
+up to it is then committed). One thread holds one dedicated connection that
 LISTENs; on a notification it reads, with ONE query through the shared pool,
 every row of the subscribed accounts whose position is past the last one it
 dispatched, and hands each account's rows (in position order) to that
@@ -119,8 +120,7 @@ class ChangeFeed:
         return self
 
     def end_streams(self) -> None:
-        """Ends every subscription, and every later one at once (shutdown).
-        Safe to call from a signal handler."""
+        """Ends every subscription, and every later one at once (shutdown)."""
         with self._lock:
             self._closing = True
             subscriptions = [s for subs in self._subscriptions.values() for s in subs]

@@ -23,7 +23,7 @@ from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.projection_status import ProjectionStatus
 from infrastructure.runner import ProjectionRunner
-from infrastructure.settings import Settings
+from infrastructure.settings import POOL_MIN, Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> Po
         password=str(info.get("password", "")),
         connect_timeout=settings.db_connect_timeout,
         idle_in_transaction_session_timeout=10,
-        pool_size=settings.pool_size,
+        pool_size=POOL_MIN,
+        max_overflow=settings.pool_size - POOL_MIN,
         pre_ping=True,
         lock_timeout=settings.db_lock_timeout,
     )

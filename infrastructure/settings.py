@@ -11,6 +11,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+POOL_MIN = 2
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
@@ -23,7 +26,7 @@ class Settings(BaseSettings):
     embedded_data_dir: Path = Field(
         default=Path(".data/postgres"), description="data directory of the embedded server"
     )
-    api_threads: int = Field(default=16, ge=1, le=200, description="request worker threads")
+    api_threads: int = Field(default=8, ge=1, le=200, description="request worker threads")
     db_connect_timeout: int = Field(
         default=5, ge=1, le=60, description="seconds to get a pooled connection or connect"
     )
@@ -61,8 +64,8 @@ class Settings(BaseSettings):
 
     @property
     def pool_size(self) -> int:
-        # One connection per request thread, plus the runner's and the LISTEN one.
-        return self.api_threads + 2
+        """The most connections a pool opens: one per request thread, plus two."""
+        return max(self.api_threads + 2, POOL_MIN)
 
     def library_env(self) -> dict[str, str]:
         """The eventsourcing library's environment for the event store."""
@@ -74,8 +77,9 @@ class Settings(BaseSettings):
             "POSTGRES_PORT": str(info.get("port", "5432")),
             "POSTGRES_USER": str(info.get("user", "postgres")),
             "POSTGRES_PASSWORD": str(info.get("password", "")),
-            "POSTGRES_POOL_SIZE": str(self.pool_size),
-            "POSTGRES_MAX_OVERFLOW": "0",
+            # Two connections kept open; the pool grows to one per request thread.
+            "POSTGRES_POOL_SIZE": str(POOL_MIN),
+            "POSTGRES_MAX_OVERFLOW": str(self.pool_size - POOL_MIN),
             "POSTGRES_CONNECT_TIMEOUT": str(self.db_connect_timeout),
             "POSTGRES_LOCK_TIMEOUT": str(self.db_lock_timeout),
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
@@ -11,7 +14,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.deps import ContainerDep, PrincipalDep, scope_of
+from api.openapi import problems
 from api.problems import Problem
+from api.schemas import DefaultTimeline, HistoryPage
 from infrastructure.audit import ProfileTimeline, export_record
 from infrastructure.container import Container
 from infrastructure.accounts import Principal
@@ -29,27 +34,84 @@ def timeline_for(container: Container, principal: Principal, profile_id: UUID) -
     return timeline
 
 
-@history_router.get("/{profile_id}/history")
+_CURSOR = re.compile(r"^after:(\d{1,18})$")
+
+CursorQuery = Annotated[
+    str | None, Query(description="the `next_cursor` of the previous page (opaque)")
+]
+LimitQuery = Annotated[int, Query(ge=1, le=200, description="entries per page")]
+
+
+def encode_cursor(position: int) -> str:
+    """An opaque cursor: the position of the last entry of a page (entries are in position order)."""
+    return base64.urlsafe_b64encode(f"after:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        match = _CURSOR.match(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        match = None
+    if match is None:
+        raise Problem(
+            422, "validation", "Invalid request", "cursor is not one this API returned",
+            errors=[{"field": "cursor", "reason": "is not one this API returned"}],
+        )
+    return int(match.group(1))
+
+
+def page_of(entries: list[dict[str, Any]], cursor: str | None, limit: int) -> dict[str, Any]:
+    """Keyset paging over entries in position order: stable while new entries are appended."""
+    after = decode_cursor(cursor)
+    rest = [e for e in entries if e["position"] > after]
+    page = rest[:limit]
+    return {"items": page, "next_cursor": encode_cursor(page[-1]["position"]) if len(rest) > limit else None}
+
+
+@history_router.get(
+    "/{profile_id}/history",
+    response_model=HistoryPage,
+    summary="A profile's history",
+    description=(
+        "The profile's events and its roster's events about it (joined or left the active profiles,"
+        " became or stopped being the default), in position order, with who, why and which request."
+        " Pass `next_cursor` back as `cursor` until it is null."
+    ),
+    responses=problems(401, 404, 422, 503),
+)
 def profile_history(
     profile_id: UUID,
     principal: PrincipalDep,
     container: ContainerDep,
-    after: Annotated[int, Query(ge=0, description="position of the last entry already seen")] = 0,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> JSONResponse:
     """The profile's events and its roster's events about it, in order."""
     timeline = timeline_for(container, principal, profile_id)
-    entries = [e for e in container.audit.history(timeline, profile_id) if e["position"] > after]
-    page = entries[:limit]
-    next_after = page[-1]["position"] if len(entries) > limit else None
-    return JSONResponse({"items": page, "next_after": next_after})
+    return JSONResponse(page_of(container.audit.history(timeline, profile_id), cursor, limit))
 
 
-@router.get("/defaults")
+@router.get(
+    "/defaults",
+    response_model=DefaultTimeline,
+    summary="The default timeline",
+    description=(
+        "Every change of the account's default profile: when, from, to, who, why. Owners read their"
+        " own account; auditors name one with `account_id`. Pass `next_cursor` back as `cursor`"
+        " until it is null."
+    ),
+    responses=problems(
+        401, 404, 422, 503, s404="`account_id` names another account than the token's (owners)."
+    ),
+)
 def default_timeline(
     principal: PrincipalDep,
     container: ContainerDep,
     account_id: Annotated[str | None, Query(description="auditors: the account to read")] = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> JSONResponse:
     scope = scope_of(principal)
     if scope is None and not account_id:
@@ -59,10 +121,39 @@ def default_timeline(
         )
     if scope is not None and account_id not in (None, scope):
         raise Problem(404, "not-found", "Not found", "no such account")
-    return JSONResponse({"items": container.audit.defaults(account_id or scope or "")})
+    return JSONResponse(page_of(container.audit.defaults(account_id or scope or ""), cursor, limit))
 
 
-@router.get("/events", response_class=StreamingResponse)
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    summary="Export the event log",
+    description=(
+        "NDJSON (`application/x-ndjson`), one event per line in position order: the token's account's"
+        " events, or every account's for an auditor. Each line is a history entry plus `topic` and"
+        " `stored_state` (base64), enough to replay the log elsewhere. Resume with `after` set to the"
+        " last position received."
+    ),
+    responses={
+        200: {
+            "description": "One JSON object per line (an `ExportedEvent`), each line ending in a newline.",
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "newline-delimited ExportedEvent objects"},
+                    "itemSchema": {"$ref": "#/components/schemas/ExportedEvent"},
+                    "example": (
+                        '{"position":1,"aggregate_id":"6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a",'
+                        '"aggregate_type":"RacerProfile","version":1,"type":"Created",'
+                        '"recorded_at":"2026-03-01T09:30:00.123456+00:00","actor":"acc_1","reason":null,'
+                        '"request_id":"checkout-7f3a","data":{"name":"Alex"},'
+                        '"topic":"domain.profile:RacerProfile.Created","stored_state":"eyJ..."}\n'
+                    ),
+                }
+            },
+        },
+        **problems(401, 422, 503),
+    },
+)
 def export_events(
     principal: PrincipalDep,
     container: ContainerDep,

@@ -8,16 +8,31 @@ from fastapi.responses import JSONResponse, Response
 from api.metrics import CONTENT_TYPE
 
 from api.deps import ContainerDep
+from api.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness",
+    description="200 while the process serves requests; touches nothing else.",
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="Readiness",
+    description=(
+        "200 when the database answers and the projection runner has not stopped on an error, with"
+        " the read table's position and lag; 503 with the same body otherwise."
+    ),
+    responses={503: {"model": Readiness, "description": "Not ready; the body says why."}},
+)
 def readyz(container: ContainerDep) -> JSONResponse:
     """Ready when the database answers and the projection is not stopped;
     reports the projection's position and its lag behind the event log."""
@@ -30,6 +45,12 @@ def readyz(container: ContainerDep) -> JSONResponse:
     except Exception as e:  # any failure to reach the database means not ready
         ready = False
         body["database"] = f"unavailable: {type(e).__name__}"
+    if "position" in body:
+        stop = container.projection_status.stop(int(body["position"]))  # type: ignore[call-overload]
+        if stop is not None:
+            ready = False
+            body["projection_error"] = stop.error
+            body["projection_failed_position"] = stop.position
     runner = container.runner
     if runner is not None:
         status = runner.status()
@@ -44,7 +65,23 @@ def readyz(container: ContainerDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    description="The Prometheus text exposition format (version 0.0.4).",
+    responses={
+        200: {
+            "description": "Metrics in the Prometheus text format.",
+            "content": {
+                "text/plain; version=0.0.4; charset=utf-8": {
+                    "schema": {"type": "string"},
+                    "example": "# HELP http_request_duration_seconds HTTP request latency\n",
+                }
+            },
+        }
+    },
+)
 def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)

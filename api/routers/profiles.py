@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -23,6 +23,14 @@ from api.deps import (
 )
 from api.idempotency import idempotent
 from api.metrics import counted
+from api.openapi import (
+    COMMAND_EXTRA,
+    PROFILE_LINKS,
+    VEHICLE_LINKS,
+    command_responses,
+    problems,
+    profile_ok,
+)
 from api.problems import Problem
 from api.routers.audit import timeline_for
 from api.responses import (
@@ -52,17 +60,7 @@ from infrastructure.container import Container
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/problem+json": {}}}
-    for code, text in {
-        401: "missing or invalid token",
-        404: "no such profile in this account",
-        409: "not allowed in the profile's state, or concurrent changes kept winning",
-        412: "If-Match does not name the current version",
-        422: "invalid input; `errors` lists each field and reason",
-        503: "database or read table not available in time; retry after Retry-After",
-    }.items()
-}
+_QUERY_PROBLEMS = problems(401, 422, 503)
 
 
 def _because(cause: Cause, body_reason: str | None) -> Cause:
@@ -75,15 +73,19 @@ def _once(
     cause: Cause,
     body: BaseModel | None,
     run: Callable[[Cause], Response],
+    status: int = 200,
+    location: bool = False,
 ) -> Response:
     """Runs the command at most once per Idempotency-Key (see api/idempotency.py)."""
 
     def current(profile_id: str) -> Response:
+        # The first request stored its events but died before replying: answer
+        # as it would have, from the read table (with the command's own status).
         wait_for(container, container.audit.log.head())
         row = container.queries.get(cause.actor, UUID(profile_id))
         if row is None:
             raise _not_found(UUID(profile_id))
-        return profile_response(row)
+        return profile_response(row, status, location=location)
 
     return idempotent(request, container, cause, body, counted(request, run), current)
 
@@ -92,7 +94,21 @@ def _not_found(profile_id: UUID) -> Problem:
     return Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
 
 
-@router.post("", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProfilePublic,
+    summary="Create a profile",
+    description=(
+        "Creates a profile in the token's account; the account's first active profile becomes its"
+        " default. Answers 201 with the profile, `Location`, `ETag` and `X-Position`."
+    ),
+    responses=command_responses(
+        201, "The created profile.", location="required", if_match=False, not_found=False,
+        links=PROFILE_LINKS,
+    ),
+    openapi_extra=COMMAND_EXTRA,
+)
 def create_profile(
     request: Request, body: ProfileCreate, owner: OwnerDep, container: ContainerDep, cause: CauseDep
 ) -> Response:
@@ -106,17 +122,29 @@ def create_profile(
         )
         return command_response(container, owner.account_id, outcome, 201, location=True)
 
-    return _once(request, container, cause, body, run)
+    return _once(request, container, cause, body, run, status=201, location=True)
 
 
-@router.get("", response_model=ProfilePage, responses=_PROBLEMS)
+@router.get(
+    "",
+    response_model=ProfilePage,
+    summary="List the account's profiles",
+    description=(
+        "The account's profiles in creation order, a page at a time: pass `next_cursor` back as"
+        " `cursor` until it is null. Pages are keyset-based, so no profile is skipped or repeated"
+        " while others create or archive profiles."
+    ),
+    responses=_QUERY_PROBLEMS,
+)
 def list_profiles(
     principal: PrincipalDep,
     container: ContainerDep,
     min_position: MinPositionDep,
-    include_archived: bool = False,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    include_archived: Annotated[bool, Query(description="list archived profiles too")] = False,
+    cursor: Annotated[
+        str | None, Query(description="the `next_cursor` of the previous page (opaque)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="profiles per page")] = 50,
 ) -> JSONResponse:
     wait_for(container, min_position)
     after = decode_cursor(cursor) if cursor else None
@@ -127,7 +155,20 @@ def list_profiles(
     return FastJSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
 
 
-@router.get("/default", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.get(
+    "/default",
+    response_model=ProfilePublic,
+    summary="The default profile",
+    description=(
+        "The account's default profile. Its `ETag` is the version of the account's roster (not of"
+        " the profile): send it as `If-Match` on `PUT /v1/profiles/default` to refuse overriding a"
+        " default chosen elsewhere in the meantime."
+    ),
+    responses={
+        200: profile_ok("The default profile; ETag is the roster's version.", etag="RosterETag"),
+        **problems(401, 404, 422, 503, s404="The account has no active profile (type `no-default`)."),
+    },
+)
 def get_default(
     principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
 ) -> JSONResponse:
@@ -143,7 +184,17 @@ def get_default(
     return response
 
 
-@router.put("/default", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.put(
+    "/default",
+    response_model=ProfilePublic,
+    summary="Set the default profile",
+    description=(
+        "Makes an active profile the account's default. `If-Match` names the roster's version (the"
+        " ETag of `GET /v1/profiles/default`); the answer's ETag is the roster's new version."
+    ),
+    responses=command_responses(200, "The new default profile; ETag is the roster's version.", etag="RosterETag"),
+    openapi_extra=COMMAND_EXTRA,
+)
 def set_default(
     request: Request,
     body: DefaultRequest,
@@ -166,7 +217,15 @@ def set_default(
     return _once(request, container, cause, body, run)
 
 
-@router.get("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.get(
+    "/{profile_id}",
+    response_model=ProfilePublic,
+    summary="One profile",
+    description=(
+        "The profile now, or as it was at a `version` or an `as_of` time (replayed from its events)."
+    ),
+    responses={200: profile_ok("The profile."), **problems(401, 404, 422, 503)},
+)
 def get_profile(
     profile_id: UUID,
     principal: PrincipalDep,
@@ -213,7 +272,14 @@ def _invalid(field: str, reason: str) -> Problem:
     )
 
 
-@router.patch("/{profile_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.patch(
+    "/{profile_id}",
+    response_model=ProfilePublic,
+    summary="Rename a profile",
+    description="Renames an active profile (409 when archived). Honours `If-Match`.",
+    responses=command_responses(200, "The renamed profile."),
+    openapi_extra=COMMAND_EXTRA,
+)
 def rename_profile(
     request: Request,
     profile_id: UUID,
@@ -232,7 +298,17 @@ def rename_profile(
     return _once(request, container, cause, body, run)
 
 
-@router.post("/{profile_id}/archive", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.post(
+    "/{profile_id}/archive",
+    response_model=ProfilePublic,
+    summary="Archive a profile",
+    description=(
+        "Archives a profile. If it was the default, the default passes to `successor_id`, else to the"
+        " earliest-created active profile. Honours `If-Match`; the body is optional."
+    ),
+    responses=command_responses(200, "The archived profile."),
+    openapi_extra=COMMAND_EXTRA,
+)
 def archive_profile(
     request: Request,
     profile_id: UUID,
@@ -253,7 +329,17 @@ def archive_profile(
     return _once(request, container, cause, body, run)
 
 
-@router.post("/{profile_id}/restore", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.post(
+    "/{profile_id}/restore",
+    response_model=ProfilePublic,
+    summary="Restore an archived profile",
+    description=(
+        "Restores an archived profile; into an account with no active profile it becomes the"
+        " default. Honours `If-Match`; the body is optional."
+    ),
+    responses=command_responses(200, "The restored profile."),
+    openapi_extra=COMMAND_EXTRA,
+)
 def restore_profile(
     request: Request,
     profile_id: UUID,
@@ -274,7 +360,20 @@ def restore_profile(
     return _once(request, container, cause, body, run)
 
 
-@router.post("/{profile_id}/vehicles", status_code=201, response_model=ProfilePublic, responses=_PROBLEMS)
+@router.post(
+    "/{profile_id}/vehicles",
+    status_code=201,
+    response_model=ProfilePublic,
+    summary="Add a vehicle",
+    description=(
+        "Adds a vehicle to an active profile; answers with the whole profile and the new vehicle's"
+        " `Location`. Honours `If-Match`."
+    ),
+    responses=command_responses(
+        201, "The profile with the new vehicle.", location=True, links=VEHICLE_LINKS
+    ),
+    openapi_extra=COMMAND_EXTRA,
+)
 def add_vehicle(
     request: Request,
     profile_id: UUID,
@@ -297,10 +396,17 @@ def add_vehicle(
             response.headers["Location"] = f"/v1/profiles/{profile_id}/vehicles/{outcome.vehicle_id}"
         return response
 
-    return _once(request, container, cause, body, run)
+    return _once(request, container, cause, body, run, status=201)
 
 
-@router.patch("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.patch(
+    "/{profile_id}/vehicles/{vehicle_id}",
+    response_model=ProfilePublic,
+    summary="Change a vehicle",
+    description="Changes the given fields of a vehicle (null clears an optional one). Honours `If-Match`.",
+    responses=command_responses(200, "The profile with the changed vehicle."),
+    openapi_extra=COMMAND_EXTRA,
+)
 def change_vehicle(
     request: Request,
     profile_id: UUID,
@@ -325,7 +431,14 @@ def change_vehicle(
     return _once(request, container, cause, body, run)
 
 
-@router.delete("/{profile_id}/vehicles/{vehicle_id}", response_model=ProfilePublic, responses=_PROBLEMS)
+@router.delete(
+    "/{profile_id}/vehicles/{vehicle_id}",
+    response_model=ProfilePublic,
+    summary="Remove a vehicle",
+    description="Removes a vehicle; answers with the profile. Honours `If-Match`.",
+    responses=command_responses(200, "The profile without the vehicle."),
+    openapi_extra=COMMAND_EXTRA,
+)
 def remove_vehicle(
     request: Request,
     profile_id: UUID,

@@ -22,6 +22,7 @@ fans changes out to them. They end when the server shuts down."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import threading
@@ -166,9 +167,11 @@ def streams_end_on_signals(feed: ChangeFeed) -> Iterator[None]:
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    loop = asyncio.get_running_loop()
 
     def handler(sig: int, frame: Any) -> None:
-        feed.end_streams()
+        # Not in the handler itself: it may interrupt this thread inside the feed's lock.
+        loop.call_soon_threadsafe(feed.end_streams)
         before = previous[sig]
         if callable(before):
             before(sig, frame)

@@ -37,12 +37,8 @@ async function api(method, path, { body, ifMatch, key, minPosition } = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
   if (!response.ok) throw new ApiError(response.status, data || {});
-  return {
-    data,
-    status: response.status,
-    etag: response.headers.get('ETag'),
-    position: Number(response.headers.get('X-Position')) || 0,
-  };
+  const position = Number(response.headers.get('X-Position')) || 0;
+  return { data, status: response.status, etag: response.headers.get('ETag'), position };
 }
 
 function newKey() {
@@ -234,15 +230,12 @@ async function loadHistory() {
 
 // --- alerts -------------------------------------------------------------------
 
+// The role="alert" region: a refused action's problem detail, never swallowed.
 function showAlert(text) {
   $('alert').textContent = text;
-  $('alert').hidden = false;
+  $('alert').hidden = !text;
 }
-
-function clearAlert() {
-  $('alert').textContent = '';
-  $('alert').hidden = true;
-}
+const clearAlert = () => showAlert('');
 
 function showError(e) {
   if (e instanceof ApiError && e.status === 401) { signOut(`The token was refused: ${e.message}`); return; }

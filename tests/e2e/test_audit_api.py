@@ -35,7 +35,7 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
 
 def entries(client: httpx.Client, token: str, profile_id: str) -> list[dict[str, Any]]:
     body = ok(client.get(f"/v1/profiles/{profile_id}/history", params={"limit": 200}, headers=auth(token)))
-    assert body["next_after"] is None
+    assert body["next_cursor"] is None
     return body["items"]  # type: ignore[no-any-return]
 
 

@@ -4,8 +4,10 @@ database listener; streams end cleanly when the server shuts down."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,10 +109,16 @@ class Reader:
         return ids[-1]
 
     def close(self) -> None:
+        """Drops the connection, as a client going away does (a blocked read
+        only wakes up when its socket is shut down)."""
         self._closing = True
         if self._response is not None:
-            self._response.close()
-        self._thread.join(WAIT)
+            stream = self._response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        assert self.join(WAIT), "the stream's reader did not stop"
 
     def join(self, timeout: float) -> bool:
         self._thread.join(timeout)

@@ -87,7 +87,7 @@ def history(client: TestClient, token: str, profile_id: str, **params: Any) -> R
 
 def all_history(client: TestClient, token: str, profile_id: str) -> list[dict[str, Any]]:
     body = ok(history(client, token, profile_id, limit=200))
-    assert body["next_after"] is None
+    assert body["next_cursor"] is None
     return body["items"]  # type: ignore[no-any-return]
 
 
@@ -382,29 +382,40 @@ def test_history_pages_cover_every_entry_once(client: TestClient, owner: Callabl
     assert len(full) == 13
     for limit in (1, 2, 5, 12, 13, 14):
         seen: list[dict[str, Any]] = []
-        after, pages = 0, 0
+        cursor: str | None = None
+        pages = 0
         while True:
-            body = ok(history(client, token, p1, after=after, limit=limit))
+            params: dict[str, Any] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+            body = ok(history(client, token, p1, **params))
             pages += 1
             assert 1 <= len(body["items"]) <= limit
             seen.extend(body["items"])
-            if body["next_after"] is None:
+            if body["next_cursor"] is None:
                 break
-            assert body["next_after"] == body["items"][-1]["position"]
-            after = body["next_after"]
+            assert isinstance(body["next_cursor"], str) and body["next_cursor"]
+            cursor = body["next_cursor"]
         assert seen == full, limit
         assert pages == -(-len(full) // limit), limit
 
 
-def test_history_after_the_last_entry_is_empty_and_limits_are_checked(
+def test_a_history_cursor_resumes_after_its_page_and_limits_are_checked(
     client: TestClient, owner: Callable[[], tuple[str, str]]
 ) -> None:
     _, token = owner()
     pid = create(client, token, "Ann")["id"]
-    last = all_history(client, token, pid)[-1]["position"]
-    assert ok(history(client, token, pid, after=last)) == {"items": [], "next_after": None}
-    for params in ({"limit": 0}, {"limit": 201}, {"after": -1}, {"limit": "x"}):
-        problem(history(client, token, pid, **params), 422)
+    ok(client.patch(f"/v1/profiles/{pid}", json={"name": "Ann B"}, headers=auth(token)))
+    entries = all_history(client, token, pid)
+    first = ok(history(client, token, pid, limit=len(entries) - 1))
+    assert first["items"] == entries[:-1] and first["next_cursor"]
+    assert ok(history(client, token, pid, cursor=first["next_cursor"])) == {"items": entries[-1:], "next_cursor": None}
+    # An entry written later shows up after the cursor's page, nothing before it again.
+    ok(client.patch(f"/v1/profiles/{pid}", json={"name": "Ann C"}, headers=auth(token)))
+    resumed = ok(history(client, token, pid, cursor=first["next_cursor"]))
+    assert resumed["items"][0] == entries[-1] and len(resumed["items"]) == 2
+    assert resumed["items"][1]["data"].get("name") == "Ann C"
+    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "garbage!"}, {"cursor": "YWZ0ZXI6LTE"}, {"limit": "x"}):
+        body = problem(history(client, token, pid, **params), 422)
+        assert [e["field"] for e in body["errors"]] == [next(iter(params))], body
 
 
 def test_history_needs_a_token(client: TestClient, owner: Callable[[], tuple[str, str]]) -> None:
