@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+import anyio.to_thread
+
 from fastapi import Depends, Header, Request
 
 from api.problems import Problem
@@ -13,7 +15,11 @@ from infrastructure.accounts import Principal
 from infrastructure.container import Container
 
 
-def get_container(request: Request) -> Container:
+# Dependencies that do no I/O are `async def`: FastAPI runs a sync dependency
+# in the thread pool, one hop per dependency per request.
+
+
+async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
@@ -22,7 +28,7 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     container: ContainerDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -32,7 +38,9 @@ def get_principal(
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "unauthorized", "Unauthorized", "expected 'Bearer <token>'", _UNAUTHORIZED)
-    principal = container.accounts.authenticate(token.strip())
+    principal = container.accounts.cached(token.strip())
+    if principal is None:  # not cached: the lookup blocks, so it runs in a thread
+        principal = await anyio.to_thread.run_sync(container.accounts.authenticate, token.strip())
     if principal is None:
         raise Problem(401, "unauthorized", "Unauthorized", "invalid token", _UNAUTHORIZED)
     request.state.account_id = principal.account_id  # for the access log
@@ -42,7 +50,7 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_owner(principal: PrincipalDep) -> Principal:
+async def get_owner(principal: PrincipalDep) -> Principal:
     if principal.role != "owner":
         raise Problem(403, "forbidden", "Forbidden", f"a {principal.role} token cannot change profiles")
     return principal
@@ -60,7 +68,7 @@ def scope_of(principal: Principal) -> str | None:
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
 
 
-def parse_if_match(
+async def parse_if_match(
     if_match: Annotated[
         str | None, Header(description='the ETag ("<version>") the change expects')
     ] = None,
@@ -79,7 +87,7 @@ def parse_if_match(
 IfMatchDep = Annotated[int | None, Depends(parse_if_match)]
 
 
-def parse_min_position(
+async def parse_min_position(
     x_min_position: Annotated[
         int | None, Header(ge=0, description="wait until the read table reaches this position")
     ] = None,
@@ -90,7 +98,7 @@ def parse_min_position(
 MinPositionDep = Annotated[int | None, Depends(parse_min_position)]
 
 
-def parse_reason(
+async def parse_reason(
     x_reason: Annotated[str | None, Header(max_length=500, description="why (recorded)")] = None,
 ) -> str | None:
     return x_reason
@@ -99,7 +107,7 @@ def parse_reason(
 ReasonHeaderDep = Annotated[str | None, Depends(parse_reason)]
 
 
-def get_cause(request: Request, owner: OwnerDep, reason: ReasonHeaderDep) -> Cause:
+async def get_cause(request: Request, owner: OwnerDep, reason: ReasonHeaderDep) -> Cause:
     """Who (the token's account), why (X-Reason; a body's reason overrides it), which request."""
     return Cause(actor=owner.account_id, reason=reason, request_id=request.state.request_id)
 

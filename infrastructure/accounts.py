@@ -88,6 +88,17 @@ class Accounts:
             )
         return NewAccount(account_id, name, role, f"rp_{token_id}_{secret}")
 
+    def cached(self, token: str) -> Principal | None:
+        """The token's principal if it was looked up lately (no I/O); else None."""
+        parts = token.split("_", 2)
+        if len(parts) != 3:
+            return None
+        cached = self._cache.get(parts[1])
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        _, secret_hash, principal = cached
+        return principal if hmac.compare_digest(secret_hash, _hash(parts[2])) else None
+
     def authenticate(self, token: str) -> Principal | None:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "rp" or not parts[1] or not parts[2]:

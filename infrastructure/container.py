@@ -50,7 +50,7 @@ def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> Po
         idle_in_transaction_session_timeout=10,
         pool_size=POOL_MIN,
         max_overflow=settings.pool_size - POOL_MIN,
-        pre_ping=True,
+        pre_ping=False,
         lock_timeout=settings.db_lock_timeout,
     )
 

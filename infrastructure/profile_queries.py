@@ -59,6 +59,25 @@ class ProfileQueries:
         )
         return rows[0] if rows else None
 
+    def default_and_roster_version(
+        self, account_id: str, roster: UUID
+    ) -> tuple[ProfileRow | None, int]:
+        """The default row and the roster's version, in one statement (one
+        snapshot, one round trip), so the version matches the row shown."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL(
+                    "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
+                    " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
+                    " WHERE account_id = %s AND is_default) AS p ON true"
+                ).format(e=self.events, c=COLUMNS, t=self.table),
+                (roster, account_id),
+                prepare=True,
+            )
+            record: Any = curs.fetchone()
+        version = int(record.pop("rv") or 0)
+        return (_row(record) if record["id"] is not None else None), version
+
     def default(self, account_id: str) -> ProfileRow | None:
         rows = self._fetch(
             SQL("SELECT {c} FROM {t} WHERE account_id = %s AND is_default").format(

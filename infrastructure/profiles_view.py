@@ -60,6 +60,9 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             return
         last = batch[-1][0]
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            # The read table is derived: waiting for its fsync buys nothing. A crash
+            # loses these rows and their tracking record together; they are re-applied.
+            curs.execute("SET LOCAL synchronous_commit = off", prepare=True)
             # Tracking first: a position already applied fails here, before any row changes.
             try:
                 self._insert_tracking(curs, Tracking(application_name, last))

@@ -83,7 +83,9 @@ class Settings(BaseSettings):
             "POSTGRES_CONNECT_TIMEOUT": str(self.db_connect_timeout),
             "POSTGRES_LOCK_TIMEOUT": str(self.db_lock_timeout),
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
-            "POSTGRES_PRE_PING": "y",
+            # No ping per checkout (a round trip each): a dead connection fails
+            # the statement, and the library retries it on a fresh one.
+            "POSTGRES_PRE_PING": "n",
             "CREATE_TABLE": "y" if self.create_tables else "n",
             "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:ProfilesRecorder",
         }

@@ -173,10 +173,11 @@ def get_default(
     principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
 ) -> JSONResponse:
     wait_for(container, min_position)
-    # The roster's version is read before the row, so the ETag is never newer
-    # than the state shown: a race can only cause a spurious 412, never a lost update.
-    roster_version = container.queries.aggregate_version(roster_id(principal.account_id))
-    row = container.queries.default(principal.account_id)
+    # The roster's version and the row come from one snapshot: the ETag always
+    # names the roster version of the default shown.
+    row, roster_version = container.queries.default_and_roster_version(
+        principal.account_id, roster_id(principal.account_id)
+    )
     if row is None:
         raise Problem(404, "no-default", "No default profile", "this account has no active profile")
     response = profile_response(row)
