@@ -18,10 +18,14 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest
 
-# Schemathesis with many more cases than `make test` (FUZZ_MAX_EXAMPLES per operation).
+# Schemathesis with many more cases than `make test`: FUZZ_MAX_EXAMPLES fuzzed
+# requests per operation, FUZZ_STATEFUL_EXAMPLES link-following sequences, fresh
+# random data each run (FUZZ_RANDOM).
 FUZZ_MAX_EXAMPLES ?= 300
+FUZZ_STATEFUL_EXAMPLES ?= 200
 fuzz: $(VENV)/.installed
-	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) $(PY) -m pytest tests/contract/test_schemathesis.py -p no:cacheprovider -s
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_STATEFUL_EXAMPLES=$(FUZZ_STATEFUL_EXAMPLES) FUZZ_RANDOM=1 \
+		$(PY) -m pytest tests/contract/test_schemathesis.py -s
 
 # The reliability harness at full size (tests/reliability/README.md): 32 clients for minutes,
 # >= 10 projector kills, failovers, outages; prints the summary table (and writes it to a file).

@@ -49,7 +49,7 @@ RETRY_MILLISECONDS = 1000
 _POSITION = re.compile(r"^\s*\d{1,18}\s*$")
 
 
-def stream_principal(
+async def stream_principal(
     request: Request,
     container: ContainerDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -59,7 +59,7 @@ def stream_principal(
 ) -> Principal:
     if not authorization and access_token:
         authorization = f"Bearer {access_token}"
-    return get_principal(request=request, container=container, authorization=authorization)
+    return await get_principal(request=request, container=container, authorization=authorization)
 
 
 def _resume_position(header: str | None, query: int | None) -> int:

@@ -32,7 +32,7 @@ from api.app import create_app
 from api.openapi import offline_document
 from infrastructure.container import Container
 
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "20"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "12"))
 # Cases over all operations (every phase); a full run below this fails.
 MIN_CASES = int(os.environ.get("FUZZ_MIN_CASES", "300"))
 CHECKS = [
