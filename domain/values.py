@@ -85,6 +85,7 @@ def vehicle_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
 DETAILS_MAX = 20
 DETAIL_KEY_MAX = 40
 DETAIL_VALUE_MAX = 200
+SAFE_INTEGER = 2**53 - 1
 
 
 def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,5 +103,9 @@ def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, float) and not math.isfinite(value):
             # JSON has no NaN or Infinity: such a value could never be projected.
             raise InvalidValue(f"details.{name}", "must be a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
+            # Beyond 2^53 JSON readers (browsers) lose digits, and beyond 64 bits
+            # the encoders refuse: keep to integers every client reads exactly.
+            raise InvalidValue(f"details.{name}", f"must be an integer within ±{SAFE_INTEGER}")
         cleaned[name] = value
     return cleaned

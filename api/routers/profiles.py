@@ -81,11 +81,12 @@ def _once(
     def current(profile_id: str) -> Response:
         # The first request stored its events but died before replying: answer
         # as it would have, from the read table (with the command's own status).
-        wait_for(container, container.audit.log.head())
+        head = container.audit.log.head()
+        wait_for(container, head)
         row = container.queries.get(cause.actor, UUID(profile_id))
         if row is None:
             raise _not_found(UUID(profile_id))
-        return profile_response(row, status, location=location)
+        return profile_response(row, status, position=head, location=location)
 
     return idempotent(request, container, cause, body, counted(request, run), current)
 
