@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_harness import REPORT, SCALE, create_database, drop_database
+from reliability_harness import REPORT, RUNNING, SCALE, create_database, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,15 @@ def rel_database(pg_server_url: str) -> Iterator[str]:
     url = create_database(pg_server_url)
     yield url
     drop_database(pg_server_url, url)
+
+
+@pytest.fixture(autouse=True)
+def _stop_load_threads() -> Iterator[None]:
+    """A failed test leaves no client or sampler thread sending requests."""
+    yield
+    for running in RUNNING:
+        running.stop.set()
+    RUNNING.clear()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

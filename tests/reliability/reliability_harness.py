@@ -145,6 +145,9 @@ class Report:
 
 REPORT = Report()
 
+# Client and sampler threads of the running test: stopped when it ends, however it ends.
+RUNNING: list[Any] = []
+
 
 # --- processes -----------------------------------------------------------------------
 
@@ -486,6 +489,7 @@ class Workload:
         self.crashed: list[BaseException] = []
 
     def start(self) -> Workload:
+        RUNNING.append(self)
         for i in range(len(self.private)):
             t = threading.Thread(target=self._client, args=(i,), name=f"client-{i}", daemon=True)
             t.start()
@@ -741,6 +745,7 @@ class Sampler:
         self.crashed: list[BaseException] = []
 
     def start(self) -> Sampler:
+        RUNNING.append(self)
         self._threads.append(threading.Thread(target=self._guard, args=(self._table_loop,), name="sampler", daemon=True))
         if self.server is not None and self.shared:
             self._threads.append(threading.Thread(target=self._guard, args=(self._http_loop,), name="sampler-http", daemon=True))

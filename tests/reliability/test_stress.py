@@ -106,18 +106,24 @@ def test_projector_killed_at_random_moments_ends_identical_to_a_rebuild(
             gap = SCALE.crash_seconds / SCALE.projector_kills
             say(f"projector crashes: {SCALE.projector_kills} kill -9 over ~{SCALE.crash_seconds:.0f} s")
             load_for(rng.uniform(0.3, 1.0), workload, [server.proc, projector])
-            for _ in range(SCALE.projector_kills):
+            for round_ in range(SCALE.projector_kills):
                 killed_at = time.monotonic()
                 projector.kill9()
                 kills += 1
                 # A command committed right after the kill: recovered once the new process applied it.
                 probe = container.app.create_profile("crash-probe", f"Probe {kills}", [], Cause("reliability"))
                 projector = start_projector(rel_database, rel_logs)
+                if round_ < SCALE.projector_kills - 1 and rng.random() < 0.3:
+                    # The next kill while it catches up with the backlog of its start-up.
+                    assert projector.wait_for_log(LEADER_LINE, 45), projector.log()[-3000:]
+                    load_for(rng.uniform(0.0, 0.2), workload, [server.proc, projector])
+                    say(f"  kill {kills}: killed again while catching up")
+                    continue
                 wait_for_position(rel_database, probe.position, 60)
                 recoveries.append(time.monotonic() - killed_at)
                 say(f"  kill {kills}: the restarted projector applied position {probe.position} "
                     f"{recoveries[-1]:.2f} s after the kill")
-                # The next kill at a random moment: often while it applies a backlog.
+                # The next kill at a random moment of its work.
                 load_for(rng.uniform(0.05, max(0.1, gap - recoveries[-1])), workload, [server.proc, projector])
             load_for(0.5, workload, [server.proc, projector], min_acknowledged=20, max_seconds=60)
             workload.finish()
@@ -139,7 +145,7 @@ def test_projector_killed_at_random_moments_ends_identical_to_a_rebuild(
         container.close()
         server.proc.terminate()
     assert kills == SCALE.projector_kills
-    assert acked >= 40, describe_counts(results)
+    assert acked >= 20, describe_counts(results)
     assert sampler.samples >= MIN_SAMPLES
     assert rate <= MAX_CONFLICT_RATE
     assert_no_problems(problems)
