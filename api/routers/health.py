@@ -39,7 +39,7 @@ def readyz(container: ContainerDep) -> JSONResponse:
     body: dict[str, object] = {}
     ready = True
     try:
-        head = container.app.recorder.max_notification_id() or 0
+        head = container.app.recorder.max_notification_id() or 0  # 3 attempts at most
         position = container.view.position(container.app.name)
         body.update(database="ok", head=head, position=position, lag=head - position)
     except Exception as e:  # any failure to reach the database means not ready
