@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -29,14 +30,36 @@ def pg_server_url() -> Iterator[str]:
         yield start_embedded(Path(tmp) / "pgdata", delete_on_exit=True)
 
 
-@pytest.fixture
-def database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"rp_test_{uuid.uuid4().hex[:16]}"
+@contextmanager
+def temporary_database(pg_server_url: str, prefix: str = "rp_test") -> Iterator[str]:
+    """A new database on the test server (its libpq conninfo), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(pg_server_url, dbname=name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo(pg_server_url, dbname=name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    with temporary_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_container(pg_server_url: str) -> Iterator[Container]:
+    """One full stack (runner started) on one database for a whole module;
+    its tests keep apart by using accounts of their own."""
+    with temporary_database(pg_server_url, "rp_module") as url:
+        built = build(Settings(database_url=url, api_threads=4))
+        built.start_runner()
+        try:
+            yield built
+        finally:
+            built.close()
 
 
 @pytest.fixture

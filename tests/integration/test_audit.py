@@ -17,29 +17,19 @@ from uuid import UUID
 import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
-from psycopg.conninfo import make_conninfo
 
 from domain.roster import roster_id
 from domain.service import Cause, ProfilesService
 from infrastructure.audit import export_record
-from infrastructure.container import Container, build
-from infrastructure.settings import Settings
+from infrastructure.container import Container
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
 NEW_FIELDS = ("actor", "reason", "request_id", "prev_hash", "event_hash", "details")
 
 
 @pytest.fixture(scope="module")
-def shared(pg_server_url: str) -> Iterator[Container]:
-    name = f"rp_audit_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    built = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=4))
-    built.start_runner()
-    yield built
-    built.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def shared(module_container: Container) -> Container:
+    return module_container
 
 
 @pytest.fixture

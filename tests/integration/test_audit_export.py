@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
 from api.cli import cli
@@ -53,16 +53,8 @@ def last_position(stdout: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def source(pg_server_url: str) -> Iterator[Container]:
-    name = f"rp_export_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    built = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=4))
-    built.start_runner()
-    yield built
-    built.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def source(module_container: Container) -> Container:
+    return module_container
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from api.cli import cli
@@ -24,8 +23,7 @@ from domain.chain import event_digest
 from domain.roster import roster_id
 from domain.service import Cause
 from infrastructure.chain_check import chain_problems, checkpoint
-from infrastructure.container import Container, build
-from infrastructure.settings import Settings
+from infrastructure.container import Container
 from infrastructure.verify import verify_store
 
 EVENTS = "racerprofiles_events"
@@ -33,16 +31,8 @@ CHECKPOINT = re.compile(r"^checkpoint position=(\d+) sha256=([0-9a-f]{64})$")
 
 
 @pytest.fixture(scope="module")
-def tampered(pg_server_url: str) -> Iterator[Container]:
-    name = f"rp_tamper_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    built = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=4))
-    built.start_runner()
-    yield built
-    built.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def tampered(module_container: Container) -> Container:
+    return module_container
 
 
 @pytest.fixture
