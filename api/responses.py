@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi.encoders import jsonable_encoder
 import orjson
+from eventsourcing.persistence import InterfaceError, OperationalError
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from api.problems import Problem, unavailable
@@ -81,14 +82,16 @@ def command_response(
     """Read-your-writes: the body comes from the read table once it shows the command."""
     try:
         container.view.wait(container.app.name, outcome.position, timeout=container.settings.wait_timeout)
-    except TimeoutError:
-        # The change is stored; only the read table lags. Say so instead of failing.
+        row = container.queries.get(account_id, outcome.profile_id)
+    except (TimeoutError, OperationalError, InterfaceError):
+        # The change is stored; only the read table lags, or the database went
+        # away after the commit. Say so instead of failing: a client that took
+        # a 503 for "not done" would send the command again.
         body = Accepted(profile_id=outcome.profile_id, position=outcome.position)
         return JSONResponse(
             jsonable_encoder(body), status_code=202,
             headers={"X-Position": str(outcome.position), "Location": f"/v1/profiles/{outcome.profile_id}"},
         )
-    row = container.queries.get(account_id, outcome.profile_id)
     if row is None:
         raise Problem(404, "not-found", "Not found", f"no profile {outcome.profile_id}")
     response = profile_response(row, status, outcome.position, location)

@@ -12,6 +12,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.db_retry import retry_dead_connections
 from infrastructure.profiles_sql import TABLE, RowWriter, ddl
 from projections.rows import RowChange
 from projections.view import ProfilesView
@@ -27,6 +28,10 @@ class AlreadyApplied(IntegrityError):
 
 
 class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
+    insert_tracking = retry_dead_connections(PostgresTrackingRecorder.insert_tracking)
+    max_tracking_id = retry_dead_connections(PostgresTrackingRecorder.max_tracking_id)
+    has_tracking_id = retry_dead_connections(PostgresTrackingRecorder.has_tracking_id)
+
     def __init__(
         self,
         datastore: PostgresDatastore,

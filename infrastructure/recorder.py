@@ -1,46 +1,25 @@
-"""The event store's recorder, extended so that a command's idempotency key is
-marked used in the same transaction that stores the command's events."""
+"""The event store's recorders: a command's idempotency key is marked used in
+the same transaction that stores the command's events, and every call follows
+one retry policy (infrastructure/db_retry.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import wraps
+from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.db_retry import retry_dead_connections
 from infrastructure.idempotency import TABLE
 
 
-ATTEMPTS = 3  # the library retries 10 times, each waiting up to the connect timeout
-
-
-def _bounded(method: Callable[..., Any]) -> Callable[..., Any]:
-    """The library's method without its 10-attempt retry, retried ATTEMPTS times:
-    enough to get past a connection that died in the pool, short enough that a
-    database outage answers 503 within a few connect timeouts, not a minute."""
-    unwrapped = method.__wrapped__  # type: ignore[attr-defined]
-
-    @wraps(unwrapped)
-    def bounded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                return unwrapped(self, *args, **kwargs)
-            except (OperationalError, InterfaceError):
-                if attempt == ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
-
-    return bounded
-
-
 class ProfilesRecorder(PostgresApplicationRecorder):
-    insert_events = _bounded(PostgresApplicationRecorder.insert_events)
-    select_events = _bounded(PostgresApplicationRecorder.select_events)
-    select_notifications = _bounded(PostgresApplicationRecorder.select_notifications)
-    max_notification_id = _bounded(PostgresApplicationRecorder.max_notification_id)
+    insert_events = retry_dead_connections(PostgresApplicationRecorder.insert_events)
+    select_events = retry_dead_connections(PostgresApplicationRecorder.select_events)
+    select_notifications = retry_dead_connections(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = retry_dead_connections(PostgresApplicationRecorder.max_notification_id)
 
     def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         mark = kwargs.get("idempotency")
@@ -55,3 +34,19 @@ class ProfilesRecorder(PostgresApplicationRecorder):
                 prepare=True,
             )
         super()._insert_events(curs, stored_events, **kwargs)
+
+
+class SnapshotsRecorder(PostgresAggregateRecorder):
+    """The snapshots' table: loading an aggregate reads it first, so it needs
+    the same retry policy as the events' (infrastructure/db_retry.py)."""
+
+    insert_events = retry_dead_connections(PostgresAggregateRecorder.insert_events)
+    select_events = retry_dead_connections(PostgresAggregateRecorder.select_events)
+
+
+class ProfilesFactory(PostgresFactory):
+    """The library's PostgreSQL persistence with the recorders above
+    (PERSISTENCE_MODULE names this class)."""
+
+    aggregate_recorder_class = SnapshotsRecorder
+    application_recorder_class = ProfilesRecorder

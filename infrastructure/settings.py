@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         """The eventsourcing library's environment for the event store."""
         info = self.conninfo()
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": "infrastructure.recorder:ProfilesFactory",
             "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
             "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
             "POSTGRES_PORT": str(info.get("port", "5432")),
@@ -84,10 +84,9 @@ class Settings(BaseSettings):
             "POSTGRES_LOCK_TIMEOUT": str(self.db_lock_timeout),
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
             # No ping per checkout (a round trip each): a dead connection fails
-            # the statement, and the library retries it on a fresh one.
+            # the statement, and it is retried on a fresh one (infrastructure/db_retry.py).
             "POSTGRES_PRE_PING": "n",
             "CREATE_TABLE": "y" if self.create_tables else "n",
-            "APPLICATION_RECORDER_TOPIC": "infrastructure.recorder:ProfilesRecorder",
         }
 
     def with_database(self, url: str) -> Settings:

@@ -403,6 +403,7 @@ class Result:
     expect: dict[str, Any] = field(default_factory=dict)
     shared: bool = False
     attempt: int = 1  # > 1: a retry with the same Idempotency-Key and request id
+    wall: tuple[float, float] = (0.0, 0.0)  # time.time() at start and end, to compare with event timestamps
     replayed: bool = False  # answered from the idempotency store
 
     @property
@@ -642,6 +643,7 @@ class Workload:
             attempt += 1
             result = Result(index, op, method, path, account.account_id, request_id, time.monotonic(), 0.0,
                             expect=dict(expect), shared=account.shared, attempt=attempt)
+            wall_started = time.time()
             response = None
             try:
                 response = http.request(method, path, json=body, headers=headers)
@@ -652,6 +654,7 @@ class Workload:
             if response is not None:
                 result.ended = time.monotonic()
                 self._read(result, response)
+            result.wall = (wall_started, time.time())
             retry = "Idempotency-Key" in headers and time.monotonic() < give_up and not self.stop.is_set() and (
                 result.error is not None or result.status == 503
                 or (result.status == 409 and result.problem_type == "idempotency-in-flight")
@@ -873,6 +876,22 @@ class EventIndex:
                 rosters[event.originator_id].append((logged.position, event))
         return cls(by_request, rosters, head, undecodable)
 
+    def defaults_during(self, account_id: str, started: float, ended: float, slack: float = 0.5) -> set[str | None]:
+        """The roster's defaults from just before started to ended (event
+        timestamps are taken before commit: a little slack either side)."""
+        default: str | None = None
+        seen: set[str | None] = set()
+        for _, e in self.rosters.get(roster_id(account_id), []):
+            moment = e.timestamp.timestamp()
+            if moment > ended + slack:
+                break
+            if moment >= started - slack:
+                seen.add(default)
+            if isinstance(e, Roster.DefaultChanged):
+                default = e.new
+        seen.add(default)
+        return seen
+
     def roster_at(self, account_id: str, position: int) -> tuple[set[str], str | None]:
         members: set[str] = set()
         default: str | None = None
@@ -940,12 +959,20 @@ def _effect_problem(r: Result, events: list[tuple[int, Any]], index: EventIndex)
         if len(renamed) != 1 or renamed[0][1].name != x["name"]:
             return f"expected one Renamed to {x['name']!r}, found {[e.name for _, e in renamed]}"
     elif r.op == "set_default":
-        _, default = index.roster_at(r.account, r.position or 0)
-        if default != pid:
-            return f"the roster's default at the command's position is {default}, not {pid}"
         changed = _of(events, Roster.DefaultChanged)
         if len(changed) > 1 or (changed and changed[0][1].new != pid):
             return f"unexpected DefaultChanged events {[(p, e.new) for p, e in changed]}"
+        if changed:
+            _, default = index.roster_at(r.account, r.position or 0)
+            if default != pid:
+                return f"the roster's default at the command's position is {default}, not {pid}"
+        else:
+            # Nothing to change: it was the default already, at some moment while the
+            # request ran. (Its X-Position is the log's head when it answered, which a
+            # command of another process may have passed: not a position to judge it at.)
+            seen = index.defaults_during(r.account, *r.wall)
+            if pid not in seen:
+                return f"answered without a change, but the defaults while it ran were {sorted(map(str, seen))}"
     elif r.op == "archive":
         if len(_of(events, RacerProfile.Archived, pid)) != 1:
             return "expected one Archived"
