@@ -13,6 +13,7 @@ from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routers import audit, health, profiles, stream, ui
+from infrastructure.async_queries import async_queries_for
 from infrastructure.container import Container
 
 
@@ -25,10 +26,16 @@ def create_app(container: Container) -> FastAPI:
             container.settings.api_threads
         )
         await anyio.to_thread.run_sync(container.open_pools)
+        # The hot queries run on this loop, with a pool of its own (api/routers/profiles.py).
+        app.state.async_queries = async_queries_for(container.settings, container.queries)
+        await app.state.async_queries.open()
         container.feed.start()
-        with stream.streams_end_on_signals(container.feed):
-            yield
-        container.feed.stop()
+        try:
+            with stream.streams_end_on_signals(container.feed):
+                yield
+        finally:
+            container.feed.stop()
+            await app.state.async_queries.close()
 
     app = FastAPI(
         title="racer-profiles",

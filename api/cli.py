@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -31,25 +32,27 @@ def _container(*, serving: bool = False) -> Container:
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
-    projector: bool = typer.Option(True, help="run the projection runner in this process"),
+    projector: bool = typer.Option(True, help="start the projector (a process of its own)"),
     workers: int = typer.Option(
-        1, min=1, max=64, help="API processes; with more than one, the projector and a standby run as processes of their own"
+        1, min=1, max=64, help="API processes; with more than one, a standby projector runs too"
     ),
     reuse_port: bool = typer.Option(False, "--reuse-port", hidden=True),
 ) -> None:
-    """Runs the HTTP API and, by default, the projection runner."""
+    """Runs the HTTP API and, by default, the projector as a child process
+    (api/workers.py says why it is not a thread)."""
     import uvicorn
 
     from api.app import create_app
-    from api.workers import reuse_port_socket, supervise
+    from api.workers import Projectors, reuse_port_socket, supervise
 
     if workers > 1:
         settings = resolve_database(Settings())
         build(settings).close()  # tables exist before the workers (which do not create them) start
         raise typer.Exit(supervise(host, port, workers, str(settings.database_url)))
-    container = _container(serving=True)
+    container = _container(serving=True)  # creates the tables before the projector starts
+    projectors = None
     if projector and container.settings.run_projection:
-        container.start_runner()
+        projectors = Projectors(1, str(container.settings.database_url)).watch()
     try:
         config = uvicorn.Config(
             create_app(container), host=host, port=port, log_config=None, access_log=False
@@ -62,6 +65,8 @@ def serve(
             signal.signal(sig, lambda *_: None)
         server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
     finally:
+        if projectors is not None:
+            projectors.stop()
         container.close()
 
 
@@ -79,6 +84,7 @@ def project(
     skip: int | None = typer.Option(
         None, "--skip", help="mark the event the projection stopped at as applied, without applying it"
     ),
+    parent_pid: int | None = typer.Option(None, "--parent-pid", hidden=True),
 ) -> None:
     """Runs the projection runner alone (a standby until it holds the leader lock)."""
     container = _container()
@@ -100,6 +106,8 @@ def project(
         signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
+            if parent_pid is not None and os.getppid() != parent_pid:
+                break  # started by serve, which died without stopping it (kill -9)
             if runner.status().role == "failed":
                 typer.echo(f"projection stopped: {runner.status()}", err=True)
                 raise typer.Exit(1)

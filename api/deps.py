@@ -12,6 +12,7 @@ from fastapi import Depends, Header, Request
 from api.problems import Problem
 from domain.service import Cause
 from infrastructure.accounts import Principal
+from infrastructure.async_queries import AsyncProfileQueries
 from infrastructure.container import Container
 
 
@@ -24,6 +25,13 @@ async def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def get_async_queries(request: Request) -> AsyncProfileQueries:
+    return request.app.state.async_queries  # type: ignore[no-any-return]
+
+
+AsyncQueriesDep = Annotated[AsyncProfileQueries, Depends(get_async_queries)]
 
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
 

@@ -36,6 +36,17 @@ class Metrics:
         )
         self.registry.register(_StateCollector(container))
 
+        # labels() validates and locks on every call; the children are few
+        # (method x route x status), so each is looked up once.
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(method, route, str(status))
+        child.observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -107,7 +118,7 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             duration = time.perf_counter() - start
-            self.metrics.requests.labels(scope["method"], route, str(status)).observe(duration)
+            self.metrics.observe(scope["method"], route, status, duration)
             state = scope.get("state", {})
             # One line per request; never the token, the body or the query string.
             access_log.info(

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,12 @@ from domain.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# The database is out of reach or busy: 503 with Retry-After. The library's
+# errors come from the sync event store; psycopg's own from the async read pool
+# (PoolTimeout is one of them).
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError,
+               psycopg.InterfaceError, TimeoutError)
 
 PROBLEM_TYPES = "https://racer-profiles.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -97,7 +104,7 @@ def _from_exception(exc: Exception) -> Problem:
         return Problem(409, "conflict", "Concurrent changes", str(exc))
     if isinstance(exc, IllegalState):
         return Problem(409, "illegal-state", "Not allowed in the current state", str(exc))
-    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, TimeoutError)):
+    if isinstance(exc, UNAVAILABLE):
         return unavailable("the database is not reachable or busy; retry shortly")
     log.exception("unhandled error", exc_info=exc)
     return Problem(500, "internal", "Internal server error", "an unexpected error occurred")
@@ -169,7 +176,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)  # type: ignore[arg-type]
     # Expected errors get their own handlers so they are answered without
     # being re-raised; Exception is the last resort (500, logged, no trace sent).
-    for expected in (Problem, DomainError, OperationalError, InterfaceError, PoolTimeout, TimeoutError):
+    for expected in (Problem, DomainError, *UNAVAILABLE):
         app.add_exception_handler(expected, on_error)
     app.add_exception_handler(Exception, on_error)
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import anyio.to_thread
 import orjson
 from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi.encoders import jsonable_encoder
@@ -74,6 +75,12 @@ def wait_for(container: Container, position: int | None) -> None:
         container.view.wait(container.app.name, position, timeout=container.settings.wait_timeout)
     except TimeoutError:
         raise unavailable(f"the read table has not reached position {position} yet", 1) from None
+
+
+async def wait_until(container: Container, position: int | None) -> None:
+    """wait_for for async endpoints: no thread unless there is something to wait for."""
+    if position and not container.view.has_reached(position):
+        await anyio.to_thread.run_sync(wait_for, container, position)
 
 
 def command_response(

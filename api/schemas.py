@@ -269,7 +269,10 @@ class Readiness(BaseModel):
     position: int | None = Field(default=None, description="the last position the read table applied")
     lag: int | None = Field(default=None, description="head - position")
     projection: str = Field(
-        description="this process's runner: starting, standby, leader, failed or stopped; external: none here"
+        description=(
+            "this process's runner: starting, standby, leader, failed or stopped; without one here:"
+            " leader (another process holds the leader lock), no leader, or unknown (database unavailable)"
+        )
     )
     projection_error: str | None = None
     projection_failed_position: int | None = None

@@ -1,9 +1,9 @@
 """The change feed: ONE database listener that fans profile changes out to
 every open stream (GET /v1/profiles/stream).
 
-The view sends `NOTIFY racer_profiles_changed, '<position>'` in each
-transaction that changes rows (the position of its last event: every position
-up to it is then committed). One thread holds one dedicated connection that
+The view sends `NOTIFY racer_profiles_changed, '<position>'` in each of the
+projector's transactions (the position of its last event: every position up
+to it is then committed); the feed also tells the view, whose waits it wakes. One thread holds one dedicated connection that
 LISTENs; on a notification it reads, with ONE query through the shared pool,
 every row of the subscribed accounts whose position is past the last one it
 dispatched, and hands each account's rows (in position order) to that
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,8 +86,12 @@ class ChangeFeed:
         table: str = TABLE,
         poll_interval: float = 0.25,
         retry_interval: float = 0.5,
+        on_position: Callable[[int], None] | None = None,
+        listening: threading.Event | None = None,
     ) -> None:
         self.conninfo = dict(conninfo)
+        # Told every committed position as it is heard (the view wakes its waits).
+        self.on_position = on_position
         self.datastore = datastore
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
@@ -105,7 +109,7 @@ class ChangeFeed:
         self._pending = False  # a notified change is not dispatched yet
         self._closing = False
         self._stopping = threading.Event()
-        self.listening = threading.Event()  # set while the LISTEN connection is up
+        self.listening = listening or threading.Event()  # set while the LISTEN connection is up
         self._thread: threading.Thread | None = None
 
     # --- control --------------------------------------------------------
@@ -202,6 +206,8 @@ class ChangeFeed:
                     position = int(notify.payload)
                 except ValueError:
                     continue
+                if self.on_position is not None:
+                    self.on_position(position)
                 if position > self._last:
                     self._target = max(self._target, position)
                     self._pending = True

@@ -141,5 +141,7 @@ def build(settings: Settings) -> Container:
         audit=Audit(app),
         idempotency=idempotency,
         projection_status=projection_status,
-        feed=ChangeFeed(settings.conninfo(), datastore),
+        feed=ChangeFeed(
+            settings.conninfo(), datastore, on_position=view.reached_position, listening=view.feed_listening
+        ),
     )

@@ -22,13 +22,56 @@ def _row(record: dict[str, Any]) -> ProfileRow:
     return ProfileRow(**record)
 
 
+class Statements:
+    """The read statements, composed once and kept as text: psycopg renders a
+    Composed on every execute, which showed in profiles of the hot queries."""
+
+    def __init__(self, schema: str, table: str, events_table: str) -> None:
+        self.table = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+        self.events = SQL("{}.{}").format(Identifier(schema), Identifier(events_table))
+        self.get = SQL(
+            "SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)"
+        ).format(c=COLUMNS, t=self.table).as_string()
+        # The default row and the roster's version in one statement (one snapshot,
+        # one round trip), so the version matches the row shown.
+        self.default_and_roster_version = SQL(
+            "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
+            " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
+            " WHERE account_id = %s AND is_default) AS p ON true"
+        ).format(e=self.events, c=COLUMNS, t=self.table).as_string()
+        self.pages = {
+            (include_archived, keyset): SQL(
+                "SELECT {c} FROM {t} WHERE account_id = %s{a}{k} ORDER BY created_at, id LIMIT %s"
+            ).format(
+                c=COLUMNS, t=self.table,
+                a=SQL("") if include_archived else SQL(" AND NOT archived"),
+                k=SQL(" AND (created_at, id) > (%s, %s)") if keyset else SQL(""),
+            ).as_string()
+            for include_archived in (False, True)
+            for keyset in (False, True)
+        }
+
+    def page(
+        self, account_id: str, include_archived: bool, after: tuple[datetime, UUID] | None, limit: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        """Profiles in creation order, keyset-paginated after (created_at, id)."""
+        params = (account_id, *after, limit) if after is not None else (account_id, limit)
+        return self.pages[(include_archived, after is not None)], params
+
+
+def default_and_version(record: Any) -> tuple[ProfileRow | None, int]:
+    version = int(record.pop("rv") or 0)
+    return (_row(record) if record["id"] is not None else None), version
+
+
 class ProfileQueries:
     def __init__(
         self, datastore: PostgresDatastore, table: str = TABLE, events_table: str = "racerprofiles_events"
     ) -> None:
         self.datastore = datastore
-        self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(table))
-        self.events = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(events_table))
+        self.statements = Statements(datastore.schema, table, events_table)
+        self.table = self.statements.table
+        self.events = self.statements.events
 
     def aggregate_version(self, aggregate_id: UUID) -> int:
         """An aggregate's version as this server (maybe a replica) has it: read
@@ -44,39 +87,24 @@ class ProfileQueries:
             row: Any = curs.fetchone()
         return int(row["v"] or 0) if row else 0
 
-    def _fetch(self, statement: Composed, params: tuple[Any, ...]) -> list[ProfileRow]:
+    def _fetch(self, statement: Composed | str, params: tuple[Any, ...]) -> list[ProfileRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement, params, prepare=True)
             return [_row(r) for r in curs.fetchall()]
 
     def get(self, account_id: str | None, profile_id: UUID) -> ProfileRow | None:
         """The profile if it belongs to account_id (any account's when None: auditors)."""
-        rows = self._fetch(
-            SQL("SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)").format(
-                c=COLUMNS, t=self.table
-            ),
-            (profile_id, account_id, account_id),
-        )
+        rows = self._fetch(self.statements.get, (profile_id, account_id, account_id))
         return rows[0] if rows else None
 
     def default_and_roster_version(
         self, account_id: str, roster: UUID
     ) -> tuple[ProfileRow | None, int]:
-        """The default row and the roster's version, in one statement (one
-        snapshot, one round trip), so the version matches the row shown."""
+        """The default row and the roster's version, as of one snapshot."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                SQL(
-                    "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
-                    " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
-                    " WHERE account_id = %s AND is_default) AS p ON true"
-                ).format(e=self.events, c=COLUMNS, t=self.table),
-                (roster, account_id),
-                prepare=True,
-            )
+            curs.execute(self.statements.default_and_roster_version, (roster, account_id), prepare=True)
             record: Any = curs.fetchone()
-        version = int(record.pop("rv") or 0)
-        return (_row(record) if record["id"] is not None else None), version
+        return default_and_version(record)
 
     def default(self, account_id: str) -> ProfileRow | None:
         rows = self._fetch(
@@ -95,21 +123,7 @@ class ProfileQueries:
         after: tuple[datetime, UUID] | None,
         limit: int,
     ) -> list[ProfileRow]:
-        """Profiles in creation order, keyset-paginated after (created_at, id)."""
-        where = SQL("account_id = %s")
-        params: list[Any] = [account_id]
-        if not include_archived:
-            where = SQL("{} AND NOT archived").format(where)
-        if after is not None:
-            where = SQL("{} AND (created_at, id) > (%s, %s)").format(where)
-            params.extend(after)
-        params.append(limit)
-        return self._fetch(
-            SQL("SELECT {c} FROM {t} WHERE {w} ORDER BY created_at, id LIMIT %s").format(
-                c=COLUMNS, t=self.table, w=where
-            ),
-            tuple(params),
-        )
+        return self._fetch(*self.statements.page(account_id, include_archived, after, limit))
 
     def all_rows(self) -> list[ProfileRow]:
         return self._fetch(

@@ -19,8 +19,9 @@ from projections.view import ProfilesView
 
 TRACKING_TABLE = "racer_profiles_tracking"
 # NOTIFY channel: payload is the position whose row changes just committed
-# (listened to by infrastructure/change_feed.py).
+# (listened to by infrastructure/change_feed.py), sent by every batch.
 CHANGES_CHANNEL = "racer_profiles_changed"
+FEED_FALLBACK_POLL = 0.1  # seconds between database checks of a wait the feed wakes
 
 
 class AlreadyApplied(IntegrityError):
@@ -49,6 +50,9 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self.writer = RowWriter(datastore.schema, table)
         self._reached = 0
         self._reached_changed = threading.Condition()
+        # Set while a change feed of this process listens for the view's commits
+        # (infrastructure/change_feed.py calls reached_position).
+        self.feed_listening = threading.Event()
         self._head_statement = SQL(
             "SELECT notification_id FROM {}.{} WHERE application_name = %s"
         ).format(Identifier(datastore.schema), Identifier(TRACKING_TABLE))
@@ -73,24 +77,30 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                 self._insert_tracking(curs, Tracking(application_name, last))
             except IntegrityError as e:
                 raise AlreadyApplied(str(e)) from e
-            changed = False
             with conn.pipeline():
                 for position, changes in batch:
                     for change in changes:
                         self.writer.execute(curs, change, position)
-                        changed = True
-                if changed:  # delivered to listeners only once this transaction commits
-                    curs.execute(
-                        "SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True
-                    )
+                # Delivered to listeners only once this transaction commits; also
+                # when no row changed, since it wakes the waits for these positions.
+                curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True)
         if self._commits_visible_to_readers:
             self._reached_position(last)
+
+    def reached_position(self, position: int) -> None:
+        """Told by the change feed: the projector committed up to position."""
+        if self._commits_visible_to_readers:
+            self._reached_position(position)
 
     def _reached_position(self, position: int) -> None:
         with self._reached_changed:
             if position > self._reached:
                 self._reached = position
                 self._reached_changed.notify_all()
+
+    def has_reached(self, position: int) -> bool:
+        """True when this process knows the readers see position (no I/O)."""
+        return self._reached >= position
 
     def position(self, application_name: str) -> int:
         """The last applied position, as the readers (the replica, if any) see it."""
@@ -109,24 +119,36 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         interrupt: threading.Event | None = None,
     ) -> None:
         """Returns once the view has applied notification_id; TimeoutError after
-        timeout. A runner in this process wakes waiters on commit; otherwise the
-        database is polled from 1 ms up to 25 ms (the library starts at 100 ms)."""
+        timeout. Waiters are woken by commits: those of a runner in this process,
+        and those the change feed hears (its LISTEN gets the position of every
+        batch the projector commits, whichever process runs it). While nothing
+        wakes them the database is polled from 1 ms up to 25 ms (the library
+        starts at 100 ms); while the feed listens, only every 100 ms, in case a
+        notification was missed."""
         if not notification_id or self._reached >= notification_id:
             return
         deadline = time.monotonic() + timeout
         interval = 0.001
+        ask = not self._woken_by_feed()
         while True:
-            if self.position(application_name) >= notification_id:
+            if ask and self.position(application_name) >= notification_id:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(
                     f"read table has not reached position {notification_id} in {timeout}s"
                 )
+            pause = FEED_FALLBACK_POLL if self._woken_by_feed() else interval
             with self._reached_changed:
                 self._reached_changed.wait_for(
-                    lambda: self._reached >= notification_id, timeout=min(interval, remaining)
+                    lambda: self._reached >= notification_id, timeout=min(pause, remaining)
                 )
             if self._reached >= notification_id:
                 return
+            ask = True
             interval = min(interval * 2, 0.025)
+
+    def _woken_by_feed(self) -> bool:
+        # A replica shows a commit only after replaying it: the primary's
+        # notification may come first, so there the database is asked.
+        return self._commits_visible_to_readers and self.feed_listening.is_set()

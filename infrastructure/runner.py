@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.profiles_view import AlreadyApplied, PostgresProfilesView
@@ -28,6 +29,19 @@ log = logging.getLogger(__name__)
 
 # Arbitrary, fixed: every runner of every process must use the same key.
 LEADER_LOCK_KEY = 7_261_504_113
+
+
+def leader_present(datastore: PostgresDatastore, lock_key: int = LEADER_LOCK_KEY) -> bool:
+    """True when some session (any process's runner) holds the leader lock."""
+    with datastore.get_connection() as conn:
+        row: Any = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objid = %s AND objsubid = 1) AS held",
+            # pg_locks shows a bigint advisory key as its high and low 32 bits.
+            (lock_key >> 32, lock_key & 0xFFFFFFFF),
+            prepare=True,
+        ).fetchone()
+    return bool(row["held"])
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from api.metrics import CONTENT_TYPE
 
 from api.deps import ContainerDep
 from api.schemas import Health, Readiness
+from infrastructure.runner import leader_present
 
 router = APIRouter(tags=["operations"])
 
@@ -59,8 +60,17 @@ def readyz(container: ContainerDep) -> JSONResponse:
             ready = False
             body["projection_error"] = status.error
             body["projection_failed_position"] = status.failed_position
+    elif "position" in body:
+        # The projector runs in another process (serve's child, or `project`):
+        # its leader lock shows whether one is running.
+        try:
+            body["projection"] = "leader" if leader_present(container.datastore) else "no leader"
+        except Exception as e:  # the database went away since the lines above
+            ready = False
+            body["database"] = f"unavailable: {type(e).__name__}"
+            body["projection"] = "unknown"
     else:
-        body["projection"] = "external"
+        body["projection"] = "unknown"
     body["status"] = "ready" if ready else "not ready"
     return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import (
+    AsyncQueriesDep,
     CauseDep,
     ContainerDep,
     IfMatchDep,
@@ -42,6 +43,7 @@ from api.responses import (
     profile_response,
     public,
     wait_for,
+    wait_until,
 )
 from api.schemas import (
     ArchiveRequest,
@@ -137,9 +139,10 @@ def create_profile(
     ),
     responses=_QUERY_PROBLEMS,
 )
-def list_profiles(
+async def list_profiles(
     principal: PrincipalDep,
     container: ContainerDep,
+    queries: AsyncQueriesDep,
     min_position: MinPositionDep,
     include_archived: Annotated[bool, Query(description="list archived profiles too")] = False,
     cursor: Annotated[
@@ -147,9 +150,9 @@ def list_profiles(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="profiles per page")] = 50,
 ) -> JSONResponse:
-    wait_for(container, min_position)
+    await wait_until(container, min_position)
     after = decode_cursor(cursor) if cursor else None
-    rows = container.queries.page(
+    rows = await queries.page(
         principal.account_id, include_archived=include_archived, after=after, limit=limit + 1
     )
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -170,13 +173,13 @@ def list_profiles(
         **problems(401, 404, 422, 503, s404="The account has no active profile (type `no-default`)."),
     },
 )
-def get_default(
-    principal: PrincipalDep, container: ContainerDep, min_position: MinPositionDep
+async def get_default(
+    principal: PrincipalDep, container: ContainerDep, queries: AsyncQueriesDep, min_position: MinPositionDep
 ) -> JSONResponse:
-    wait_for(container, min_position)
+    await wait_until(container, min_position)
     # The roster's version and the row come from one snapshot: the ETag always
     # names the roster version of the default shown.
-    row, roster_version = container.queries.default_and_roster_version(
+    row, roster_version = await queries.default_and_roster_version(
         principal.account_id, roster_id(principal.account_id)
     )
     if row is None:

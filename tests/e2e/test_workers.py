@@ -83,7 +83,7 @@ def fresh_client(workers: Workers, token: str) -> httpx.Client:
 def test_two_api_processes_and_two_projectors_run(workers: Workers) -> None:
     children = workers.children()
     assert sum(" serve " in f" {c} " and "--no-projector" in c for c in children) == 2, children
-    assert sum(c.rstrip().endswith(" project") for c in children) == 2, children
+    assert sum(" project --parent-pid " in c for c in children) == 2, children
 
 
 def test_every_command_is_visible_to_the_next_request_whichever_process_answers(workers: Workers) -> None:

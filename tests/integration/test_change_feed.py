@@ -57,7 +57,7 @@ def latest(rows: list[ProfileRow]) -> dict[UUID, ProfileRow]:
     return {row.id: row for row in rows}
 
 
-def test_apply_notifies_each_position_that_changes_rows(container: Container) -> None:
+def test_apply_notifies_the_last_position_of_each_batch(container: Container) -> None:
     with psycopg.connect(container.settings.database_url or "", autocommit=True) as conn:
         conn.execute(f"LISTEN {CHANGES_CHANNEL}")
         alex = container.app.create_profile("acct", "Alex", [], CAUSE)
@@ -66,7 +66,7 @@ def test_apply_notifies_each_position_that_changes_rows(container: Container) ->
         settle(container, last)
         notified = [int(n.payload) for n in conn.notifies(timeout=1.0)]
     # The projection applies events in batches and notifies the last position
-    # of each batch that changed rows: every row-changing event is covered.
+    # of each batch: every row-changing event is covered.
     app = container.app
     changing = [
         n.id for n in app.recorder.select_notifications(0, 100)
@@ -208,3 +208,32 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         assert backlog[-1].id == alex
 
     run(main)
+
+
+def test_a_wait_without_a_runner_here_is_woken_by_the_feed_not_by_polling(
+    settings: Any, container: Container
+) -> None:
+    """An API process (no runner of its own: the projector is another process)
+    hears the projector's commits through its feed: a command's wait returns
+    on the notification, without asking the database for the position."""
+    from infrastructure.container import build
+
+    api = build(settings)  # like serve's API process: the runner is `container`'s
+    try:
+        api.feed.start()
+        assert api.feed.listening.wait(WAIT)
+        asked: list[int] = []
+        position = api.view.position
+
+        def counted(name: str) -> int:
+            asked.append(1)
+            return position(name)
+
+        api.view.position = counted  # type: ignore[method-assign]
+        for name in ("Alex", "Sam", "Kim"):
+            outcome = api.app.create_profile("woken", name, [], CAUSE)
+            api.view.wait(api.app.name, outcome.position, timeout=WAIT)
+            assert api.queries.get("woken", outcome.profile_id) is not None
+        assert asked == [], "the wait polled the database although the feed listens"
+    finally:
+        api.close()

@@ -1,0 +1,95 @@
+"""The hot queries (GET /v1/profiles/default, GET /v1/profiles) on the event
+loop, through psycopg's async pool.
+
+A sync endpoint costs a hop to a worker thread and back, and its threads
+fight over the GIL while they wait on the database: profiles of the service
+under wrk showed the process at 100% CPU, half of it in the kernel, with the
+query itself a small part. On the loop there is no hop and the waiting
+costs nothing. Same statements as infrastructure/profile_queries.py."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from infrastructure.db_retry import ATTEMPTS
+from infrastructure.profile_queries import ProfileQueries, Statements, _row, default_and_version
+from infrastructure.settings import Settings
+from projections.rows import ProfileRow
+
+T = TypeVar("T")
+
+
+class AsyncProfileQueries:
+    """One per event loop (the HTTP app's lifespan makes it): an async pool's
+    connections belong to the loop that opened them."""
+
+    def __init__(
+        self, conninfo: dict[str, Any], statements: Statements, *, max_size: int, timeout: float
+    ) -> None:
+        self.statements = statements
+        # Opened by the HTTP app's lifespan, on its event loop (open=False here).
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            kwargs={**conninfo, "autocommit": True, "row_factory": dict_row, "connect_timeout": int(timeout)},
+            min_size=min(2, max_size),
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            name="read-async",
+        )
+
+    async def open(self, timeout: float = 30.0) -> None:
+        await self.pool.open(wait=True, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _run(self, query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        # The policy of infrastructure/db_retry.py: a pooled connection that died
+        # (a server restart) is retried on another; a pool timeout is final.
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.pool.connection() as conn:
+                    return await query(conn)
+            except PoolTimeout:
+                raise
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def default_and_roster_version(
+        self, account_id: str, roster: UUID
+    ) -> tuple[ProfileRow | None, int]:
+        async def query(conn: psycopg.AsyncConnection[Any]) -> Any:
+            cursor = await conn.execute(
+                self.statements.default_and_roster_version, (roster, account_id), prepare=True
+            )
+            return await cursor.fetchone()
+
+        return default_and_version(await self._run(query))
+
+    async def page(
+        self, account_id: str, *, include_archived: bool, after: tuple[datetime, UUID] | None, limit: int
+    ) -> list[ProfileRow]:
+        statement, params = self.statements.page(account_id, include_archived, after, limit)
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+            cursor = await conn.execute(statement, params, prepare=True)
+            return await cursor.fetchall()
+
+        return [_row(r) for r in await self._run(query)]
+
+
+def async_queries_for(settings: Settings, queries: ProfileQueries) -> AsyncProfileQueries:
+    """The async twin of queries, on the same server (the replica, if any)."""
+    return AsyncProfileQueries(
+        settings.read_conninfo(), queries.statements,
+        max_size=settings.pool_size, timeout=settings.db_connect_timeout,
+    )
