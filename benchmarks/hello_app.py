@@ -36,6 +36,12 @@ def hello() -> JSONResponse:
     return JSONResponse({"hello": "world"})
 
 
+@app.get("/hello-async")
+async def hello_async() -> JSONResponse:
+    # The same on the event loop, as the service's hot queries run (B1a).
+    return JSONResponse({"hello": "world"})
+
+
 @app.get("/healthz")
 def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})

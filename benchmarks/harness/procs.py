@@ -250,8 +250,14 @@ class Started:
         return [self.proc.pid, *children_of(self.proc.pid)]
 
     def rss_mb(self) -> float:
-        """Resident memory of the process and its children (workers), in MB."""
+        """Resident memory of the process and its children (workers, serve's
+        projector), in MB."""
         return sum(rss_kb(p) for p in self.pids()) / 1024
+
+    def own_rss_mb(self) -> float:
+        """Resident memory of the process alone (serve: the API process), in MB."""
+        pids = self.pids()
+        return rss_kb(pids[0]) / 1024 if pids else 0.0
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
