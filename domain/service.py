@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -65,6 +65,17 @@ class Cause:
 
     def args(self) -> tuple[str, str | None, str | None]:
         return self.actor, self.reason, self.request_id
+
+
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's project_aggregate without its `assert isinstance(event,
+    CanMutateProtocol)` per event: an isinstance check against a runtime
+    Protocol walks the protocol's members every time, and py-spy put it at a
+    fifth of a command's CPU (loading a roster replays up to 99 events after
+    its snapshot). Every event here is one of this domain's own."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 class ProfilesService(Application[UUID]):
@@ -253,7 +264,7 @@ class ProfilesService(Application[UUID]):
 
     def get_profile(self, profile_id: UUID, version: int | None = None) -> RacerProfile:
         try:
-            profile = self.repository.get(profile_id, version=version)
+            profile = self.repository.get(profile_id, version=version, projector_func=project)
         except AggregateNotFoundError:
             profile = None
         if not isinstance(profile, RacerProfile):  # a roster's id is no profile's
@@ -262,7 +273,7 @@ class ProfilesService(Application[UUID]):
 
     def get_roster(self, account_id: str) -> Roster | None:
         try:
-            return self.repository.get(roster_id(account_id))
+            return self.repository.get(roster_id(account_id), projector_func=project)
         except AggregateNotFoundError:
             return None
 
@@ -276,7 +287,7 @@ class ProfilesService(Application[UUID]):
         field: str | None = None,
     ) -> RacerProfile:
         try:
-            profile = self.repository.get(profile_id)
+            profile = self.repository.get(profile_id, projector_func=project)
         except AggregateNotFoundError:
             profile = None
         if not isinstance(profile, RacerProfile) or profile.account_id != account_id:
