@@ -5,7 +5,7 @@ table with the same code the live view uses."""
 
 from __future__ import annotations
 
-from functools import singledispatch
+from functools import lru_cache, singledispatch
 from typing import Any
 
 from psycopg import Cursor
@@ -60,7 +60,7 @@ class RowWriter:
     """Executes row changes against one table on a given cursor."""
 
     def __init__(self, schema: str, table: str = TABLE) -> None:
-        self.table = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+        self.table = (schema, table)
 
     def execute(self, curs: Cursor[Any], change: object, position: int) -> None:
         statement, params = _statement(change, self.table, position)
@@ -68,18 +68,30 @@ class RowWriter:
             curs.execute(part, args, prepare=True)
 
 
+Table = tuple[str, str]  # schema, table
+
+
+@lru_cache(maxsize=256)
+def _text(table: Table, template: str, columns: tuple[str, ...] = ()) -> str:
+    """A statement as text, rendered once per table and template: psycopg renders
+    a Composed on every execute, which showed in profiles of the rebuild."""
+    sets = SQL("").join(SQL("{} = %s, ").format(Identifier(col)) for col in columns)
+    return SQL(template).format(t=SQL("{}.{}").format(*map(Identifier, table)), sets=sets).as_string()
+
+
 @singledispatch
-def _statement(change: object, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+def _statement(change: object, table: Table, position: int) -> tuple[list[str], list[Any]]:
     raise TypeError(f"unknown row change {change!r}")
 
 
 @_statement.register
-def _(c: InsertProfile, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
-    sql = SQL(
+def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql = _text(
+        table,
         "INSERT INTO {t} (id, account_id, name, details, vehicles, vehicle_count, archived,"
         " is_default, version, created_at, updated_at, position)"
         " VALUES (%s, %s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)"
-    ).format(t=table)
+    )
     args = (
         c.profile_id, c.account_id, c.name, Jsonb(c.details), Jsonb(c.vehicles), len(c.vehicles),
         c.version, c.created_at, c.created_at, position,
@@ -91,57 +103,59 @@ _UPDATABLE = {"name", "archived"}
 
 
 @_statement.register
-def _(c: UpdateProfile, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+def _(c: UpdateProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
     columns = sorted(c.columns)
     if not set(columns) <= _UPDATABLE:
         raise ValueError(f"cannot update columns {columns}")
-    sets = SQL("").join(SQL("{} = %s, ").format(Identifier(col)) for col in columns)
-    sql = SQL(
-        "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s"
-    ).format(t=table, sets=sets)
+    sql = _text(
+        table, "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s", tuple(columns)
+    )
     args = (*[c.columns[col] for col in columns], c.version, c.updated_at, position, c.profile_id)
     return [sql], [args]
 
 
 @_statement.register
-def _(c: AddVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
-    sql = SQL(
+def _(c: AddVehicle, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql = _text(
+        table,
         "UPDATE {t} SET vehicles = vehicles || jsonb_build_array(%s::jsonb),"
         " vehicle_count = vehicle_count + 1,"
         " version = %s, updated_at = %s, position = %s WHERE id = %s"
-    ).format(t=table)
+    )
     return [sql], [(Jsonb(c.vehicle), c.version, c.updated_at, position, c.profile_id)]
 
 
 @_statement.register
-def _(c: ChangeVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
-    sql = SQL(
+def _(c: ChangeVehicle, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql = _text(
+        table,
         "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg("
         "   CASE WHEN v->>'id' = %s THEN v || %s::jsonb ELSE v END ORDER BY n), '[]'::jsonb)"
         "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n)),"
         " version = %s, updated_at = %s, position = %s WHERE id = %s"
-    ).format(t=table)
+    )
     return [sql], [
         (c.vehicle_id, Jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)
     ]
 
 
 @_statement.register
-def _(c: RemoveVehicle, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
-    sql = SQL(
+def _(c: RemoveVehicle, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql = _text(
+        table,
         "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg(v ORDER BY n), '[]'::jsonb)"
         "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n) WHERE v->>'id' <> %s),"
         " vehicle_count = vehicle_count - 1,"
         " version = %s, updated_at = %s, position = %s WHERE id = %s"
-    ).format(t=table)
+    )
     return [sql], [(c.vehicle_id, c.version, c.updated_at, position, c.profile_id)]
 
 
 @_statement.register
-def _(c: ChangeDefault, table: Composed, position: int) -> tuple[list[Composed], list[Any]]:
+def _(c: ChangeDefault, table: Table, position: int) -> tuple[list[str], list[Any]]:
     # Clear first: the unique index is checked row by row, not at commit.
-    clear = SQL("UPDATE {t} SET is_default = false, position = %s WHERE id = %s").format(t=table)
-    mark = SQL("UPDATE {t} SET is_default = true, position = %s WHERE id = %s").format(t=table)
+    clear = _text(table, "UPDATE {t} SET is_default = false, position = %s WHERE id = %s")
+    mark = _text(table, "UPDATE {t} SET is_default = true, position = %s WHERE id = %s")
     parts, args = [], []
     if c.previous is not None:
         parts.append(clear)
