@@ -1,11 +1,12 @@
 """The server process ending under load.
 
 Graceful shutdown: SIGTERM to `racer-profiles serve` during load finishes the
-requests already being processed, stops the projection runner after its
-current transaction, closes the pools and exits 0 within seconds; nothing is
+requests already being processed, stops its projector child (which finishes
+its current transaction), closes the pools and exits 0 within seconds; nothing is
 half-written (the read table has applied every stored event, verify passes).
 
-A crash: kill -9 of `serve` (API and projector) under load, then a restart on
+A crash: kill -9 of `serve` (its projector child then exits by itself) under
+load, then a restart on
 the same port: every acknowledged change is there; in the long form clients
 retry unanswered commands with their Idempotency-Key, and each is applied once."""
 
