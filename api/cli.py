@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import typer
@@ -87,6 +86,8 @@ def project(
     parent_pid: int | None = typer.Option(None, "--parent-pid", hidden=True),
 ) -> None:
     """Runs the projection runner alone (a standby until it holds the leader lock)."""
+    from api.workers import SignalFlag
+
     container = _container()
     if skip is not None:
         from infrastructure.projection_status import CannotSkip
@@ -101,11 +102,10 @@ def project(
             "skipped the event at position %s without applying it (recorded in racer_profiles_skips)", skip
         )
     runner = container.start_runner()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    received = SignalFlag(signal.SIGTERM, signal.SIGINT)
     try:
-        while not stop.wait(0.5):
+        while received.signum is None:
+            received.sleep(0.5)
             if parent_pid is not None and os.getppid() != parent_pid:
                 break  # started by serve, which died without stopping it (kill -9)
             if runner.status().role == "failed":

@@ -34,6 +34,27 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class SignalFlag:
+    """What a signal handler may safely do: set plain attributes. An Event's
+    lock is not reentrant: a second signal arriving while the handler is inside
+    Event.set() deadlocks the process (seen: a projector hung for good after two
+    SIGTERMs in quick succession). The main loop polls the flag instead."""
+
+    def __init__(self, *signums: int) -> None:
+        self.signum: int | None = None
+        for signum in signums:
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeps up to seconds, less once a signal came."""
+        deadline = time.monotonic() + seconds
+        while self.signum is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def _command() -> list[str]:
     return [str(Path(sys.argv[0]).resolve())]
 
@@ -106,21 +127,15 @@ def supervise(host: str, port: int, workers: int, database_url: str) -> int:
         )
         for _ in range(workers)
     ]
-    stopping = threading.Event()
-
-    def forward(signum: int, _frame: object) -> None:
-        stopping.set()
-        projectors.signal(signum)
-        for child in api:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    while not stopping.is_set():
+    received = SignalFlag(signal.SIGTERM, signal.SIGINT)
+    while received.signum is None:
         if any(child.poll() is not None for child in api):
-            forward(signal.SIGTERM, None)  # an API worker died: take the rest down
+            received.signum = signal.SIGTERM  # an API worker died: take the rest down
             break
         projectors.restart_stopped()
-        stopping.wait(0.5)
+        received.sleep(0.5)
+    projectors.signal(received.signum)
+    for child in api:
+        if child.poll() is None:
+            child.send_signal(received.signum)
     return max(projectors.stop(), *((child.wait() or 0) for child in api))

@@ -72,3 +72,31 @@ def test_serve_restarts_its_projector_and_takes_it_down_with_it(pg_server_url: s
         service.process.kill()
         service.process.wait(10)
         assert until(lambda: not alive(restarted[0])), "the projector outlived its serve"
+
+
+def test_a_burst_of_signals_stops_a_projector_cleanly(pg_server_url: str, e2e_logs: Path) -> None:
+    """SIGTERM from serve and SIGINT from the terminal's process group can
+    arrive together: a handler that set a threading.Event deadlocked on the
+    second one (the Event's lock is not reentrant) and the projector hung."""
+    from tests.e2e.conftest import CLI, ROOT, create_database, drop_database, service_env
+
+    database_url = create_database(pg_server_url)
+    log = e2e_logs / f"project-{time.monotonic_ns()}.log"
+    try:
+        for _ in range(5):
+            with log.open("wb") as out:
+                project = subprocess.Popen([str(CLI), "project"], env=service_env(database_url), cwd=ROOT,
+                                           stdout=out, stderr=subprocess.STDOUT)
+            assert until(lambda: "projection runner is the leader" in log.read_text(errors="replace")), \
+                log.read_text(errors="replace")[-3000:]
+            # A stream of both signals (the same signal pending twice counts once).
+            subprocess.run(["bash", "-c", f"for i in $(seq 3000); do kill -TERM {project.pid} 2>/dev/null;"
+                            f" kill -INT {project.pid} 2>/dev/null || break; done"], check=False, timeout=60)
+            try:
+                code = project.wait(15)
+            except subprocess.TimeoutExpired:
+                project.kill()
+                pytest.fail("the projector hung after a burst of SIGTERMs")
+            assert code == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        drop_database(pg_server_url, database_url)
