@@ -95,15 +95,13 @@ class Projectors:
         self._thread.start()
         return self
 
-    def signal(self, signum: int) -> None:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signals each child once (SIGTERM or SIGINT: it finishes its current
+        transaction and exits) and waits for them; the worst exit status."""
         self._stopping.set()
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signum)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM: each finishes its current transaction and exits."""
-        self.signal(signal.SIGTERM)
         if self._thread is not None:
             self._thread.join(5)
         status = 0
@@ -134,8 +132,7 @@ def supervise(host: str, port: int, workers: int, database_url: str) -> int:
             break
         projectors.restart_stopped()
         received.sleep(0.5)
-    projectors.signal(received.signum)
     for child in api:
         if child.poll() is None:
             child.send_signal(received.signum)
-    return max(projectors.stop(), *((child.wait() or 0) for child in api))
+    return max(projectors.stop(received.signum), *((child.wait() or 0) for child in api))

@@ -346,22 +346,12 @@ class Bench:
         self.started.append(hello)
         try:
             services = {"service": hello.pids()}
-            self.wrk("B1", port, "GET", "/hello", duration=cfg.warmup, services=services, record=False)
-            runs = [self.wrk("B1", port, "GET", "/hello", services=services) for _ in range(cfg.rounds)]
-            self.figures.add(Figure(
-                "B1", "FastAPI hello-world GET, 16 connections", "req/s", [r.rps for r in runs],
-                group="baselines", detail={"rounds": [r.as_dict() for r in runs], "rss_mb": round(hello.rss_mb(), 1)},
-                error=_problems("hello-world", runs),
-            ))
+            self.hello_figure("B1", "FastAPI hello-world GET, 16 connections", port, "/hello", services,
+                              extra_detail={"rss_mb": round(hello.rss_mb(), 1)})
             # The service's hot queries are async endpoints: the same hello-world
             # on the event loop is the stricter baseline for them (Q*-vs-B1a).
-            self.wrk("B1a", port, "GET", "/hello-async", duration=cfg.warmup, services=services, record=False)
-            runs = [self.wrk("B1a", port, "GET", "/hello-async", services=services) for _ in range(cfg.rounds)]
-            self.figures.add(Figure(
-                "B1a", "FastAPI hello-world GET, async endpoint, 16 connections", "req/s", [r.rps for r in runs],
-                baseline="B1", group="baselines", detail={"rounds": [r.as_dict() for r in runs]},
-                error=_problems("hello-world async", runs),
-            ))
+            self.hello_figure("B1a", "FastAPI hello-world GET, async endpoint, 16 connections", port,
+                              "/hello-async", services, baseline="B1")
         finally:
             self.stop(hello)
         if self.workers_supported():
@@ -375,16 +365,20 @@ class Bench:
             self.started.append(hello)
             try:
                 time.sleep(1.0)  # both workers up
-                services = {"service": hello.pids()}
-                self.wrk("B1w2", port, "GET", "/hello", duration=cfg.warmup, services=services, record=False)
-                runs = [self.wrk("B1w2", port, "GET", "/hello", services=services) for _ in range(cfg.rounds)]
-                self.figures.add(Figure(
-                    "B1w2", "FastAPI hello-world GET, 2 workers, 16 connections", "req/s", [r.rps for r in runs],
-                    baseline="B1", group="baselines", detail={"rounds": [r.as_dict() for r in runs]},
-                    error=_problems("hello-world x2", runs),
-                ))
+                self.hello_figure("B1w2", "FastAPI hello-world GET, 2 workers, 16 connections", port, "/hello",
+                                  {"service": hello.pids()}, baseline="B1")
             finally:
                 self.stop(hello)
+
+    def hello_figure(self, key: str, label: str, port: int, path: str, services: dict[str, list[int]],
+                     baseline: str | None = None, extra_detail: dict[str, Any] | None = None) -> None:
+        """A warm-up, then the rounds of wrk on a hello-world endpoint, as one figure."""
+        self.wrk(key, port, "GET", path, duration=self.cfg.warmup, services=services, record=False)
+        runs = [self.wrk(key, port, "GET", path, services=services) for _ in range(self.cfg.rounds)]
+        self.figures.add(Figure(
+            key, label, "req/s", [r.rps for r in runs], baseline=baseline, group="baselines",
+            detail={"rounds": [r.as_dict() for r in runs], **(extra_detail or {})}, error=_problems(label, runs),
+        ))
 
     # --- stage 1: 1,000 accounts: queries and a small rebuild ---------------------
 

@@ -263,17 +263,18 @@ class ProfilesService(Application[UUID]):
     # --- queries --------------------------------------------------------
 
     def get_profile(self, profile_id: UUID, version: int | None = None) -> RacerProfile:
-        try:
-            profile = self.repository.get(profile_id, version=version, projector_func=project)
-        except AggregateNotFoundError:
-            profile = None
+        profile = self._load(profile_id, version)
         if not isinstance(profile, RacerProfile):  # a roster's id is no profile's
             raise ProfileNotFound(f"no profile {profile_id}")
         return profile
 
     def get_roster(self, account_id: str) -> Roster | None:
+        return self._load(roster_id(account_id))  # type: ignore[no-any-return]
+
+    def _load(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        """The aggregate (at version, or its latest), or None when it does not exist."""
         try:
-            return self.repository.get(roster_id(account_id), projector_func=project)
+            return self.repository.get(aggregate_id, version=version, projector_func=project)
         except AggregateNotFoundError:
             return None
 
@@ -286,10 +287,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None,
         field: str | None = None,
     ) -> RacerProfile:
-        try:
-            profile = self.repository.get(profile_id, projector_func=project)
-        except AggregateNotFoundError:
-            profile = None
+        profile = self._load(profile_id)
         if not isinstance(profile, RacerProfile) or profile.account_id != account_id:
             # Another account's profile is reported exactly like a missing one.
             if field is not None:

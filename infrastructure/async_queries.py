@@ -16,9 +16,9 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from infrastructure.db_retry import ATTEMPTS
+from infrastructure.db_retry import ATTEMPTS, unreachable
 from infrastructure.profile_queries import ProfileQueries, Statements, _row, default_and_version
 from infrastructure.settings import Settings
 from projections.rows import ProfileRow
@@ -57,10 +57,8 @@ class AsyncProfileQueries:
             try:
                 async with self.pool.connection() as conn:
                     return await query(conn)
-            except PoolTimeout:
-                raise
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                if attempt == ATTEMPTS:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                if attempt == ATTEMPTS or unreachable(e):
                     raise
         raise AssertionError("unreachable")  # the loop returns or raises
 

@@ -97,15 +97,6 @@ class ProfileQueries:
         rows = self._fetch(self.statements.get, (profile_id, account_id, account_id))
         return rows[0] if rows else None
 
-    def default_and_roster_version(
-        self, account_id: str, roster: UUID
-    ) -> tuple[ProfileRow | None, int]:
-        """The default row and the roster's version, as of one snapshot."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.statements.default_and_roster_version, (roster, account_id), prepare=True)
-            record: Any = curs.fetchone()
-        return default_and_version(record)
-
     def default(self, account_id: str) -> ProfileRow | None:
         rows = self._fetch(
             SQL("SELECT {c} FROM {t} WHERE account_id = %s AND is_default").format(
