@@ -22,9 +22,7 @@ def create_app(container: Container) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # The library blocks, so endpoints are sync and run in threads; one
         # pooled connection per thread keeps requests from queueing on the pool.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = (
-            container.settings.api_threads
-        )
+        anyio.to_thread.current_default_thread_limiter().total_tokens = container.settings.api_threads
         await anyio.to_thread.run_sync(container.open_pools)
         # The hot queries run on this loop, with a pool of its own (api/routers/profiles.py).
         app.state.async_queries = async_queries_for(container.settings, container.queries)
@@ -54,10 +52,24 @@ def create_app(container: Container) -> FastAPI:
             problems.ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key",
-                           "X-Request-ID", "X-Reason", "X-Min-Position", "Last-Event-ID"],
-            expose_headers=["ETag", "Location", "X-Position", "X-Request-ID", "Retry-After",
-                            "Idempotent-Replayed"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+                "X-Reason",
+                "X-Min-Position",
+                "Last-Event-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "X-Position",
+                "X-Request-ID",
+                "Retry-After",
+                "Idempotent-Replayed",
+            ],
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)

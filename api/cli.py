@@ -213,9 +213,12 @@ def export(
     log = container.audit.log
     last = after
     try:
-        with out.open("wb") as file, typer.progressbar(
-            length=max(log.head() - after, 0), label="exporting events", file=sys.stderr
-        ) as bar:
+        with (
+            out.open("wb") as file,
+            typer.progressbar(
+                length=max(log.head() - after, 0), label="exporting events", file=sys.stderr
+            ) as bar,
+        ):
             for logged in log.iterate(after):
                 file.write(orjson.dumps(export_record(logged, log.decode(logged))) + b"\n")
                 bar.update(logged.position - last)
@@ -228,7 +231,9 @@ def export(
 @cli.command()
 def replay(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="an export's NDJSON file"),
-    into: str = typer.Option(..., "--into", help="URL of the database to load (its event store must be empty)"),
+    into: str = typer.Option(
+        ..., "--into", help="URL of the database to load (its event store must be empty)"
+    ),
 ) -> None:
     """Loads an exported log into an empty event store, positions kept."""
     from infrastructure.replay import NotEmpty, replay_file

@@ -73,20 +73,22 @@ def scope_of(principal: Principal) -> str | None:
     """The account whose data the principal reads; None: every account (auditors)."""
     return None if principal.role in READ_ALL_ROLES else principal.account_id
 
+
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')
 
 
 async def parse_if_match(
-    if_match: Annotated[
-        str | None, Header(description='the ETag ("<version>") the change expects')
-    ] = None,
+    if_match: Annotated[str | None, Header(description='the ETag ("<version>") the change expects')] = None,
 ) -> int | None:
     if if_match is None or if_match.strip() == "*":
         return None
     match = _ETAG.match(if_match)
     if not match:
         raise Problem(
-            422, "validation", "Invalid request", 'If-Match must be an ETag like "3"',
+            422,
+            "validation",
+            "Invalid request",
+            'If-Match must be an ETag like "3"',
             errors=[{"field": "If-Match", "reason": 'must be an ETag like "3"'}],
         )
     return int(match.group(1))

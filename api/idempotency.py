@@ -23,7 +23,10 @@ _KEPT_HEADERS = ("etag", "location", "x-position", "content-type")
 
 def _invalid_key(reason: str) -> Problem:
     return Problem(
-        422, "validation", "Invalid request", f"Idempotency-Key: {reason}",
+        422,
+        "validation",
+        "Invalid request",
+        f"Idempotency-Key: {reason}",
         errors=[{"field": "Idempotency-Key", "reason": reason}],
     )
 
@@ -55,8 +58,12 @@ def idempotent(
         stored = store.get(account, key)
         if stored is None:  # expired and removed in between: one more try
             if not store.reserve(account, key, fp):
-                raise Problem(409, "idempotency-in-flight", "Request in progress",
-                              "a request with this Idempotency-Key is still being processed")
+                raise Problem(
+                    409,
+                    "idempotency-in-flight",
+                    "Request in progress",
+                    "a request with this Idempotency-Key is still being processed",
+                )
         elif stored.fingerprint != fp:
             raise _invalid_key("was already used with a different request")
         elif stored.state == "done" and stored.body is not None and stored.status is not None:
@@ -65,9 +72,13 @@ def idempotent(
             # The first request stored its events but died before replying.
             return _finish(container, account, key, rebuild(stored.profile_id))
         elif not (stored.lease_expired and store.take_over(account, key)):
-            raise Problem(409, "idempotency-in-flight", "Request in progress",
-                          "a request with this Idempotency-Key is still being processed",
-                          {"Retry-After": "1"})
+            raise Problem(
+                409,
+                "idempotency-in-flight",
+                "Request in progress",
+                "a request with this Idempotency-Key is still being processed",
+                {"Retry-After": "1"},
+            )
     try:
         response = command(replace(cause, idempotency=(account, key)))
     except Exception as exc:

@@ -26,10 +26,16 @@ class BodyLimitsMiddleware:
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = (length is not None and length not in (b"0",)) or b"transfer-encoding" in headers
         if has_body and not (media == b"application/json" or media.endswith(b"+json")):
-            await self._refuse(send, scope, Problem(
-                415, "unsupported-media-type", "Unsupported media type",
-                "request bodies must be application/json",
-            ))
+            await self._refuse(
+                send,
+                scope,
+                Problem(
+                    415,
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    "request bodies must be application/json",
+                ),
+            )
             return
 
         # Bodies are small: read the whole body first (a chunked one has no
@@ -63,14 +69,20 @@ class BodyLimitsMiddleware:
     @staticmethod
     async def _refuse(send: Any, scope: dict[str, Any], problem: Problem) -> None:
         body = problem_body(problem, scope.get("path"))
-        await send({
-            "type": "http.response.start",
-            "status": problem.status,
-            "headers": [(b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode())],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": problem.status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
 def _too_large(limit: int) -> Problem:
-    return Problem(413, "content-too-large", "Content too large", f"request bodies are limited to {limit} bytes")
+    return Problem(
+        413, "content-too-large", "Content too large", f"request bodies are limited to {limit} bytes"
+    )

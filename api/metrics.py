@@ -26,13 +26,17 @@ class Metrics:
     def __init__(self, container: Container) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
-            "http_request_duration_seconds", "HTTP request latency",
-            ["method", "route", "status"], registry=self.registry,
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.commands = Counter(
-            "commands", "Commands by type and outcome (ok, conflict_retried, conflict_failed, rejected)",
-            ["command", "outcome"], registry=self.registry,
+            "commands",
+            "Commands by type and outcome (ok, conflict_retried, conflict_failed, rejected)",
+            ["command", "outcome"],
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(container))
 
@@ -73,13 +77,19 @@ class _StateCollector(Collector):
         runner = c.runner
         if runner is not None:
             yield _gauge("projection_events_applied", "Events this process's runner applied", runner.applied)
-            yield _gauge("projection_running", "1 when this process's runner leads and runs",
-                         1.0 if runner.status().role == "leader" else 0.0)
+            yield _gauge(
+                "projection_running",
+                "1 when this process's runner leads and runs",
+                1.0 if runner.status().role == "leader" else 0.0,
+            )
         pools = {"events": c.app.recorder.datastore.pool, "read": c.datastore.pool}  # type: ignore[attr-defined]
         if c.reader is not c.datastore:
             pools["replica"] = c.reader.pool
-        for name, stat in (("pool_size", "pool_size"), ("pool_available", "pool_available"),
-                           ("pool_waiting", "requests_waiting")):
+        for name, stat in (
+            ("pool_size", "pool_size"),
+            ("pool_available", "pool_available"),
+            ("pool_waiting", "requests_waiting"),
+        ):
             family = GaugeMetricFamily(f"db_{name}", f"Connection pool {stat}", labels=["pool"])
             for pool_name, pool in pools.items():
                 family.add_metric([pool_name], pool.get_stats().get(stat, 0))

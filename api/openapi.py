@@ -82,7 +82,10 @@ def header(name: str, *, required: bool = False, as_name: str | None = None) -> 
 
 # Every kind of problem the service answers with, by its stable type URI suffix.
 PROBLEM_KINDS: dict[str, tuple[int, str]] = {
-    "validation": (422, "invalid input: body, JSON syntax, unknown field, path UUID, query or header; `errors` lists each"),
+    "validation": (
+        422,
+        "invalid input: body, JSON syntax, unknown field, path UUID, query or header; `errors` lists each",
+    ),
     "unauthorized": (401, "no, a malformed or an unknown bearer token"),
     "forbidden": (403, "the token's role may only read (auditor, admin)"),
     "not-found": (404, "no such profile or vehicle in this account, or no such route"),
@@ -90,7 +93,10 @@ PROBLEM_KINDS: dict[str, tuple[int, str]] = {
     "cors-refused": (400, "a CORS preflight from an origin, or for a method or header, that is not allowed"),
     "method-not-allowed": (405, "the path exists but not with this method (`Allow` names the methods)"),
     "conflict": (409, "concurrent writers kept winning after the retries"),
-    "illegal-state": (409, "the profile's state forbids the change (archived, not archived, not active, bad successor)"),
+    "illegal-state": (
+        409,
+        "the profile's state forbids the change (archived, not archived, not active, bad successor)",
+    ),
     "idempotency-in-flight": (409, "a request with this Idempotency-Key is still being processed"),
     "precondition-failed": (412, "If-Match names a stale version; `current_version` is the current one"),
     "content-too-large": (413, "the body is larger than MAX_BODY_BYTES (64 KiB by default)"),
@@ -100,19 +106,31 @@ PROBLEM_KINDS: dict[str, tuple[int, str]] = {
 }
 
 _EXAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "validation": ("Invalid request", "name: must be at most 80 characters after trimming",
-                   {"errors": [{"field": "name", "reason": "must be at most 80 characters after trimming"}]}),
+    "validation": (
+        "Invalid request",
+        "name: must be at most 80 characters after trimming",
+        {"errors": [{"field": "name", "reason": "must be at most 80 characters after trimming"}]},
+    ),
     "unauthorized": ("Unauthorized", "missing bearer token", {}),
     "forbidden": ("Forbidden", "a auditor token cannot change profiles", {}),
     "not-found": ("Not found", "no profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a in this account", {}),
     "no-default": ("No default profile", "this account has no active profile", {}),
     "conflict": ("Concurrent changes", "concurrent changes kept winning; retry", {}),
-    "illegal-state": ("Not allowed in the current state",
-                      "profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a is archived; restore it first", {}),
-    "idempotency-in-flight": ("Request in progress",
-                              "a request with this Idempotency-Key is still being processed", {}),
-    "precondition-failed": ("Version mismatch", "expected version 2, current version is 3",
-                            {"current_version": 3}),
+    "illegal-state": (
+        "Not allowed in the current state",
+        "profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a is archived; restore it first",
+        {},
+    ),
+    "idempotency-in-flight": (
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed",
+        {},
+    ),
+    "precondition-failed": (
+        "Version mismatch",
+        "expected version 2, current version is 3",
+        {"current_version": 3},
+    ),
     "content-too-large": ("Content too large", "request bodies are limited to 65536 bytes", {}),
     "unsupported-media-type": ("Unsupported media type", "request bodies must be application/json", {}),
     "unavailable": ("Service unavailable", "the read table has not reached position 1042 yet", {}),
@@ -138,22 +156,41 @@ _DESCRIPTIONS = {
 }
 
 _KINDS_BY_STATUS = {
-    401: ["unauthorized"], 403: ["forbidden"], 404: ["not-found"],
-    409: ["illegal-state", "conflict", "idempotency-in-flight"], 412: ["precondition-failed"],
-    413: ["content-too-large"], 415: ["unsupported-media-type"], 422: ["validation"], 503: ["unavailable"],
+    401: ["unauthorized"],
+    403: ["forbidden"],
+    404: ["not-found"],
+    409: ["illegal-state", "conflict", "idempotency-in-flight"],
+    412: ["precondition-failed"],
+    413: ["content-too-large"],
+    415: ["unsupported-media-type"],
+    422: ["validation"],
+    503: ["unavailable"],
 }
 
 
 def _example(kind: str, path: str = "/v1/profiles/6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a") -> dict[str, Any]:
     status = PROBLEM_KINDS[kind][0]
     title, detail, extra = _EXAMPLES[kind]
-    value = {"type": PROBLEM_TYPES + kind, "title": title, "status": status, "detail": detail, "instance": path}
+    value = {
+        "type": PROBLEM_TYPES + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": path,
+    }
     return {"summary": PROBLEM_KINDS[kind][1], "value": {**value, **extra}}
 
 
 RESPONSE_NAMES = {
-    401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 412: "PreconditionFailed",
-    413: "ContentTooLarge", 415: "UnsupportedMediaType", 422: "InvalidRequest", 503: "Unavailable",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    413: "ContentTooLarge",
+    415: "UnsupportedMediaType",
+    422: "InvalidRequest",
+    503: "Unavailable",
 }
 RESPONSES_REF = "#/components/responses/"
 
@@ -189,6 +226,7 @@ def problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]
 
 
 # --- success responses ----------------------------------------------------------------
+
 
 def profile_ok(description: str, *, etag: str = "ETag") -> dict[str, Any]:
     return {"description": description, "headers": header(etag, required=True, as_name="ETag")}
@@ -238,10 +276,18 @@ PROFILE_LINKS: dict[str, Any] = {
 }
 VEHICLE_LINKS: dict[str, Any] = {
     **PROFILE_LINKS,
-    "ChangeVehicle": _link("change_vehicle", "Change its first vehicle, guarded by its ETag.",
-                           vehicle_id="$response.body#/vehicles/0/id", **_GUARDED),
-    "RemoveVehicle": _link("remove_vehicle", "Remove its first vehicle, guarded by its ETag.",
-                           vehicle_id="$response.body#/vehicles/0/id", **_GUARDED),
+    "ChangeVehicle": _link(
+        "change_vehicle",
+        "Change its first vehicle, guarded by its ETag.",
+        vehicle_id="$response.body#/vehicles/0/id",
+        **_GUARDED,
+    ),
+    "RemoveVehicle": _link(
+        "remove_vehicle",
+        "Remove its first vehicle, guarded by its ETag.",
+        vehicle_id="$response.body#/vehicles/0/id",
+        **_GUARDED,
+    ),
 }
 
 
@@ -321,6 +367,7 @@ HEADER_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 # --- the whole document ---------------------------------------------------------------
 
+
 def _problem_types_table() -> str:
     rows = "\n".join(
         f"| `{PROBLEM_TYPES}{kind}` | {status} | {text} |"
@@ -369,9 +416,7 @@ def build_document(app: FastAPI) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
-    components["responses"] = {
-        name: problem_response(status) for status, name in RESPONSE_NAMES.items()
-    }
+    components["responses"] = {name: problem_response(status) for status, name in RESPONSE_NAMES.items()}
     components["securitySchemes"] = {
         BEARER: {
             "type": "http",

@@ -32,8 +32,14 @@ log = logging.getLogger(__name__)
 # The database is out of reach or busy: 503 with Retry-After. The library's
 # errors come from the sync event store; psycopg's own from the async read pool
 # (PoolTimeout is one of them).
-UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError,
-               psycopg.InterfaceError, TimeoutError)
+UNAVAILABLE = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    TimeoutError,
+)
 
 PROBLEM_TYPES = "https://racer-profiles.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -91,15 +97,16 @@ def _from_exception(exc: Exception) -> Problem:
         return exc
     if isinstance(exc, InvalidValue):
         return Problem(
-            422, "validation", "Invalid request", str(exc),
+            422,
+            "validation",
+            "Invalid request",
+            str(exc),
             errors=[{"field": exc.field, "reason": exc.reason}],
         )
     if isinstance(exc, (ProfileNotFound, VehicleNotFound)):
         return Problem(404, "not-found", "Not found", str(exc))
     if isinstance(exc, VersionMismatch):
-        return Problem(
-            412, "precondition-failed", "Version mismatch", str(exc), current_version=exc.current
-        )
+        return Problem(412, "precondition-failed", "Version mismatch", str(exc), current_version=exc.current)
     if isinstance(exc, ConcurrencyConflict):
         return Problem(409, "conflict", "Concurrent changes", str(exc))
     if isinstance(exc, IllegalState):
@@ -146,8 +153,9 @@ class ProblemCORSMiddleware(CORSMiddleware):
 
 def _malformed_body() -> Problem:
     reason = "malformed JSON: the body is not valid UTF-8 JSON"
-    return Problem(422, "validation", "Invalid request", f"body: {reason}",
-                   errors=[{"field": "body", "reason": reason}])
+    return Problem(
+        422, "validation", "Invalid request", f"body: {reason}", errors=[{"field": "body", "reason": reason}]
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -48,10 +48,14 @@ class RequestIdMiddleware:
                 Problem(500, "internal", "Internal server error", "an unexpected error occurred"),
                 scope.get("path"),
             )
-            await send_with_id({
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode())],
-            })
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send_with_id({"type": "http.response.body", "body": body})

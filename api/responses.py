@@ -96,7 +96,8 @@ def command_response(
         # a 503 for "not done" would send the command again.
         body = Accepted(profile_id=outcome.profile_id, position=outcome.position)
         return JSONResponse(
-            jsonable_encoder(body), status_code=202,
+            jsonable_encoder(body),
+            status_code=202,
             headers={"X-Position": str(outcome.position), "Location": f"/v1/profiles/{outcome.profile_id}"},
         )
     if row is None:
@@ -118,7 +119,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         return datetime.fromisoformat(created), UUID(profile_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Problem(
-            422, "validation", "Invalid request", "cursor is not one this API returned",
+            422,
+            "validation",
+            "Invalid request",
+            "cursor is not one this API returned",
             errors=[{"field": "cursor", "reason": "is not one this API returned"}],
         ) from None
 

@@ -26,11 +26,16 @@ NAME = "1-80 printable characters after trimming"
 class VehicleFields(Strict):
     name: str = Field(description=NAME, examples=["Rotax Max"], json_schema_extra=NAME_RULES)
     vehicle_class: str | None = Field(
-        default=None, description="up to 40 printable characters", examples=["Junior"],
+        default=None,
+        description="up to 40 printable characters",
+        examples=["Junior"],
         json_schema_extra=CLASS_RULES,
     )
     race_number: str | None = Field(
-        default=None, description="1-6 letters or digits", examples=["07"], json_schema_extra=RACE_NUMBER_RULES
+        default=None,
+        description="1-6 letters or digits",
+        examples=["07"],
+        json_schema_extra=RACE_NUMBER_RULES,
     )
 
 
@@ -85,9 +90,7 @@ class ProfileCreate(Strict):
 
 
 class ProfileUpdate(Strict):
-    name: str = Field(
-        description=f"the new name, {NAME}", examples=["Alex"], json_schema_extra=NAME_RULES
-    )
+    name: str = Field(description=f"the new name, {NAME}", examples=["Alex"], json_schema_extra=NAME_RULES)
     reason: str | None = Field(default=None, max_length=500)
 
 

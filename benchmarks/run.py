@@ -26,7 +26,10 @@ VENV = ROOT / ".venv"
 
 # The project (and psycopg) live in the repository's virtualenv: use it.
 if (VENV / "bin" / "python").exists() and Path(sys.prefix).resolve() != VENV.resolve():
-    os.execv(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), str(Path(__file__).resolve()), *sys.argv[1:]])
+    os.execv(
+        str(VENV / "bin" / "python"),
+        [str(VENV / "bin" / "python"), str(Path(__file__).resolve()), *sys.argv[1:]],
+    )
 
 sys.path[:0] = [str(ROOT), str(HERE)]
 
@@ -80,18 +83,35 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
     p.add_argument("--quick", action="store_true", help="a ~2 minute smoke run with smaller sizes")
     p.add_argument("--rounds", type=int, help="measured rounds per figure (default 3; quick 2)")
     p.add_argument("--duration", type=int, help="seconds per round of HTTP or SQL load (default 5; quick 2)")
-    p.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER),
-                   help="PostgreSQL server to create the benchmark's database on (its dbname is only "
-                        "used to connect; default %(default)s)")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER),
+        help="PostgreSQL server to create the benchmark's database on (its dbname is only "
+        "used to connect; default %(default)s)",
+    )
     p.add_argument("--accounts", type=int, help="accounts of the large stage (default 100000; quick 10000)")
-    p.add_argument("--budget", type=float, default=570.0,
-                   help="seconds the whole run should stay under; extra rebuild rounds are skipped "
-                        "beyond it (default %(default)s)")
-    p.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the service (repeatable), e.g. API_THREADS=8")
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to SECONDS for the machine to be quiet (other processes under 15%% "
-                        "of the CPU); the run is measured either way and the background load is reported")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=570.0,
+        help="seconds the whole run should stay under; extra rebuild rounds are skipped "
+        "beyond it (default %(default)s)",
+    )
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the service (repeatable), e.g. API_THREADS=8",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the machine to be quiet (other processes under 15%% "
+        "of the CPU); the run is measured either way and the background load is reported",
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
     p.add_argument("--keep-logs", action="store_true", help="keep the service logs (always kept on failure)")
     a = p.parse_args()
@@ -167,7 +187,12 @@ class Bench:
         if workers > 1:
             argv += ["--workers", str(workers)]
         svc = procs.Started(
-            f"service ({label})", argv, self.service_env(db), port, self.workdir / f"service-{label}.log", ROOT
+            f"service ({label})",
+            argv,
+            self.service_env(db),
+            port,
+            self.workdir / f"service-{label}.log",
+            ROOT,
         )
 
         def caught_up(body: bytes) -> bool:
@@ -198,14 +223,30 @@ class Bench:
     def record_cpu(self, what: str, tool: str, cpu: dict[str, Any]) -> None:
         self.loadgen.append({"measurement": what, "tool": tool, **cpu})
 
-    def wrk(self, what: str, port: int, method: str, path: str, *, connections: int | None = None,
-            duration: int | None = None, tokens: Path | None = None, body: Path | None = None,
-            services: dict[str, list[int]] | None = None, record: bool = True) -> loadgen.WrkResult:
+    def wrk(
+        self,
+        what: str,
+        port: int,
+        method: str,
+        path: str,
+        *,
+        connections: int | None = None,
+        duration: int | None = None,
+        tokens: Path | None = None,
+        body: Path | None = None,
+        services: dict[str, list[int]] | None = None,
+        record: bool = True,
+    ) -> loadgen.WrkResult:
         assert self.wrk_bin
         res = loadgen.wrk(
-            self.wrk_bin, port, method, path,
-            connections=connections or self.cfg.connections, duration_s=duration or self.cfg.duration,
-            tokens_file=tokens, body_file=body,
+            self.wrk_bin,
+            port,
+            method,
+            path,
+            connections=connections or self.cfg.connections,
+            duration_s=duration or self.cfg.duration,
+            tokens_file=tokens,
+            body_file=body,
             services=services if services is not None else self.services_cpu(),
         )
         if record:
@@ -225,8 +266,10 @@ class Bench:
     # --- the run ------------------------------------------------------------
 
     def run(self) -> None:
-        log(f"databases {', '.join(self.dbnames.values())} on {self.server.get('host', '')}:"
-            f"{self.server.get('port', 5432)}; work dir {self.workdir}")
+        log(
+            f"databases {', '.join(self.dbnames.values())} on {self.server.get('host', '')}:"
+            f"{self.server.get('port', 5432)}; work dir {self.workdir}"
+        )
         with psycopg.connect(**self.server, autocommit=True) as conn:
             for name in self.dbnames.values():
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -237,8 +280,11 @@ class Bench:
             ("baselines", self.baselines, ()),
             ("stage 1 (queries, 1,000 accounts)", self.stage_small, ()),
             ("commands", self.stage_commands, ()),
-            ("stage 2 (rebuild, queries, 100,000 accounts)", self.stage_large,
-             ("stage 1 (queries, 1,000 accounts)",)),
+            (
+                "stage 2 (rebuild, queries, 100,000 accounts)",
+                self.stage_large,
+                ("stage 1 (queries, 1,000 accounts)",),
+            ),
         ):
             if not all(done.get(n) for n in needs):
                 self.notes.append(f"{name}: skipped because {', '.join(needs)} failed")
@@ -271,8 +317,10 @@ class Bench:
             share = procs.busy_share(5.0)
         self.raw["busy_share_before_start"] = round(share, 3)
         if share > 0.15:
-            note = (f"the machine was busy before the start ({share:.0%} of its CPU used by other processes): "
-                    "every figure is perturbed; see the background rows and each run's background_cores")
+            note = (
+                f"the machine was busy before the start ({share:.0%} of its CPU used by other processes): "
+                "every figure is perturbed; see the background rows and each run's background_cores"
+            )
             self.notes.append(note)
             log(note)
 
@@ -289,14 +337,24 @@ class Bench:
         settings = {}
         with psycopg.connect(**self.dbs["q"], autocommit=True) as conn:
             version = conn.execute("SELECT version()").fetchone()[0]
-            for name in ("shared_buffers", "synchronous_commit", "fsync", "max_connections", "wal_sync_method"):
+            for name in (
+                "shared_buffers",
+                "synchronous_commit",
+                "fsync",
+                "max_connections",
+                "wal_sync_method",
+            ):
                 settings[name] = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
         git = {}
         try:
-            git["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                           text=True).stdout.strip()
-            git["dirty_files"] = len(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT,
-                                                    capture_output=True, text=True).stdout.splitlines())
+            git["commit"] = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+            git["dirty_files"] = len(
+                subprocess.run(
+                    ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
+                ).stdout.splitlines()
+            )
         except OSError:
             pass
         return {
@@ -326,59 +384,113 @@ class Bench:
             loadgen.pgbench(self.pgbench_bin, self.dbs["q"], script, clients=clients, duration_s=cfg.warmup)
             runs = []
             for _ in range(cfg.rounds):
-                r = loadgen.pgbench(self.pgbench_bin, self.dbs["q"], script, clients=clients,
-                                    duration_s=cfg.duration)
+                r = loadgen.pgbench(
+                    self.pgbench_bin, self.dbs["q"], script, clients=clients, duration_s=cfg.duration
+                )
                 self.record_cpu(key, "pgbench", r["cpu"])
                 runs.append(r)
-            self.figures.add(Figure(
-                key, label, "tx/s", [r["tps"] for r in runs], group="baselines",
-                detail={"latency_avg_ms": [r["latency_avg_ms"] for r in runs],
+            self.figures.add(
+                Figure(
+                    key,
+                    label,
+                    "tx/s",
+                    [r["tps"] for r in runs],
+                    group="baselines",
+                    detail={
+                        "latency_avg_ms": [r["latency_avg_ms"] for r in runs],
                         "failed": sum(r["failed"] for r in runs),
-                        "pgbench_cores": [r["cpu"]["loadgen_cores"] for r in runs]},
-            ))
+                        "pgbench_cores": [r["cpu"]["loadgen_cores"] for r in runs],
+                    },
+                )
+            )
         self.sql("q", "DROP TABLE bench_baseline_events")
 
         log("baselines: FastAPI hello-world (same server stack, 1 worker)")
         port = procs.free_port()
-        hello = procs.Started("hello-world", [str(PYTHON), str(HERE / "hello_app.py"), "--port", str(port)],
-                              self.service_env(), port, self.workdir / "hello.log", HERE)
+        hello = procs.Started(
+            "hello-world",
+            [str(PYTHON), str(HERE / "hello_app.py"), "--port", str(port)],
+            self.service_env(),
+            port,
+            self.workdir / "hello.log",
+            HERE,
+        )
         hello.start("/healthz")
         self.started.append(hello)
         try:
             services = {"service": hello.pids()}
-            self.hello_figure("B1", "FastAPI hello-world GET, 16 connections", port, "/hello", services,
-                              extra_detail={"rss_mb": round(hello.rss_mb(), 1)})
+            self.hello_figure(
+                "B1",
+                "FastAPI hello-world GET, 16 connections",
+                port,
+                "/hello",
+                services,
+                extra_detail={"rss_mb": round(hello.rss_mb(), 1)},
+            )
             # The service's hot queries are async endpoints: the same hello-world
             # on the event loop is the stricter baseline for them (Q*-vs-B1a).
-            self.hello_figure("B1a", "FastAPI hello-world GET, async endpoint, 16 connections", port,
-                              "/hello-async", services, baseline="B1")
+            self.hello_figure(
+                "B1a",
+                "FastAPI hello-world GET, async endpoint, 16 connections",
+                port,
+                "/hello-async",
+                services,
+                baseline="B1",
+            )
         finally:
             self.stop(hello)
         if self.workers_supported():
             # What two processes can gain at all on this machine (context for W2).
             log("baselines: FastAPI hello-world, 2 workers")
             port = procs.free_port()
-            hello = procs.Started("hello-world x2", [str(PYTHON), str(HERE / "hello_app.py"), "--port", str(port),
-                                                     "--workers", "2"],
-                                  self.service_env(), port, self.workdir / "hello2.log", HERE)
+            hello = procs.Started(
+                "hello-world x2",
+                [str(PYTHON), str(HERE / "hello_app.py"), "--port", str(port), "--workers", "2"],
+                self.service_env(),
+                port,
+                self.workdir / "hello2.log",
+                HERE,
+            )
             hello.start("/healthz")
             self.started.append(hello)
             try:
                 time.sleep(1.0)  # both workers up
-                self.hello_figure("B1w2", "FastAPI hello-world GET, 2 workers, 16 connections", port, "/hello",
-                                  {"service": hello.pids()}, baseline="B1")
+                self.hello_figure(
+                    "B1w2",
+                    "FastAPI hello-world GET, 2 workers, 16 connections",
+                    port,
+                    "/hello",
+                    {"service": hello.pids()},
+                    baseline="B1",
+                )
             finally:
                 self.stop(hello)
 
-    def hello_figure(self, key: str, label: str, port: int, path: str, services: dict[str, list[int]],
-                     baseline: str | None = None, extra_detail: dict[str, Any] | None = None) -> None:
+    def hello_figure(
+        self,
+        key: str,
+        label: str,
+        port: int,
+        path: str,
+        services: dict[str, list[int]],
+        baseline: str | None = None,
+        extra_detail: dict[str, Any] | None = None,
+    ) -> None:
         """A warm-up, then the rounds of wrk on a hello-world endpoint, as one figure."""
         self.wrk(key, port, "GET", path, duration=self.cfg.warmup, services=services, record=False)
         runs = [self.wrk(key, port, "GET", path, services=services) for _ in range(self.cfg.rounds)]
-        self.figures.add(Figure(
-            key, label, "req/s", [r.rps for r in runs], baseline=baseline, group="baselines",
-            detail={"rounds": [r.as_dict() for r in runs], **(extra_detail or {})}, error=_problems(label, runs),
-        ))
+        self.figures.add(
+            Figure(
+                key,
+                label,
+                "req/s",
+                [r.rps for r in runs],
+                baseline=baseline,
+                group="baselines",
+                detail={"rounds": [r.as_dict() for r in runs], **(extra_detail or {})},
+                error=_problems(label, runs),
+            )
+        )
 
     # --- stage 1: 1,000 accounts: queries and a small rebuild ---------------------
 
@@ -394,7 +506,11 @@ class Bench:
         accounts, secs = seed.timed(lambda: seed.create_accounts(container, cfg.query_accounts, "query"))
         events, secs2 = seed.timed(lambda: seed.seed_profiles(app, accounts, 2))
         self.query_accounts = accounts
-        self.raw["seed_stage1"] = {"accounts": len(accounts), "events": events, "seconds": round(secs + secs2, 2)}
+        self.raw["seed_stage1"] = {
+            "accounts": len(accounts),
+            "events": events,
+            "seconds": round(secs + secs2, 2),
+        }
         self.query_tokens = self.write_lines("query-tokens.txt", [a.token for a in accounts])
 
         log("stage 1: rebuild (racer-profiles rebuild)")
@@ -412,7 +528,11 @@ class Bench:
     def read_table_accounts(self, db: str) -> int:
         from infrastructure.profiles_sql import TABLE
 
-        return int(self.sql(db, sql.SQL("SELECT count(DISTINCT account_id) FROM {}").format(sql.Identifier(TABLE)))[0][0])
+        return int(
+            self.sql(db, sql.SQL("SELECT count(DISTINCT account_id) FROM {}").format(sql.Identifier(TABLE)))[
+                0
+            ][0]
+        )
 
     def query_series(self, stage: str, accounts: int) -> None:
         cfg = self.cfg
@@ -420,26 +540,63 @@ class Bench:
         port = self.service.port
         for name, path in (("default", "/v1/profiles/default"), ("list", "/v1/profiles")):
             log(f"stage {stage}: GET {path} ({accounts:,} accounts in the read table)")
-            self.wrk(f"Q{stage}", port, "GET", path, duration=cfg.warmup, tokens=self.query_tokens, record=False)
-            runs = [self.wrk(f"Q{stage}-{name}", port, "GET", path, tokens=self.query_tokens)
-                    for _ in range(cfg.rounds)]
+            self.wrk(
+                f"Q{stage}", port, "GET", path, duration=cfg.warmup, tokens=self.query_tokens, record=False
+            )
+            runs = [
+                self.wrk(f"Q{stage}-{name}", port, "GET", path, tokens=self.query_tokens)
+                for _ in range(cfg.rounds)
+            ]
             err = _problems(f"GET {path}", runs)
             k = f"Q{stage}{'d' if name == 'default' else 'l'}"
-            detail = {"rounds": [r.as_dict() for r in runs], "accounts_in_read_table": accounts,
-                      "accounts_queried": len(self.query_accounts)}
-            self.figures.add(Figure(
-                f"{k}-rps", f"GET {path} with {accounts:,} accounts, 16 connections", "req/s",
-                [r.rps for r in runs], baseline="B1", target=">= 0.65x", check=lambda v, r: r is not None and r >= 0.65,
-                group="queries", detail=detail, error=err,
-            ))
-            self.figures.add(Figure(
-                f"{k}-vs-B1a", "  the same against the async hello-world", "req/s", [r.rps for r in runs],
-                baseline="B1a", group="queries", error=err,
-            ))
-            p50 = self.figures.add(Figure(f"{k}-p50", f"  p50 latency ({accounts:,} accounts)", "ms",
-                                          [r.p50_ms for r in runs], group="queries"))
-            p99 = self.figures.add(Figure(f"{k}-p99", f"  p99 latency ({accounts:,} accounts)", "ms",
-                                          [r.p99_ms for r in runs], group="queries"))
+            detail = {
+                "rounds": [r.as_dict() for r in runs],
+                "accounts_in_read_table": accounts,
+                "accounts_queried": len(self.query_accounts),
+            }
+            self.figures.add(
+                Figure(
+                    f"{k}-rps",
+                    f"GET {path} with {accounts:,} accounts, 16 connections",
+                    "req/s",
+                    [r.rps for r in runs],
+                    baseline="B1",
+                    target=">= 0.65x",
+                    check=lambda v, r: r is not None and r >= 0.65,
+                    group="queries",
+                    detail=detail,
+                    error=err,
+                )
+            )
+            self.figures.add(
+                Figure(
+                    f"{k}-vs-B1a",
+                    "  the same against the async hello-world",
+                    "req/s",
+                    [r.rps for r in runs],
+                    baseline="B1a",
+                    group="queries",
+                    error=err,
+                )
+            )
+            p50 = self.figures.add(
+                Figure(
+                    f"{k}-p50",
+                    f"  p50 latency ({accounts:,} accounts)",
+                    "ms",
+                    [r.p50_ms for r in runs],
+                    group="queries",
+                )
+            )
+            p99 = self.figures.add(
+                Figure(
+                    f"{k}-p99",
+                    f"  p99 latency ({accounts:,} accounts)",
+                    "ms",
+                    [r.p99_ms for r in runs],
+                    group="queries",
+                )
+            )
             if stage == "2":
                 small = f"Q1{'d' if name == 'default' else 'l'}"
                 p50.baseline, p50.target = f"{small}-p50", "<= 1.2x"
@@ -451,8 +608,14 @@ class Bench:
         out.unlink(missing_ok=True)
         with out.open("ab") as f:
             t = time.monotonic()
-            proc = subprocess.Popen([str(RACER), "rebuild"], env=self.service_env(db), cwd=ROOT, stdout=f,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [str(RACER), "rebuild"],
+                env=self.service_env(db),
+                cwd=ROOT,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.monotonic() - t
@@ -461,11 +624,17 @@ class Bench:
         if proc.returncode != 0 or not counts:
             raise RuntimeError(f"racer-profiles rebuild failed ({proc.returncode}):\n{text[-2000:]}")
         events = int(counts[-1])
-        result = {"events": events, "wall_s": round(wall, 3), "events_per_s": round(events / wall, 1),
-                  "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
-        log(f"  rebuild: {events:,} events in {wall:.1f}s = {events / wall:,.0f} events/s, "
-            f"peak RSS {result['peak_rss_mb']} MB")
+        result = {
+            "events": events,
+            "wall_s": round(wall, 3),
+            "events_per_s": round(events / wall, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        }
+        log(
+            f"  rebuild: {events:,} events in {wall:.1f}s = {events / wall:,.0f} events/s, "
+            f"peak RSS {result['peak_rss_mb']} MB"
+        )
         return result
 
     # --- stage 1b: commands --------------------------------------------------------
@@ -479,8 +648,10 @@ class Bench:
         cfg = self.cfg
         self.containers["c"] = container = build(Settings(database_url=self.urls["c"], api_threads=1))
         app = container.app
-        log(f"commands: seeding {cfg.command_accounts:,} command accounts, a shared one, "
-            f"a {cfg.long_events:,}-event one and fresh ones")
+        log(
+            f"commands: seeding {cfg.command_accounts:,} command accounts, a shared one, "
+            f"a {cfg.long_events:,}-event one and fresh ones"
+        )
         cmd_accounts = seed.create_accounts(container, cfg.command_accounts, "command")
         seed.seed_profiles(app, cmd_accounts, 1)
         shared = seed.create_accounts(container, 1, "shared")
@@ -494,16 +665,25 @@ class Bench:
         log("commands: rebuild (to start the service caught up)")
         before = self.rebuild("c")
         self.raw["rebuild_before_commands"] = before
-        self.figures.add(Figure(
-            "R5", f"rebuild events/s, command store ({before['events']:,} events, one "
-                  f"{long_events:,}-event account)", "ev/s", [before["events_per_s"]], baseline="B2",
-            group="rebuild", detail=before,
-        ))
+        self.figures.add(
+            Figure(
+                "R5",
+                f"rebuild events/s, command store ({before['events']:,} events, one "
+                f"{long_events:,}-event account)",
+                "ev/s",
+                [before["events_per_s"]],
+                baseline="B2",
+                group="rebuild",
+                detail=before,
+            )
+        )
 
         svc = self.start_service("commands", "c")
         port = svc.port
         body = self.workdir / "create.json"
-        body.write_text(json.dumps({"name": "Bench racer", "vehicles": [{"name": "Rotax Max", "race_number": "07"}]}))
+        body.write_text(
+            json.dumps({"name": "Bench racer", "vehicles": [{"name": "Rotax Max", "race_number": "07"}]})
+        )
         cmd_tokens = self.write_lines("command-tokens.txt", [a.token for a in cmd_accounts])
         shared_tokens = self.write_lines("shared-token.txt", [shared[0].token])
 
@@ -511,8 +691,16 @@ class Bench:
         clock.install()
         try:
             log("commands: POST /v1/profiles, 16 connections, distinct accounts (+ read-your-writes lag)")
-            self.wrk("C1", port, "POST", "/v1/profiles", duration=cfg.warmup, tokens=cmd_tokens, body=body,
-                     record=False)
+            self.wrk(
+                "C1",
+                port,
+                "POST",
+                "/v1/profiles",
+                duration=cfg.warmup,
+                tokens=cmd_tokens,
+                body=body,
+                record=False,
+            )
             self.wait_caught_up("c")
             runs, lags = [], []
             for _ in range(cfg.rounds):
@@ -528,41 +716,92 @@ class Bench:
                 r.cpu["retried"] = _delta(before, self.metrics(port), "conflict_retried")
                 runs.append(r)
                 lags.append(lag)
-                log(f"  {r.rps:.1f} commands/s, statuses {r.statuses}, lag p50 {_ms(lag.get('p50_ms'))} "
+                log(
+                    f"  {r.rps:.1f} commands/s, statuses {r.statuses}, lag p50 {_ms(lag.get('p50_ms'))} "
                     f"p99 {_ms(lag.get('p99_ms'))} over {lag.get('commands', 0)} commands"
-                    + (f" ({lag['error']})" if 'error' in lag else ""))
+                    + (f" ({lag['error']})" if "error" in lag else "")
+                )
             detail = {"rounds": [r.as_dict() for r in runs], "accounts": len(cmd_accounts)}
-            self.figures.add(Figure(
-                "C1", "create-profile commands/s, 16 connections, distinct accounts", "cmd/s",
-                [r.rps for r in runs], baseline="B3", target=">= 0.30x",
-                check=lambda v, r: r is not None and r >= 0.30, group="commands", detail=detail,
-            ))
-            self.figures.add(Figure("C1-p50", "  p50 command latency", "ms", [r.p50_ms for r in runs],
-                                    group="commands"))
-            self.figures.add(Figure("C1-p99", "  p99 command latency", "ms", [r.p99_ms for r in runs],
-                                    group="commands"))
-            self.figures.add(Figure(
-                "C1-non2xx", "  share of responses not 2xx", "%",
-                [100 * r.non_2xx() / max(r.requests, 1) for r in runs], group="commands",
-                detail={"statuses": [r.statuses for r in runs]},
-            ))
+            self.figures.add(
+                Figure(
+                    "C1",
+                    "create-profile commands/s, 16 connections, distinct accounts",
+                    "cmd/s",
+                    [r.rps for r in runs],
+                    baseline="B3",
+                    target=">= 0.30x",
+                    check=lambda v, r: r is not None and r >= 0.30,
+                    group="commands",
+                    detail=detail,
+                )
+            )
+            self.figures.add(
+                Figure("C1-p50", "  p50 command latency", "ms", [r.p50_ms for r in runs], group="commands")
+            )
+            self.figures.add(
+                Figure("C1-p99", "  p99 command latency", "ms", [r.p99_ms for r in runs], group="commands")
+            )
+            self.figures.add(
+                Figure(
+                    "C1-non2xx",
+                    "  share of responses not 2xx",
+                    "%",
+                    [100 * r.non_2xx() / max(r.requests, 1) for r in runs],
+                    group="commands",
+                    detail={"statuses": [r.statuses for r in runs]},
+                )
+            )
             good = [lg for lg in lags if "error" not in lg and lg.get("p50_ms") is not None]
-            lag_detail = {"method": "LISTEN: commit NOTIFY of the event transaction vs tracking trigger NOTIFY"
-                                    " (see benchmarks/harness/lag.py)",
-                          "rounds": [{k: v for k, v in lg.items() if k != "lag_ms"} for lg in lags]}
+            lag_detail = {
+                "method": "LISTEN: commit NOTIFY of the event transaction vs tracking trigger NOTIFY"
+                " (see benchmarks/harness/lag.py)",
+                "rounds": [{k: v for k, v in lg.items() if k != "lag_ms"} for lg in lags],
+            }
             err = None if good else "; ".join(lg.get("error", "no commands") for lg in lags)
-            self.figures.add(Figure("L1-p50", "read-your-writes lag p50 under the command load", "ms",
-                                    [lg["p50_ms"] for lg in good], group="commands", detail=lag_detail, error=err))
-            self.figures.add(Figure("L1-p99", "read-your-writes lag p99 under the command load", "ms",
-                                    [lg["p99_ms"] for lg in good], target="<= 15 ms",
-                                    check=lambda v, r: v <= 15.0, group="commands", error=err))
-            self.figures.add(Figure("L1-row", "  row-visible lag p99 (last row-changing event)", "ms",
-                                    [lg["row_visible_p99_ms"] for lg in good if lg.get("row_visible_p99_ms")
-                                     is not None], group="commands"))
+            self.figures.add(
+                Figure(
+                    "L1-p50",
+                    "read-your-writes lag p50 under the command load",
+                    "ms",
+                    [lg["p50_ms"] for lg in good],
+                    group="commands",
+                    detail=lag_detail,
+                    error=err,
+                )
+            )
+            self.figures.add(
+                Figure(
+                    "L1-p99",
+                    "read-your-writes lag p99 under the command load",
+                    "ms",
+                    [lg["p99_ms"] for lg in good],
+                    target="<= 15 ms",
+                    check=lambda v, r: v <= 15.0,
+                    group="commands",
+                    error=err,
+                )
+            )
+            self.figures.add(
+                Figure(
+                    "L1-row",
+                    "  row-visible lag p99 (last row-changing event)",
+                    "ms",
+                    [lg["row_visible_p99_ms"] for lg in good if lg.get("row_visible_p99_ms") is not None],
+                    group="commands",
+                )
+            )
 
             log("commands: POST /v1/profiles, 16 connections, one shared account")
-            self.wrk("C2", port, "POST", "/v1/profiles", duration=cfg.warmup, tokens=shared_tokens, body=body,
-                     record=False)
+            self.wrk(
+                "C2",
+                port,
+                "POST",
+                "/v1/profiles",
+                duration=cfg.warmup,
+                tokens=shared_tokens,
+                body=body,
+                record=False,
+            )
             self.wait_caught_up("c")
             runs = []
             for _ in range(cfg.rounds):
@@ -573,24 +812,43 @@ class Bench:
                 runs.append(r)
                 log(f"  {r.rps:.1f} commands/s, statuses {r.statuses}, retried {r.cpu['retried']}")
                 self.wait_caught_up("c")
-            self.figures.add(Figure(
-                "C2", "create-profile commands/s, 16 connections, one shared account", "cmd/s",
-                [r.rps for r in runs], baseline="B3", group="commands",
-                detail={"rounds": [r.as_dict() for r in runs]},
-            ))
-            self.figures.add(Figure(
-                "C2-409", "  share of shared-account commands ending in 409", "%",
-                [100 * r.count(409) / max(r.requests, 1) for r in runs], target="= 0%",
-                check=lambda v, r: v == 0, group="commands",
-            ))
-            self.figures.add(Figure(
-                "C2-retried", "  share of shared-account commands retried (metrics)", "%",
-                [100 * (r.cpu.get("retried") or 0) / max(r.requests, 1) for r in runs], group="commands",
-            ))
+            self.figures.add(
+                Figure(
+                    "C2",
+                    "create-profile commands/s, 16 connections, one shared account",
+                    "cmd/s",
+                    [r.rps for r in runs],
+                    baseline="B3",
+                    group="commands",
+                    detail={"rounds": [r.as_dict() for r in runs]},
+                )
+            )
+            self.figures.add(
+                Figure(
+                    "C2-409",
+                    "  share of shared-account commands ending in 409",
+                    "%",
+                    [100 * r.count(409) / max(r.requests, 1) for r in runs],
+                    target="= 0%",
+                    check=lambda v, r: v == 0,
+                    group="commands",
+                )
+            )
+            self.figures.add(
+                Figure(
+                    "C2-retried",
+                    "  share of shared-account commands retried (metrics)",
+                    "%",
+                    [100 * (r.cpu.get("retried") or 0) / max(r.requests, 1) for r in runs],
+                    group="commands",
+                )
+            )
         finally:
             clock.uninstall()
 
-        log(f"commands: PUT /v1/profiles/default, {cfg.long_events:,}-event account vs fresh ones, one at a time")
+        log(
+            f"commands: PUT /v1/profiles/default, {cfg.long_events:,}-event account vs fresh ones, one at a time"
+        )
         self.long_vs_fresh(port, long[0], fresh)
         self.rss_after_commands = svc.own_rss_mb()
         self.rss_serve_total_after_commands = svc.rss_mb()
@@ -601,8 +859,12 @@ class Bench:
 
         recorder = self.containers["c"].app.recorder
         return CommitClock(
-            conninfo=self.dbs["c"], schema=recorder.datastore.schema, events_table=recorder.events_table_name,
-            events_channel=recorder.channel_name, tracking_table=TRACKING_TABLE, changes_channel=CHANGES_CHANNEL,
+            conninfo=self.dbs["c"],
+            schema=recorder.datastore.schema,
+            events_table=recorder.events_table_name,
+            events_channel=recorder.channel_name,
+            tracking_table=TRACKING_TABLE,
+            changes_channel=CHANGES_CHANNEL,
         )
 
     def wait_caught_up(self, db: str, timeout: float = 120.0) -> None:
@@ -612,10 +874,18 @@ class Bench:
         recorder = self.containers[db].app.recorder
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            head = self.sql(db, sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-                sql.Identifier(recorder.events_table_name)))[0][0]
-            pos = self.sql(db, sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-                sql.Identifier(TRACKING_TABLE)))[0][0]
+            head = self.sql(
+                db,
+                sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                    sql.Identifier(recorder.events_table_name)
+                ),
+            )[0][0]
+            pos = self.sql(
+                db,
+                sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                    sql.Identifier(TRACKING_TABLE)
+                ),
+            )[0][0]
             if pos >= head:
                 return
             time.sleep(0.05)
@@ -630,7 +900,7 @@ class Bench:
         if status != 200:
             return out
         for line in body.decode().splitlines():
-            m = re.match(r'commands_total\{([^}]*)\} ([0-9.e+]+)', line)
+            m = re.match(r"commands_total\{([^}]*)\} ([0-9.e+]+)", line)
             if m and 'command="create_profile"' in m.group(1):
                 outcome = re.search(r'outcome="([^"]+)"', m.group(1))
                 if outcome:
@@ -647,7 +917,9 @@ class Bench:
         def runner(account: Any) -> Any:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             auth = {"Authorization": f"Bearer {account.token}"}
-            status, _, payload = procs.http_request(port, "GET", "/v1/profiles/default", headers=auth, conn=conn)
+            status, _, payload = procs.http_request(
+                port, "GET", "/v1/profiles/default", headers=auth, conn=conn
+            )
             if status != 200:
                 raise RuntimeError(f"GET default: {status} {payload[:200]!r}")
             current = json.loads(payload)["id"]
@@ -656,8 +928,13 @@ class Bench:
             def once() -> float:
                 t = time.perf_counter()
                 status, _, payload = procs.http_request(
-                    port, "PUT", "/v1/profiles/default", headers=auth, body={"profile_id": state["target"]},
-                    conn=conn)
+                    port,
+                    "PUT",
+                    "/v1/profiles/default",
+                    headers=auth,
+                    body={"profile_id": state["target"]},
+                    conn=conn,
+                )
                 dt = (time.perf_counter() - t) * 1000
                 if status != 200:
                     raise RuntimeError(f"PUT default: {status} {payload[:300]!r}")
@@ -686,16 +963,38 @@ class Bench:
             long_p50.append(la)
             fresh_p50.append(lb)
             ratios.append(la / lb)
-            rounds.append({"long_p50_ms": round(la, 3), "fresh_p50_ms": round(lb, 3),
-                           "long_p90_ms": round(percentile(a, 90) or 0, 3),
-                           "fresh_p90_ms": round(percentile(b, 90) or 0, 3), "commands_each": len(a)})
+            rounds.append(
+                {
+                    "long_p50_ms": round(la, 3),
+                    "fresh_p50_ms": round(lb, 3),
+                    "long_p90_ms": round(percentile(a, 90) or 0, 3),
+                    "fresh_p90_ms": round(percentile(b, 90) or 0, 3),
+                    "commands_each": len(a),
+                }
+            )
             log(f"  long {la:.2f} ms vs fresh {lb:.2f} ms (p50)")
-        self.figures.add(Figure("K0", "PUT default p50, fresh account (one at a time)", "ms", fresh_p50,
-                                group="history", detail={"rounds": rounds}))
-        self.figures.add(Figure(
-            "K1", f"PUT default p50, account with {self.raw['long_account']['events']:,} events", "ms", long_p50,
-            baseline="K0", target="<= 1.5x", check=lambda v, r: r is not None and r <= 1.5, group="history",
-        ))
+        self.figures.add(
+            Figure(
+                "K0",
+                "PUT default p50, fresh account (one at a time)",
+                "ms",
+                fresh_p50,
+                group="history",
+                detail={"rounds": rounds},
+            )
+        )
+        self.figures.add(
+            Figure(
+                "K1",
+                f"PUT default p50, account with {self.raw['long_account']['events']:,} events",
+                "ms",
+                long_p50,
+                baseline="K0",
+                target="<= 1.5x",
+                check=lambda v, r: r is not None and r <= 1.5,
+                group="history",
+            )
+        )
 
     # --- stage 2: 100,000 accounts ----------------------------------------------------
 
@@ -712,9 +1011,11 @@ class Bench:
             n = max(0, target - have)
             log(f"stage 2: seeding {n:,} more accounts (to {target:,} in the read table)")
             (written, method), secs = seed.timed(
-                lambda n=n: seed.copy_accounts(container.app, container, n, lambda m: log(m)))
+                lambda n=n: seed.copy_accounts(container.app, container, n, lambda m: log(m))
+            )
             self.raw.setdefault("seed_stage2", []).append(
-                {"accounts": n, "to": target, "events": written, "method": method, "seconds": round(secs, 2)})
+                {"accounts": n, "to": target, "events": written, "method": method, "seconds": round(secs, 2)}
+            )
             self.sql("q", "ANALYZE")
             if mid is None:
                 log("stage 2: rebuild at a quarter of the accounts")
@@ -729,7 +1030,8 @@ class Bench:
             if self.elapsed() + large[0]["wall_s"] + reserve > cfg.budget:
                 self.notes.append(
                     f"rebuild over {large[0]['events']:,} events: {len(large)} round(s), not {cfg.rounds}: "
-                    f"another ({large[0]['wall_s']:.0f}s) would pass the {cfg.budget:.0f}s budget")
+                    f"another ({large[0]['wall_s']:.0f}s) would pass the {cfg.budget:.0f}s budget"
+                )
                 break
             large.append(self.rebuild("q"))
         self.rebuild_figures([mid], large)
@@ -745,24 +1047,52 @@ class Bench:
 
     def rebuild_figures(self, small: list[dict[str, Any]], large: list[dict[str, Any]]) -> None:
         ev_large, ev_small = large[0]["events"], small[0]["events"]
-        self.figures.add(Figure(
-            "R1", f"rebuild events/s over {ev_large:,} events (CLI, wall)", "ev/s",
-            [r["events_per_s"] for r in large], baseline="B2", target=">= 3x",
-            check=lambda v, r: r is not None and r >= 3.0, group="rebuild", detail={"rounds": large},
-        ))
-        self.figures.add(Figure(
-            "R2", f"rebuild peak RSS, {ev_large:,} events", "MB", [r["peak_rss_mb"] for r in large],
-            target="<= 150 MB", check=lambda v, r: v <= 150.0, group="rebuild",
-        ))
-        self.figures.add(Figure(
-            "R3", f"rebuild peak RSS, {ev_small:,} events", "MB", [r["peak_rss_mb"] for r in small],
-            group="rebuild", detail={"rounds": small},
-        ))
-        self.figures.add(Figure(
-            "R4", f"rebuild peak RSS growth, {ev_large:,} vs {ev_small:,} events", "MB",
-            [r["peak_rss_mb"] for r in large], baseline="R3", target="<= 1.10x (flat)",
-            check=lambda v, r: r is not None and r <= 1.10, group="rebuild",
-        ))
+        self.figures.add(
+            Figure(
+                "R1",
+                f"rebuild events/s over {ev_large:,} events (CLI, wall)",
+                "ev/s",
+                [r["events_per_s"] for r in large],
+                baseline="B2",
+                target=">= 3x",
+                check=lambda v, r: r is not None and r >= 3.0,
+                group="rebuild",
+                detail={"rounds": large},
+            )
+        )
+        self.figures.add(
+            Figure(
+                "R2",
+                f"rebuild peak RSS, {ev_large:,} events",
+                "MB",
+                [r["peak_rss_mb"] for r in large],
+                target="<= 150 MB",
+                check=lambda v, r: v <= 150.0,
+                group="rebuild",
+            )
+        )
+        self.figures.add(
+            Figure(
+                "R3",
+                f"rebuild peak RSS, {ev_small:,} events",
+                "MB",
+                [r["peak_rss_mb"] for r in small],
+                group="rebuild",
+                detail={"rounds": small},
+            )
+        )
+        self.figures.add(
+            Figure(
+                "R4",
+                f"rebuild peak RSS growth, {ev_large:,} vs {ev_small:,} events",
+                "MB",
+                [r["peak_rss_mb"] for r in large],
+                baseline="R3",
+                target="<= 1.10x (flat)",
+                check=lambda v, r: r is not None and r <= 1.10,
+                group="rebuild",
+            )
+        )
 
     def memory_figures(self) -> None:
         def rounds(name: str) -> list[float]:
@@ -772,23 +1102,61 @@ class Bench:
         def err(name: str) -> str | None:
             return None if getattr(self, name, None) is not None else "not measured (its stage failed)"
 
-        self.figures.add(Figure("M1", "API process RSS idle (after start)", "MB", rounds("rss_idle"),
-                                group="memory", error=err("rss_idle")))
-        self.figures.add(Figure("M2", "API process RSS after the command loads", "MB", rounds("rss_after_commands"),
-                                target="<= 120 MB", check=lambda v, r: v <= 120.0, group="memory",
-                                error=err("rss_after_commands")))
-        self.figures.add(Figure("M3", "API process RSS after the query loads (large stage)", "MB",
-                                rounds("rss_after_queries"), target="<= 120 MB", check=lambda v, r: v <= 120.0,
-                                group="memory", error=err("rss_after_queries")))
-        self.figures.add(Figure("M4", "serve's processes together (API + projector) after the command loads", "MB",
-                                rounds("rss_serve_total_after_commands"), group="memory",
-                                error=err("rss_serve_total_after_commands")))
+        self.figures.add(
+            Figure(
+                "M1",
+                "API process RSS idle (after start)",
+                "MB",
+                rounds("rss_idle"),
+                group="memory",
+                error=err("rss_idle"),
+            )
+        )
+        self.figures.add(
+            Figure(
+                "M2",
+                "API process RSS after the command loads",
+                "MB",
+                rounds("rss_after_commands"),
+                target="<= 120 MB",
+                check=lambda v, r: v <= 120.0,
+                group="memory",
+                error=err("rss_after_commands"),
+            )
+        )
+        self.figures.add(
+            Figure(
+                "M3",
+                "API process RSS after the query loads (large stage)",
+                "MB",
+                rounds("rss_after_queries"),
+                target="<= 120 MB",
+                check=lambda v, r: v <= 120.0,
+                group="memory",
+                error=err("rss_after_queries"),
+            )
+        )
+        self.figures.add(
+            Figure(
+                "M4",
+                "serve's processes together (API + projector) after the command loads",
+                "MB",
+                rounds("rss_serve_total_after_commands"),
+                group="memory",
+                error=err("rss_serve_total_after_commands"),
+            )
+        )
 
     def workers_supported(self) -> bool:
         if not hasattr(self, "_workers"):
             try:
-                out = subprocess.run([str(RACER), "serve", "--help"], capture_output=True, text=True, timeout=30,
-                                     env={**self.service_env(), "COLUMNS": "200"})
+                out = subprocess.run(
+                    [str(RACER), "serve", "--help"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    env={**self.service_env(), "COLUMNS": "200"},
+                )
                 self._workers = "--workers" in out.stdout
             except (OSError, subprocess.TimeoutExpired):
                 self._workers = False
@@ -798,30 +1166,69 @@ class Bench:
         cfg = self.cfg
         key, label = "W2", "GET /v1/profiles/default req/s, 2 workers (large stage)"
         if not self.workers_supported():
-            self.figures.add(Figure(key, label, "req/s", baseline="Q2d-rps", target=">= 1.7x",
-                                    check=lambda v, r: r is not None and r >= 1.7, group="workers",
-                                    error="not measurable yet (no multi-worker mode)"))
+            self.figures.add(
+                Figure(
+                    key,
+                    label,
+                    "req/s",
+                    baseline="Q2d-rps",
+                    target=">= 1.7x",
+                    check=lambda v, r: r is not None and r >= 1.7,
+                    group="workers",
+                    error="not measurable yet (no multi-worker mode)",
+                )
+            )
             return
         log("workers: GET /v1/profiles/default with serve --workers 2")
         try:
             svc = self.start_service("workers2", "q", workers=2)
         except RuntimeError as e:
-            self.figures.add(Figure(key, label, "req/s", baseline="Q2d-rps", target=">= 1.7x",
-                                    check=lambda v, r: r is not None and r >= 1.7, group="workers",
-                                    error=f"serve --workers 2 did not start: {str(e)[:300]}"))
+            self.figures.add(
+                Figure(
+                    key,
+                    label,
+                    "req/s",
+                    baseline="Q2d-rps",
+                    target=">= 1.7x",
+                    check=lambda v, r: r is not None and r >= 1.7,
+                    group="workers",
+                    error=f"serve --workers 2 did not start: {str(e)[:300]}",
+                )
+            )
             return
         try:
             port = svc.port
-            self.wrk("W2", port, "GET", "/v1/profiles/default", duration=cfg.warmup, tokens=self.query_tokens,
-                     record=False)
-            runs = [self.wrk("W2", port, "GET", "/v1/profiles/default", tokens=self.query_tokens)
-                    for _ in range(cfg.rounds)]
-            self.figures.add(Figure(key, label, "req/s", [r.rps for r in runs], baseline="Q2d-rps",
-                                    error=_problems("GET default (2 workers)", runs),
-                                    target=">= 1.7x", check=lambda v, r: r is not None and r >= 1.7,
-                                    group="workers",
-                                    detail={"rounds": [r.as_dict() for r in runs], "rss_mb": round(svc.rss_mb(), 1),
-                                            "processes": len(svc.pids())}))
+            self.wrk(
+                "W2",
+                port,
+                "GET",
+                "/v1/profiles/default",
+                duration=cfg.warmup,
+                tokens=self.query_tokens,
+                record=False,
+            )
+            runs = [
+                self.wrk("W2", port, "GET", "/v1/profiles/default", tokens=self.query_tokens)
+                for _ in range(cfg.rounds)
+            ]
+            self.figures.add(
+                Figure(
+                    key,
+                    label,
+                    "req/s",
+                    [r.rps for r in runs],
+                    baseline="Q2d-rps",
+                    error=_problems("GET default (2 workers)", runs),
+                    target=">= 1.7x",
+                    check=lambda v, r: r is not None and r >= 1.7,
+                    group="workers",
+                    detail={
+                        "rounds": [r.as_dict() for r in runs],
+                        "rss_mb": round(svc.rss_mb(), 1),
+                        "processes": len(svc.pids()),
+                    },
+                )
+            )
         finally:
             self.stop(svc)
 
@@ -834,18 +1241,28 @@ class Bench:
         for tool, runs in sorted(by_tool.items(), reverse=True):
             shares = [100 * r["loadgen_share"] for r in runs]
             worst = max(runs, key=lambda r: r["loadgen_share"])
-            self.figures.add(Figure(
-                f"G-{tool}", f"{tool} CPU share of the machine (its runs; max in {worst['measurement']})",
-                "%", shares, group="load generator and background",
-                note="median over every measured run; min..max",
-            ))
+            self.figures.add(
+                Figure(
+                    f"G-{tool}",
+                    f"{tool} CPU share of the machine (its runs; max in {worst['measurement']})",
+                    "%",
+                    shares,
+                    group="load generator and background",
+                    note="median over every measured run; min..max",
+                )
+            )
         if self.loadgen:
             worst = max(self.loadgen, key=lambda r: r["background_share"])
-            self.figures.add(Figure(
-                "G-bg", f"CPU used by other processes during the runs (max in {worst['measurement']})", "%",
-                [100 * r["background_share"] for r in self.loadgen], group="load generator and background",
-                note="machine busy minus load generator, services and the benchmark's PostgreSQL backends",
-            ))
+            self.figures.add(
+                Figure(
+                    "G-bg",
+                    f"CPU used by other processes during the runs (max in {worst['measurement']})",
+                    "%",
+                    [100 * r["background_share"] for r in self.loadgen],
+                    group="load generator and background",
+                    note="machine busy minus load generator, services and the benchmark's PostgreSQL backends",
+                )
+            )
 
     def document(self) -> dict[str, Any]:
         rows = self.figures.rows()
@@ -875,7 +1292,9 @@ class Bench:
             for name in self.dbnames.values():
                 try:
                     with psycopg.connect(**self.server, autocommit=True) as conn:
-                        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                        conn.execute(
+                            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                        )
                 except psycopg.Error as e:
                     print(f"could not drop database {name}: {e}", file=sys.stderr)
         if self.failed or self.args.keep_logs:
@@ -887,18 +1306,18 @@ class Bench:
 METHODS = {
     "rounds": "each figure is the median of its rounds, with min and max; a warm-up precedes each series",
     "http_load": "wrk (Debian package), 2 threads, 16 keep-alive connections unless stated, closed loop; "
-                 "latency percentiles are wrk's; its CPU share is from wait4() of the wrk process",
+    "latency percentiles are wrk's; its CPU share is from wait4() of the wrk process",
     "distinct_accounts": "1,000 command accounts, split between wrk's threads and sent round-robin: "
-                         "concurrent requests are on distinct accounts",
+    "concurrent requests are on distinct accounts",
     "read_your_writes_lag": "exact, not sampled: see benchmarks/harness/lag.py (commit NOTIFY of each event "
-                            "transaction, paired by xmin, vs a tracking-table trigger's NOTIFY)",
+    "transaction, paired by xmin, vs a tracking-table trigger's NOTIFY)",
     "rebuild": "`racer-profiles rebuild` as a user runs it, wall time including start-up; peak RSS is "
-               "ru_maxrss of that process from wait4()",
+    "ru_maxrss of that process from wait4()",
     "seeding": "in-process through the project's domain and save(); the large stage copies one "
-               "domain-made account's events with fresh ids and recomputed hash chains (checked), see "
-               "benchmarks/harness/seed.py",
+    "domain-made account's events with fresh ids and recomputed hash chains (checked), see "
+    "benchmarks/harness/seed.py",
     "memory": "VmRSS from /proc: M1-M3 of the API process alone (serve's own process), M4 of serve with its "
-              "projector child",
+    "projector child",
 }
 
 
@@ -909,8 +1328,10 @@ def _problems(what: str, runs: list[loadgen.WrkResult]) -> str | None:
         bad = r.non_2xx()
         socket_errors = {k: v for k, v in r.errors.items() if k != "status" and v}
         if bad or socket_errors:
-            out.append(f"round {i + 1}: {bad} non-2xx of {r.requests} {r.statuses}"
-                       + (f", socket errors {socket_errors}" if socket_errors else ""))
+            out.append(
+                f"round {i + 1}: {bad} non-2xx of {r.requests} {r.statuses}"
+                + (f", socket errors {socket_errors}" if socket_errors else "")
+            )
     if out:
         log(f"  {what}: " + "; ".join(out))
         return f"{what}: " + "; ".join(out)
@@ -929,14 +1350,20 @@ def _ms(v: float | None) -> str:
 
 def main() -> int:
     args, cfg = parse_args()
-    missing = [t for t, default in (("wrk", "/usr/bin/wrk"), ("pgbench", "/usr/bin/pgbench"))
-               if not loadgen.find_tool(t, default)]
+    missing = [
+        t
+        for t, default in (("wrk", "/usr/bin/wrk"), ("pgbench", "/usr/bin/pgbench"))
+        if not loadgen.find_tool(t, default)
+    ]
     if missing:
         for tool in missing:
             print(loadgen.INSTALL_HINT[tool], file=sys.stderr)
         return 2
     if not RACER.exists():
-        print(f"{RACER} is missing: run `make test` or `make run` once to create the virtualenv", file=sys.stderr)
+        print(
+            f"{RACER} is missing: run `make test` or `make run` once to create the virtualenv",
+            file=sys.stderr,
+        )
         return 2
     bench = Bench(args, cfg)
     code = 0
@@ -960,8 +1387,10 @@ def main() -> int:
     text = report.table(doc["figures"])
     m = doc["machine"]
     print()
-    print(f"racer-profiles benchmark, {doc['started_utc']}, {doc['runtime_s']:.0f}s"
-          f"{'' if doc['complete'] else ' (INCOMPLETE)'}")
+    print(
+        f"racer-profiles benchmark, {doc['started_utc']}, {doc['runtime_s']:.0f}s"
+        f"{'' if doc['complete'] else ' (INCOMPLETE)'}"
+    )
     if m:
         print(f"machine: {report.machine_line(m)}")
     print(text)

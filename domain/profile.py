@@ -87,7 +87,9 @@ class RacerProfile(ChainedAggregate):
         if new_name != self.name:
             self._renamed(name=new_name, actor=actor, reason=reason, request_id=request_id)
 
-    def add_vehicle(self, vehicle: dict[str, Any], actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+    def add_vehicle(
+        self, vehicle: dict[str, Any], actor: str, reason: str | None = None, request_id: str | None = None
+    ) -> None:
         self._check_active()
         if len(self.vehicles) >= VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
@@ -105,9 +107,13 @@ class RacerProfile(ChainedAggregate):
         current = self.vehicle(vehicle_id)
         changes = {k: v for k, v in vehicle_changes(fields).items() if current[k] != v}
         if changes:
-            self._vehicle_changed(vehicle_id=vehicle_id, changes=changes, actor=actor, reason=reason, request_id=request_id)
+            self._vehicle_changed(
+                vehicle_id=vehicle_id, changes=changes, actor=actor, reason=reason, request_id=request_id
+            )
 
-    def remove_vehicle(self, vehicle_id: str, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+    def remove_vehicle(
+        self, vehicle_id: str, actor: str, reason: str | None = None, request_id: str | None = None
+    ) -> None:
         self._check_active()
         self.vehicle(vehicle_id)
         self._vehicle_removed(vehicle_id=vehicle_id, actor=actor, reason=reason, request_id=request_id)
@@ -140,7 +146,9 @@ class RacerProfile(ChainedAggregate):
         self.name = name
 
     @event("VehicleAdded")
-    def _vehicle_added(self, vehicle: dict[str, Any], actor: str, reason: str | None, request_id: str | None) -> None:
+    def _vehicle_added(
+        self, vehicle: dict[str, Any], actor: str, reason: str | None, request_id: str | None
+    ) -> None:
         self.vehicles.append(dict(vehicle))
 
     @event("VehicleChanged")
@@ -155,7 +163,9 @@ class RacerProfile(ChainedAggregate):
         self.vehicle(vehicle_id).update(changes)
 
     @event("VehicleRemoved")
-    def _vehicle_removed(self, vehicle_id: str, actor: str, reason: str | None, request_id: str | None) -> None:
+    def _vehicle_removed(
+        self, vehicle_id: str, actor: str, reason: str | None, request_id: str | None
+    ) -> None:
         self.vehicles = [v for v in self.vehicles if v["id"] != vehicle_id]
 
     @event("Archived")

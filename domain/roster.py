@@ -58,12 +58,21 @@ class Roster(ChainedAggregate):
 
     # --- commands -------------------------------------------------------
 
-    def join(self, profile_id: UUID, created_at: str, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+    def join(
+        self,
+        profile_id: UUID,
+        created_at: str,
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         """An active profile joins; the first one becomes the default."""
         member = str(profile_id)
         if member in self.members:
             return
-        self._member_added(profile_id=member, created_at=created_at, actor=actor, reason=reason, request_id=request_id)
+        self._member_added(
+            profile_id=member, created_at=created_at, actor=actor, reason=reason, request_id=request_id
+        )
         if self.default is None:
             self._change_default(member, actor, reason, request_id)
 
@@ -81,9 +90,7 @@ class Roster(ChainedAggregate):
         if successor is not None:
             heir = str(successor)
             if heir == member or heir not in self.members:
-                raise InvalidSuccessor(
-                    f"successor {heir} is not another active profile of this account"
-                )
+                raise InvalidSuccessor(f"successor {heir} is not another active profile of this account")
         was_default = self.default == member
         self._member_removed(profile_id=member, actor=actor, reason=reason, request_id=request_id)
         if was_default:
@@ -93,7 +100,9 @@ class Roster(ChainedAggregate):
                 new_default = self.earliest_member()
             self._change_default(new_default, actor, reason, request_id)
 
-    def set_default(self, profile_id: UUID, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+    def set_default(
+        self, profile_id: UUID, actor: str, reason: str | None = None, request_id: str | None = None
+    ) -> None:
         member = self._check_member(profile_id)
         if self.default != member:
             self._change_default(member, actor, reason, request_id)
@@ -111,17 +120,25 @@ class Roster(ChainedAggregate):
             raise NotAnActiveMember(f"profile {member} is not an active profile of this account")
         return member
 
-    def _change_default(self, new: str | None, actor: str, reason: str | None, request_id: str | None) -> None:
-        self._default_changed(previous=self.default, new=new, actor=actor, reason=reason, request_id=request_id)
+    def _change_default(
+        self, new: str | None, actor: str, reason: str | None, request_id: str | None
+    ) -> None:
+        self._default_changed(
+            previous=self.default, new=new, actor=actor, reason=reason, request_id=request_id
+        )
 
     # --- events ---------------------------------------------------------
 
     @event("MemberAdded")
-    def _member_added(self, profile_id: str, created_at: str, actor: str, reason: str | None, request_id: str | None) -> None:
+    def _member_added(
+        self, profile_id: str, created_at: str, actor: str, reason: str | None, request_id: str | None
+    ) -> None:
         self.members[profile_id] = created_at
 
     @event("MemberRemoved")
-    def _member_removed(self, profile_id: str, actor: str, reason: str | None, request_id: str | None) -> None:
+    def _member_removed(
+        self, profile_id: str, actor: str, reason: str | None, request_id: str | None
+    ) -> None:
         del self.members[profile_id]
 
     @event("DefaultChanged")

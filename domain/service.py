@@ -118,18 +118,21 @@ class ProfilesService(Application[UUID]):
     ) -> Outcome:
         cause = cause.stamped()
         new_id = profile_id or uuid4()
-        records = [
-            vehicle_record(str(uuid4()), v, prefix=f"vehicles[{i}].")
-            for i, v in enumerate(vehicles)
-        ]
+        records = [vehicle_record(str(uuid4()), v, prefix=f"vehicles[{i}].") for i, v in enumerate(vehicles)]
 
         def decide() -> tuple[Aggregate, ...]:
             # Only a caller-chosen id can exist already (imports); a new uuid4 cannot.
             if profile_id is not None and profile_id in self.repository:
                 raise ProfileExists(f"profile {profile_id} already exists")
             profile = RacerProfile.start(
-                new_id, account_id, name, records, cause.actor, cause.reason,
-                dict(details or {}), cause.request_id,
+                new_id,
+                account_id,
+                name,
+                records,
+                cause.actor,
+                cause.reason,
+                dict(details or {}),
+                cause.request_id,
             )
             roster = self._roster(account_id, cause)
             roster.join(new_id, profile.created_at.isoformat(), *cause.args())
@@ -146,6 +149,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.rename(name, *cause.args())
@@ -182,6 +186,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.change_vehicle(vehicle_id, dict(fields), *cause.args())
@@ -198,6 +203,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             profile.remove_vehicle(vehicle_id, *cause.args())
@@ -214,6 +220,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             if successor_id is not None:
@@ -233,6 +240,7 @@ class ProfilesService(Application[UUID]):
         expected_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
             roster = self._roster(account_id, cause)
@@ -250,6 +258,7 @@ class ProfilesService(Application[UUID]):
         expected_roster_version: int | None = None,
     ) -> Outcome:
         cause = cause.stamped()
+
         def decide() -> tuple[Aggregate, ...]:
             self._profile(account_id, profile_id, None)
             roster = self._roster(account_id, cause)

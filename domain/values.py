@@ -74,9 +74,7 @@ def vehicle_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
     if "name" in fields:
         changes["name"] = clean_name(fields["name"])
     if "vehicle_class" in fields:
-        changes["vehicle_class"] = clean_optional(
-            "vehicle_class", fields["vehicle_class"], VEHICLE_CLASS_MAX
-        )
+        changes["vehicle_class"] = clean_optional("vehicle_class", fields["vehicle_class"], VEHICLE_CLASS_MAX)
     if "race_number" in fields:
         changes["race_number"] = clean_race_number(fields["race_number"])
     return changes

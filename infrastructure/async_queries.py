@@ -88,6 +88,8 @@ class AsyncProfileQueries:
 def async_queries_for(settings: Settings, queries: ProfileQueries) -> AsyncProfileQueries:
     """The async twin of queries, on the same server (the replica, if any)."""
     return AsyncProfileQueries(
-        settings.read_conninfo(), queries.statements,
-        max_size=settings.pool_size, timeout=settings.db_connect_timeout,
+        settings.read_conninfo(),
+        queries.statements,
+        max_size=settings.pool_size,
+        timeout=settings.db_connect_timeout,
     )

@@ -15,8 +15,15 @@ from domain.service import ProfilesService
 from infrastructure.event_log import EventLog, LoggedEvent
 
 METADATA = {
-    "originator_id", "originator_version", "originator_topic", "timestamp",
-    "actor", "reason", "request_id", "prev_hash", "event_hash",
+    "originator_id",
+    "originator_version",
+    "originator_topic",
+    "timestamp",
+    "actor",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "event_hash",
 }
 
 

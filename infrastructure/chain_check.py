@@ -54,7 +54,7 @@ def chain_problems(log: EventLog) -> list[str]:
 
 def _link_problem(log: EventLog, stored: StoredEvent, expected_version: int, prev_hash: str) -> str | None:
     if stored.originator_version != expected_version:
-        return (f"expected version {expected_version}: an event was deleted or versions were changed")
+        return f"expected version {expected_version}: an event was deleted or versions were changed"
     try:
         event: Any = log.app.mapper.to_domain_event(stored)
     except Exception as e:

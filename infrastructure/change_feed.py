@@ -178,7 +178,9 @@ class ChangeFeed:
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(
-                    **self.conninfo, autocommit=True, connect_timeout=5,
+                    **self.conninfo,
+                    autocommit=True,
+                    connect_timeout=5,
                     application_name=APPLICATION_NAME,
                 ) as conn:
                     conn.execute(SQL("LISTEN {}").format(Identifier(CHANGES_CHANNEL)))
@@ -225,9 +227,7 @@ class ChangeFeed:
         for row in rows:
             by_account.setdefault(row.account_id, []).append(row)
         with self._lock:
-            targets = [
-                (s, batch) for a, batch in by_account.items() for s in self._subscriptions.get(a, ())
-            ]
+            targets = [(s, batch) for a, batch in by_account.items() for s in self._subscriptions.get(a, ())]
         for subscription, batch in targets:
             _call(subscription, batch)
 

@@ -117,9 +117,7 @@ def build(settings: Settings) -> Container:
         datastore = read_datastore(settings)
         # Queries (and the waits before them) go to the replica when there is one.
         reader = (
-            read_datastore(settings, settings.read_conninfo())
-            if settings.read_database_url
-            else datastore
+            read_datastore(settings, settings.read_conninfo()) if settings.read_database_url else datastore
         )
         view = PostgresProfilesView(datastore, reader=reader)
         accounts = Accounts(datastore)

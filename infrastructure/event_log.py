@@ -37,9 +37,7 @@ class EventLog:
             Identifier(self.datastore.schema), Identifier(recorder.events_table_name)
         )
 
-    def _select(
-        self, where: Composed, params: Sequence[Any], limit: int | None = None
-    ) -> list[LoggedEvent]:
+    def _select(self, where: Composed, params: Sequence[Any], limit: int | None = None) -> list[LoggedEvent]:
         statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {t}"
             " WHERE {w} ORDER BY notification_id"

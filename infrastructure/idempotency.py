@@ -83,8 +83,12 @@ class IdempotencyStore:
         if row is None:
             return None
         return Stored(
-            row["fingerprint"], row["state"], row["expired"], row["status"],
-            row["headers"] or {}, bytes(row["body"]) if row["body"] is not None else None,
+            row["fingerprint"],
+            row["state"],
+            row["expired"],
+            row["status"],
+            row["headers"] or {},
+            bytes(row["body"]) if row["body"] is not None else None,
             row["profile_id"],
         )
 

@@ -332,8 +332,10 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
     for v in legacy.vehicles:
         owner = v["profile_id"]
         if owner is None or _key(owner) not in profile_keys:
-            why = "has no profile_id" if owner is None else (
-                f"profile_id {_show(owner)} is not a profile in {PROFILES_TABLE}"
+            why = (
+                "has no profile_id"
+                if owner is None
+                else (f"profile_id {_show(owner)} is not a profile in {PROFILES_TABLE}")
             )
             report.bad_rows.append(BadRow(VEHICLES_TABLE, v["id"], why))
             continue
@@ -411,8 +413,11 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
         shown = ", ".join(_show(i) for i in which[:5]) + (", ..." if len(which) > 5 else "")
         report.warnings.append(f"details.{column}: {note} for {len(which)} profile(s) ({shown})")
     if report.has_is_default:
-        skipped = [r["id"] for r in legacy.profiles
-                   if r["id"] is not None and _truthy(r["is_default"]) and _key(r["id"]) not in ids]
+        skipped = [
+            r["id"]
+            for r in legacy.profiles
+            if r["id"] is not None and _truthy(r["is_default"]) and _key(r["id"]) not in ids
+        ]
         if skipped:
             report.warnings.append(
                 "marked is_default but skipped as a bad row: "
@@ -622,7 +627,9 @@ def _imported_vehicles(container: Container, profile_ids: list[UUID]) -> dict[UU
             rows = curs.execute(statement, (chunk, [created, added])).fetchall()
         for row in rows:
             event = mapper.to_domain_event(
-                StoredEvent(row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"]))
+                StoredEvent(
+                    row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
+                )
             )
             ids = found.setdefault(event.originator_id, set())
             if getattr(event, "actor", None) == ACTOR:
@@ -653,7 +660,9 @@ def _parse_vehicle_ids(reason: str) -> list[str]:
 
 
 def _profile_reason(p: PlannedProfile) -> str:
-    return f"{_PROFILE_MARK}{_json_id(p.legacy_id)}, vehicles [{', '.join(_json_id(i) for i in p.vehicle_ids)}]"
+    return (
+        f"{_PROFILE_MARK}{_json_id(p.legacy_id)}, vehicles [{', '.join(_json_id(i) for i in p.vehicle_ids)}]"
+    )
 
 
 def _vehicle_reason(v: PlannedVehicle) -> str:
@@ -685,8 +694,12 @@ def _write(container: Container, account: str, report: ImportReport, progress: b
                 joins_as_default = False
             try:
                 app.create_profile(
-                    account, p.name, list(p.vehicles), Cause(ACTOR, reason),
-                    profile_id=p.profile_id, details=p.details,
+                    account,
+                    p.name,
+                    list(p.vehicles),
+                    Cause(ACTOR, reason),
+                    profile_id=p.profile_id,
+                    details=p.details,
                 )
             except ConcurrencyConflict as e:
                 if not _exists(container, p.profile_id):
@@ -694,9 +707,7 @@ def _write(container: Container, account: str, report: ImportReport, progress: b
                         f"stopped after importing {_n(len(report.created), 'profile')}: {e};"
                         " run the import again to finish it"
                     ) from e
-                report.warnings.append(
-                    f"profile {_show(p.legacy_id)} was imported meanwhile by another run"
-                )
+                report.warnings.append(f"profile {_show(p.legacy_id)} was imported meanwhile by another run")
             except InvalidValue as e:  # validated above; kept as a safety net
                 report.bad_rows.append(BadRow(PROFILES_TABLE, p.legacy_id, f"{e.field} {e.reason}"))
             else:

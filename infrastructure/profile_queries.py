@@ -29,24 +29,33 @@ class Statements:
     def __init__(self, schema: str, table: str, events_table: str) -> None:
         self.table = SQL("{}.{}").format(Identifier(schema), Identifier(table))
         self.events = SQL("{}.{}").format(Identifier(schema), Identifier(events_table))
-        self.get = SQL(
-            "SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)"
-        ).format(c=COLUMNS, t=self.table).as_string()
+        self.get = (
+            SQL("SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)")
+            .format(c=COLUMNS, t=self.table)
+            .as_string()
+        )
         # The default row and the roster's version in one statement (one snapshot,
         # one round trip), so the version matches the row shown.
-        self.default_and_roster_version = SQL(
-            "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
-            " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
-            " WHERE account_id = %s AND is_default) AS p ON true"
-        ).format(e=self.events, c=COLUMNS, t=self.table).as_string()
+        self.default_and_roster_version = (
+            SQL(
+                "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
+                " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
+                " WHERE account_id = %s AND is_default) AS p ON true"
+            )
+            .format(e=self.events, c=COLUMNS, t=self.table)
+            .as_string()
+        )
         self.pages = {
             (include_archived, keyset): SQL(
                 "SELECT {c} FROM {t} WHERE account_id = %s{a}{k} ORDER BY created_at, id LIMIT %s"
-            ).format(
-                c=COLUMNS, t=self.table,
+            )
+            .format(
+                c=COLUMNS,
+                t=self.table,
                 a=SQL("") if include_archived else SQL(" AND NOT archived"),
                 k=SQL(" AND (created_at, id) > (%s, %s)") if keyset else SQL(""),
-            ).as_string()
+            )
+            .as_string()
             for include_archived in (False, True)
             for keyset in (False, True)
         }
@@ -99,9 +108,7 @@ class ProfileQueries:
 
     def default(self, account_id: str) -> ProfileRow | None:
         rows = self._fetch(
-            SQL("SELECT {c} FROM {t} WHERE account_id = %s AND is_default").format(
-                c=COLUMNS, t=self.table
-            ),
+            SQL("SELECT {c} FROM {t} WHERE account_id = %s AND is_default").format(c=COLUMNS, t=self.table),
             (account_id,),
         )
         return rows[0] if rows else None
@@ -118,8 +125,6 @@ class ProfileQueries:
 
     def all_rows(self) -> list[ProfileRow]:
         return self._fetch(
-            SQL("SELECT {c} FROM {t} ORDER BY account_id, created_at, id").format(
-                c=COLUMNS, t=self.table
-            ),
+            SQL("SELECT {c} FROM {t} ORDER BY account_id, created_at, id").format(c=COLUMNS, t=self.table),
             (),
         )

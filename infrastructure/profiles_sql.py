@@ -43,13 +43,13 @@ def ddl(schema: str, table: str) -> list[Composed]:
             " position bigint NOT NULL)"
         ).format(t=t),
         # Upgrades a table made before profiles had details.
-        SQL(
-            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '{{}}'::jsonb"
-        ).format(t=t),
+        SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '{{}}'::jsonb").format(
+            t=t
+        ),
         # The read table can never hold two defaults for one account.
-        SQL(
-            "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default"
-        ).format(i=Identifier(f"{table}_one_default"), t=t),
+        SQL("CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default").format(
+            i=Identifier(f"{table}_one_default"), t=t
+        ),
         SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
             i=Identifier(f"{table}_account_order"), t=t
         ),
@@ -90,11 +90,19 @@ def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[An
         table,
         "INSERT INTO {t} (id, account_id, name, details, vehicles, vehicle_count, archived,"
         " is_default, version, created_at, updated_at, position)"
-        " VALUES (%s, %s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)"
+        " VALUES (%s, %s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)",
     )
     args = (
-        c.profile_id, c.account_id, c.name, Jsonb(c.details), Jsonb(c.vehicles), len(c.vehicles),
-        c.version, c.created_at, c.created_at, position,
+        c.profile_id,
+        c.account_id,
+        c.name,
+        Jsonb(c.details),
+        Jsonb(c.vehicles),
+        len(c.vehicles),
+        c.version,
+        c.created_at,
+        c.created_at,
+        position,
     )
     return [sql], [args]
 
@@ -108,7 +116,9 @@ def _(c: UpdateProfile, table: Table, position: int) -> tuple[list[str], list[An
     if not set(columns) <= _UPDATABLE:
         raise ValueError(f"cannot update columns {columns}")
     sql = _text(
-        table, "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s", tuple(columns)
+        table,
+        "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s",
+        tuple(columns),
     )
     args = (*[c.columns[col] for col in columns], c.version, c.updated_at, position, c.profile_id)
     return [sql], [args]
@@ -120,7 +130,7 @@ def _(c: AddVehicle, table: Table, position: int) -> tuple[list[str], list[Any]]
         table,
         "UPDATE {t} SET vehicles = vehicles || jsonb_build_array(%s::jsonb),"
         " vehicle_count = vehicle_count + 1,"
-        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
     return [sql], [(Jsonb(c.vehicle), c.version, c.updated_at, position, c.profile_id)]
 
@@ -132,11 +142,9 @@ def _(c: ChangeVehicle, table: Table, position: int) -> tuple[list[str], list[An
         "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg("
         "   CASE WHEN v->>'id' = %s THEN v || %s::jsonb ELSE v END ORDER BY n), '[]'::jsonb)"
         "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n)),"
-        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
-    return [sql], [
-        (c.vehicle_id, Jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)
-    ]
+    return [sql], [(c.vehicle_id, Jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)]
 
 
 @_statement.register
@@ -146,7 +154,7 @@ def _(c: RemoveVehicle, table: Table, position: int) -> tuple[list[str], list[An
         "UPDATE {t} SET vehicles = (SELECT coalesce(jsonb_agg(v ORDER BY n), '[]'::jsonb)"
         "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n) WHERE v->>'id' <> %s),"
         " vehicle_count = vehicle_count - 1,"
-        " version = %s, updated_at = %s, position = %s WHERE id = %s"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
     return [sql], [(c.vehicle_id, c.version, c.updated_at, position, c.profile_id)]
 

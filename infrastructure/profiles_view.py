@@ -53,16 +53,14 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         # Set while a change feed of this process listens for the view's commits
         # (infrastructure/change_feed.py calls reached_position).
         self.feed_listening = threading.Event()
-        self._head_statement = SQL(
-            "SELECT notification_id FROM {}.{} WHERE application_name = %s"
-        ).format(Identifier(datastore.schema), Identifier(TRACKING_TABLE))
+        self._head_statement = SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s").format(
+            Identifier(datastore.schema), Identifier(TRACKING_TABLE)
+        )
 
     def apply(self, changes: Sequence[RowChange], tracking: Tracking) -> None:
         self.apply_batch(tracking.application_name, [(tracking.notification_id, changes)])
 
-    def apply_batch(
-        self, application_name: str, batch: Sequence[tuple[int, Sequence[RowChange]]]
-    ) -> None:
+    def apply_batch(self, application_name: str, batch: Sequence[tuple[int, Sequence[RowChange]]]) -> None:
         """Applies several events' row changes in ONE transaction with ONE tracking
         record (the last position): all of the batch is applied, or none of it."""
         if not batch:
@@ -135,9 +133,7 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(
-                    f"read table has not reached position {notification_id} in {timeout}s"
-                )
+                raise TimeoutError(f"read table has not reached position {notification_id} in {timeout}s")
             pause = FEED_FALLBACK_POLL if self._woken_by_feed() else interval
             with self._reached_changed:
                 self._reached_changed.wait_for(

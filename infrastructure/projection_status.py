@@ -35,14 +35,18 @@ class ProjectionStatus:
 
     def create_tables(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL(
-                "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL,"
-                " error text NOT NULL, stopped_at timestamptz NOT NULL DEFAULT now())"
-            ).format(self.stops))
-            curs.execute(SQL(
-                "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, error text,"
-                " skipped_by text NOT NULL, skipped_at timestamptz NOT NULL DEFAULT now())"
-            ).format(self.skips))
+            curs.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, position bigint NOT NULL,"
+                    " error text NOT NULL, stopped_at timestamptz NOT NULL DEFAULT now())"
+                ).format(self.stops)
+            )
+            curs.execute(
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, error text,"
+                    " skipped_by text NOT NULL, skipped_at timestamptz NOT NULL DEFAULT now())"
+                ).format(self.skips)
+            )
 
     def record_stop(self, position: int, error: str) -> None:
         with self.datastore.transaction(commit=True) as curs:

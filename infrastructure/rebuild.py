@@ -33,8 +33,9 @@ def _notifications(container: Container, after: int, stop: int | None) -> Iterat
         after = page[-1].id
 
 
-def _replay(container: Container, curs: Any, writer: RowWriter, after: int, stop: int | None,
-            bar: Any = None) -> tuple[int, int]:
+def _replay(
+    container: Container, curs: Any, writer: RowWriter, after: int, stop: int | None, bar: Any = None
+) -> tuple[int, int]:
     """Applies events in (after, stop] on curs; returns (count, last position)."""
     mapper = container.app.mapper
     count, last = 0, after
@@ -59,13 +60,17 @@ def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
         for statement in ddl(schema, NEXT_TABLE):
             curs.execute(statement)
 
-    bar_cm = typer.progressbar(length=head, label="replaying events") if progress else contextlib.nullcontext()
+    bar_cm = (
+        typer.progressbar(length=head, label="replaying events") if progress else contextlib.nullcontext()
+    )
     with bar_cm as bar:
         # One transaction per batch keeps memory flat however long the log is.
         replayed, position = 0, 0
         while position < head:
             with datastore.transaction(commit=True) as curs:
-                count, position = _replay(container, curs, writer, position, min(position + BATCH * 10, head), bar)
+                count, position = _replay(
+                    container, curs, writer, position, min(position + BATCH * 10, head), bar
+                )
             replayed += count
             if count == 0:
                 break

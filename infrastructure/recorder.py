@@ -27,8 +27,7 @@ class ProfilesRecorder(PostgresApplicationRecorder):
             account_id, key, profile_id = mark
             curs.execute(
                 SQL(
-                    "UPDATE {}.{} SET state = 'committed', profile_id = %s"
-                    " WHERE account_id = %s AND key = %s"
+                    "UPDATE {}.{} SET state = 'committed', profile_id = %s WHERE account_id = %s AND key = %s"
                 ).format(Identifier(self.datastore.schema), Identifier(TABLE)),
                 (profile_id, account_id, key),
                 prepare=True,

@@ -152,7 +152,9 @@ class ProjectionRunner:
         mapper = self.app.mapper
         position = self._position = self.view.max_tracking_id(self.app.name) or 0
         with psycopg.connect(
-            **self.conninfo, autocommit=True, connect_timeout=5,
+            **self.conninfo,
+            autocommit=True,
+            connect_timeout=5,
             application_name="racer-profiles-projector-listen",
         ) as listener:
             listener.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
@@ -203,7 +205,9 @@ class ProjectionRunner:
     def _acquire_lock(self) -> bool:
         if self._lock_conn is None or self._lock_conn.closed:
             self._lock_conn = psycopg.connect(
-                **self.conninfo, autocommit=True, connect_timeout=5,
+                **self.conninfo,
+                autocommit=True,
+                connect_timeout=5,
                 application_name="racer-profiles-projector",
             )
         row = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)).fetchone()
@@ -231,5 +235,8 @@ class ProjectionRunner:
             "projection stopped at position %s: %r. The read table is consistent up to "
             "position %s. Fix the cause and restart the projector, or skip this one event "
             "with `racer-profiles project --skip %s` (recorded).",
-            poison.position, poison.error, poison.position - 1, poison.position,
+            poison.position,
+            poison.error,
+            poison.position - 1,
+            poison.position,
         )

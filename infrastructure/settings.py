@@ -40,11 +40,13 @@ class Settings(BaseSettings):
     create_tables: bool = Field(default=True, description="create tables at start-up")
     run_projection: bool = Field(default=True, description="serve starts the projector (a child process)")
     aggregate_cache_size: int = Field(
-        default=1000, ge=0, le=1_000_000,
+        default=1000,
+        ge=0,
+        le=1_000_000,
         description="aggregates (rosters, profiles) kept in memory per process; 0: none",
     )
     cors_origins: list[str] = Field(
-        default_factory=list, description='browser origins allowed to call the API (JSON list)'
+        default_factory=list, description="browser origins allowed to call the API (JSON list)"
     )
     idempotency_ttl_seconds: int = Field(
         default=24 * 3600, ge=60, description="how long an Idempotency-Key is remembered"
@@ -97,7 +99,11 @@ class Settings(BaseSettings):
             # 99 events after its snapshot. Each get returns a deep copy, so a
             # command that fails half-way leaves the cached roster untouched.
             # Quick benchmark: create-profile on large rosters 272 -> 330 cmd/s.
-            **({"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size)} if self.aggregate_cache_size else {}),
+            **(
+                {"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size)}
+                if self.aggregate_cache_size
+                else {}
+            ),
         }
 
     def with_database(self, url: str) -> Settings:

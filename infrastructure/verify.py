@@ -57,8 +57,10 @@ def _invariant_problems(container: Container, rows: dict[UUID, dict[str, Any]]) 
         members = set(roster.members) if roster else set()
         default = roster.default if roster else None
         if members != active[account]:
-            problems.append(f"roster of account {account}: members {sorted(members)} differ "
-                            f"from active profiles {sorted(active[account])}")
+            problems.append(
+                f"roster of account {account}: members {sorted(members)} differ "
+                f"from active profiles {sorted(active[account])}"
+            )
         if members and default not in members:
             problems.append(f"roster of account {account}: default {default} is not an active member")
         if not members and default is not None:
@@ -102,6 +104,7 @@ def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> lis
     for account in sorted(with_active | set(defaults)):
         want_count = 1 if account in with_active else 0
         if defaults[account] != want_count:
-            problems.append(f"account {account}: read table shows {defaults[account]} defaults, "
-                            f"expected {want_count}")
+            problems.append(
+                f"account {account}: read table shows {defaults[account]} defaults, expected {want_count}"
+            )
     return problems

@@ -81,11 +81,7 @@ def _(e: RacerProfile.VehicleAdded) -> list[RowChange]:
 
 @changes_for.register
 def _(e: RacerProfile.VehicleChanged) -> list[RowChange]:
-    return [
-        ChangeVehicle(
-            e.originator_id, e.originator_version, e.timestamp, e.vehicle_id, dict(e.changes)
-        )
-    ]
+    return [ChangeVehicle(e.originator_id, e.originator_version, e.timestamp, e.vehicle_id, dict(e.changes))]
 
 
 @changes_for.register

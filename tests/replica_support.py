@@ -84,13 +84,20 @@ def run_pg(program: str, args: Sequence[str], log: Path, timeout: float = 60) ->
     """Runs a PostgreSQL program (as the system user when root); its output goes
     to log (a file, never a pipe: pg_ctl's server child would hold a pipe open)."""
     command = [str(_bin_path() / program), *args]
-    extra: dict[str, Any] = {"user": SYSTEM_USER, "group": SYSTEM_USER, "extra_groups": []} if _as_root() else {}
+    extra: dict[str, Any] = (
+        {"user": SYSTEM_USER, "group": SYSTEM_USER, "extra_groups": []} if _as_root() else {}
+    )
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(command)}\n".encode())
         out.flush()
         result = subprocess.run(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            timeout=timeout, check=False, **extra,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+            **extra,
         )
     if result.returncode != 0:
         raise RuntimeError(
@@ -117,16 +124,29 @@ class Node:
         options = f"-c listen_addresses='' -k {self.socket_dir} -p {self.port}"
         run_pg(
             "pg_ctl",
-            ["-D", str(self.data_dir), "-l", str(self.log), "-w", "-t", str(START_TIMEOUT),
-             "-o", options, "start"],
+            [
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "-o",
+                options,
+                "start",
+            ],
             self.log.with_suffix(".ctl.log"),
             timeout=START_TIMEOUT + 10,
         )
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            run_pg("pg_ctl", ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
-                   self.log.with_suffix(".ctl.log"))
+            run_pg(
+                "pg_ctl",
+                ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                self.log.with_suffix(".ctl.log"),
+            )
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
         with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
@@ -171,8 +191,16 @@ class StreamingReplica:
         p = self.primary
         run_pg(
             "initdb",
-            ["-D", str(p.data_dir), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-             "--no-sync", "--no-instructions"],
+            [
+                "-D",
+                str(p.data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
             setup_log,
         )
         with (p.data_dir / "postgresql.conf").open("a") as conf:
@@ -185,8 +213,22 @@ class StreamingReplica:
         # written for us (-R); -c fast: checkpoint now instead of spreading it.
         run_pg(
             "pg_basebackup",
-            ["-D", str(self.replica.data_dir), "-R", "-X", "stream", "-c", "fast", "--no-sync",
-             "-h", str(p.socket_dir), "-p", str(p.port), "-U", "postgres"],
+            [
+                "-D",
+                str(self.replica.data_dir),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+                "-h",
+                str(p.socket_dir),
+                "-p",
+                str(p.port),
+                "-U",
+                "postgres",
+            ],
             setup_log,
         )
         self.replica.start()
@@ -197,9 +239,7 @@ class StreamingReplica:
         deadline = time.monotonic() + timeout
         last: tuple[Any, ...] = ()
         while time.monotonic() < deadline:
-            last = self.replica.fetch(
-                "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
-            )
+            last = self.replica.fetch("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)")
             if last == (True, "streaming"):
                 return
             time.sleep(0.05)

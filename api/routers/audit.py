@@ -36,9 +36,7 @@ def timeline_for(container: Container, principal: Principal, profile_id: UUID) -
 
 _CURSOR = re.compile(r"^after:(\d{1,18})$")
 
-CursorQuery = Annotated[
-    str | None, Query(description="the `next_cursor` of the previous page (opaque)")
-]
+CursorQuery = Annotated[str | None, Query(description="the `next_cursor` of the previous page (opaque)")]
 LimitQuery = Annotated[int, Query(ge=1, le=200, description="entries per page")]
 
 
@@ -56,7 +54,10 @@ def decode_cursor(cursor: str | None) -> int:
         match = None
     if match is None:
         raise Problem(
-            422, "validation", "Invalid request", "cursor is not one this API returned",
+            422,
+            "validation",
+            "Invalid request",
+            "cursor is not one this API returned",
             errors=[{"field": "cursor", "reason": "is not one this API returned"}],
         )
     return int(match.group(1))
@@ -116,7 +117,10 @@ def default_timeline(
     scope = scope_of(principal)
     if scope is None and not account_id:
         raise Problem(
-            422, "validation", "Invalid request", "account_id is required for an auditor",
+            422,
+            "validation",
+            "Invalid request",
+            "account_id is required for an auditor",
             errors=[{"field": "account_id", "reason": "is required for an auditor"}],
         )
     if scope is not None and account_id not in (None, scope):

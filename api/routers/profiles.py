@@ -107,7 +107,11 @@ def _not_found(profile_id: UUID) -> Problem:
         " default. Answers 201 with the profile, `Location`, `ETag` and `X-Position`."
     ),
     responses=command_responses(
-        201, "The created profile.", location="required", if_match=False, not_found=False,
+        201,
+        "The created profile.",
+        location="required",
+        if_match=False,
+        not_found=False,
         links=PROFILE_LINKS,
     ),
     openapi_extra=COMMAND_EXTRA,
@@ -197,7 +201,9 @@ async def get_default(
         "Makes an active profile the account's default. `If-Match` names the roster's version (the"
         " ETag of `GET /v1/profiles/default`); the answer's ETag is the roster's new version."
     ),
-    responses=command_responses(200, "The new default profile; ETag is the roster's version.", etag="RosterETag"),
+    responses=command_responses(
+        200, "The new default profile; ETag is the roster's version.", etag="RosterETag"
+    ),
     openapi_extra=COMMAND_EXTRA,
 )
 def set_default(
@@ -273,7 +279,11 @@ def _as_it_was(
 
 def _invalid(field: str, reason: str) -> Problem:
     return Problem(
-        422, "validation", "Invalid request", f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
+        422,
+        "validation",
+        "Invalid request",
+        f"{field}: {reason}",
+        errors=[{"field": field, "reason": reason}],
     )
 
 
@@ -357,9 +367,7 @@ def restore_profile(
     body = body or RestoreRequest()
 
     def run(cause: Cause) -> Response:
-        outcome = container.app.restore(
-            owner.account_id, profile_id, _because(cause, body.reason), if_match
-        )
+        outcome = container.app.restore(owner.account_id, profile_id, _because(cause, body.reason), if_match)
         return command_response(container, owner.account_id, outcome)
 
     return _once(request, container, cause, body, run)
@@ -374,9 +382,7 @@ def restore_profile(
         "Adds a vehicle to an active profile; answers with the whole profile and the new vehicle's"
         " `Location`. Honours `If-Match`."
     ),
-    responses=command_responses(
-        201, "The profile with the new vehicle.", location=True, links=VEHICLE_LINKS
-    ),
+    responses=command_responses(201, "The profile with the new vehicle.", location=True, links=VEHICLE_LINKS),
     openapi_extra=COMMAND_EXTRA,
 )
 def add_vehicle(
@@ -454,9 +460,7 @@ def remove_vehicle(
     cause: CauseDep,
 ) -> Response:
     def run(cause: Cause) -> Response:
-        outcome = container.app.remove_vehicle(
-            owner.account_id, profile_id, str(vehicle_id), cause, if_match
-        )
+        outcome = container.app.remove_vehicle(owner.account_id, profile_id, str(vehicle_id), cause, if_match)
         return command_response(container, owner.account_id, outcome)
 
     return _once(request, container, cause, None, run)

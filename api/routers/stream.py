@@ -67,7 +67,10 @@ def _resume_position(header: str | None, query: int | None) -> int:
         return query or 0
     if not _POSITION.match(header):
         raise Problem(
-            422, "validation", "Invalid request", "Last-Event-ID must be a position (digits)",
+            422,
+            "validation",
+            "Invalid request",
+            "Last-Event-ID must be a position (digits)",
             errors=[{"field": "Last-Event-ID", "reason": "must be a position (digits)"}],
         )
     return int(header)
@@ -102,9 +105,7 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-async def _events(
-    subscription: Subscription, backlog: list[ProfileRow], after: int
-) -> AsyncIterator[bytes]:
+async def _events(subscription: Subscription, backlog: list[ProfileRow], after: int) -> AsyncIterator[bytes]:
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
     sent = after
     if backlog:
@@ -129,8 +130,10 @@ async def _events(
     "/stream",
     response_class=StreamingResponse,
     responses={
-        200: {"description": "Server-Sent Events, one `profile` event per changed profile",
-              "content": {"text/event-stream": {}}},
+        200: {
+            "description": "Server-Sent Events, one `profile` event per changed profile",
+            "content": {"text/event-stream": {}},
+        },
         401: {"description": "missing or invalid token", "content": {"application/problem+json": {}}},
         422: {"description": "Last-Event-ID is not a position", "content": {"application/problem+json": {}}},
     },

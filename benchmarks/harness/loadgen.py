@@ -32,8 +32,9 @@ def find_tool(name: str, default: str) -> str | None:
     return shutil.which(name) or (default if Path(default).exists() else None)
 
 
-def _run_child(argv: list[str], services: dict[str, list[int]], env: dict[str, str] | None = None
-               ) -> tuple[int, str, dict[str, Any]]:
+def _run_child(
+    argv: list[str], services: dict[str, list[int]], env: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, Any]]:
     """Runs argv to completion; returns (exit code, output, CPU report)."""
     with tempfile.TemporaryFile(mode="w+b") as out:
         before = CpuSnapshot.take(services)
@@ -67,10 +68,16 @@ class WrkResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rps": round(self.rps, 2), "requests": self.requests, "duration_s": round(self.duration_s, 3),
-            "p50_ms": round(self.p50_ms, 3), "p90_ms": round(self.p90_ms, 3), "p99_ms": round(self.p99_ms, 3),
-            "max_ms": round(self.max_ms, 3), "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-            "errors": self.errors, "cpu": self.cpu,
+            "rps": round(self.rps, 2),
+            "requests": self.requests,
+            "duration_s": round(self.duration_s, 3),
+            "p50_ms": round(self.p50_ms, 3),
+            "p90_ms": round(self.p90_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+            "max_ms": round(self.max_ms, 3),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": self.errors,
+            "cpu": self.cpu,
         }
 
 
@@ -89,9 +96,21 @@ def wrk(
 ) -> WrkResult:
     threads = max(1, min(connections, NCPU))
     argv = [
-        wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", f"--timeout={timeout_s}s",
-        "--latency", "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}",
-        "--", method, path, str(tokens_file or "-"), str(threads), str(body_file or "-"),
+        wrk_bin,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        f"--timeout={timeout_s}s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://127.0.0.1:{port}",
+        "--",
+        method,
+        path,
+        str(tokens_file or "-"),
+        str(threads),
+        str(body_file or "-"),
     ]
     code, text, cpu = _run_child(argv, services or {})
     match = re.search(r"^WRKJSON (\{.*\})$", text, re.MULTILINE)
@@ -104,7 +123,10 @@ def wrk(
         rps=data["requests"] / duration if duration else 0.0,
         requests=data["requests"],
         duration_s=duration,
-        p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000, p99_ms=lat["p99"] / 1000, max_ms=lat["max"] / 1000,
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        max_ms=lat["max"] / 1000,
         statuses={int(k): v for k, v in data["statuses"].items()},
         errors=data["errors"],
         cpu=cpu,
@@ -121,10 +143,22 @@ def pgbench(
 ) -> dict[str, Any]:
     """tps of a custom script; prepared statements, no vacuum, clients threads <= cores."""
     argv = [
-        pgbench_bin, "-n", "-M", "prepared", f"-c{clients}", f"-j{max(1, min(clients, NCPU))}",
-        f"-T{duration_s}", "-f", str(PGBENCH_DIR / script),
-        "-h", str(conninfo.get("host", "127.0.0.1")), "-p", str(conninfo.get("port", 5432)),
-        "-U", str(conninfo.get("user", "postgres")), str(conninfo["dbname"]),
+        pgbench_bin,
+        "-n",
+        "-M",
+        "prepared",
+        f"-c{clients}",
+        f"-j{max(1, min(clients, NCPU))}",
+        f"-T{duration_s}",
+        "-f",
+        str(PGBENCH_DIR / script),
+        "-h",
+        str(conninfo.get("host", "127.0.0.1")),
+        "-p",
+        str(conninfo.get("port", 5432)),
+        "-U",
+        str(conninfo.get("user", "postgres")),
+        str(conninfo["dbname"]),
     ]
     env = dict(os.environ)
     if conninfo.get("password"):

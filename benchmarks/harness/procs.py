@@ -210,8 +210,13 @@ class Started:
     def start(self, ready_path: str, timeout: float = 90.0, ready_check: Any = None) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -36,8 +36,16 @@ class Figure:
         return max(self.rounds) if self.rounds else None
 
 
-GROUPS = ["baselines", "commands", "history", "queries", "rebuild", "memory", "workers",
-          "load generator and background"]
+GROUPS = [
+    "baselines",
+    "commands",
+    "history",
+    "queries",
+    "rebuild",
+    "memory",
+    "workers",
+    "load generator and background",
+]
 
 
 class Figures:
@@ -73,25 +81,27 @@ class Figures:
         for f in figures:
             base = self.items.get(f.baseline) if f.baseline else None
             ratio = self.ratio(f)
-            out.append({
-                "key": f.key,
-                "group": f.group,
-                "figure": f.label,
-                "value": _round(f.value),
-                "min": _round(f.min),
-                "max": _round(f.max),
-                "rounds": [_round(v) for v in f.rounds],
-                "unit": f.unit,
-                "baseline_key": f.baseline,
-                "baseline": base.label if base else None,
-                "baseline_value": _round(base.value) if base else None,
-                "ratio": _round(ratio, 3) if ratio is not None else None,
-                "target": f.target or None,
-                "met": self.met(f),
-                "note": f.note or None,
-                "error": f.error,
-                "detail": f.detail,
-            })
+            out.append(
+                {
+                    "key": f.key,
+                    "group": f.group,
+                    "figure": f.label,
+                    "value": _round(f.value),
+                    "min": _round(f.min),
+                    "max": _round(f.max),
+                    "rounds": [_round(v) for v in f.rounds],
+                    "unit": f.unit,
+                    "baseline_key": f.baseline,
+                    "baseline": base.label if base else None,
+                    "baseline_value": _round(base.value) if base else None,
+                    "ratio": _round(ratio, 3) if ratio is not None else None,
+                    "target": f.target or None,
+                    "met": self.met(f),
+                    "note": f.note or None,
+                    "error": f.error,
+                    "detail": f.detail,
+                }
+            )
         return out
 
 
@@ -133,21 +143,30 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
             met = (met + " ERR").strip()  # failed requests: see the JSON's error
         base = f"{r['baseline_key']}" if r["baseline_key"] else ""
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
-        lines.append([f"{r['key']} {r['figure']}", value, spread, r["unit"], base, ratio, r["target"] or "", met])
+        lines.append(
+            [f"{r['key']} {r['figure']}", value, spread, r["unit"], base, ratio, r["target"] or "", met]
+        )
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for i, line in enumerate(lines):
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |")
         return "\n".join(out)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)
+    ]
     sep = "  "
-    out = [sep.join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
-           sep.join("-" * w for w in widths)]
+    out = [
+        sep.join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        sep.join("-" * w for w in widths),
+    ]
     group_at = dict(groups)
     for i, line in enumerate(lines):
         if i in group_at and group_at[i]:
             out.append(f"[{group_at[i]}]")
-        cells = [c.ljust(w) if j in (0, 3, 4, 6, 7) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths, strict=True))]
+        cells = [
+            c.ljust(w) if j in (0, 3, 4, 6, 7) else c.rjust(w)
+            for j, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
         out.append(sep.join(cells).rstrip())
     return "\n".join(out)
 
@@ -161,9 +180,13 @@ def machine_line(m: dict[str, Any]) -> str:
         commit += f" + {git['dirty_files']} uncommitted files"
     pg = m.get("postgresql", "").split(" on ")[0]
     settings = m.get("postgresql_settings") or {}
-    pg_set = ", ".join(f"{k}={v}" for k, v in settings.items() if k in ("shared_buffers", "synchronous_commit"))
-    return (f"{m['nproc']} cores {m['cpu_model']}, {m['memory_gb']} GB, {pg} ({pg_set}), Python {m['python']}, "
-            f"{m.get('wrk', '').split(' [')[0]}{commit}")
+    pg_set = ", ".join(
+        f"{k}={v}" for k, v in settings.items() if k in ("shared_buffers", "synchronous_commit")
+    )
+    return (
+        f"{m['nproc']} cores {m['cpu_model']}, {m['memory_gb']} GB, {pg} ({pg_set}), Python {m['python']}, "
+        f"{m.get('wrk', '').split(' [')[0]}{commit}"
+    )
 
 
 def markdown(doc: dict[str, Any], quick: bool) -> str:

@@ -51,7 +51,11 @@ class Account:
 
 
 def _table(schema: str, name: str) -> sql.Composable:
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name)) if schema else sql.Identifier(name)
+    return (
+        sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+        if schema
+        else sql.Identifier(name)
+    )
 
 
 # --- accounts ---------------------------------------------------------------
@@ -80,7 +84,9 @@ def create_accounts(container: Any, n: int, name: str, *, check: bool = True) ->
     try:
         with psycopg.connect(**container.settings.conninfo()) as conn:
             with conn.cursor() as cur:
-                with cur.copy(sql.SQL("COPY {} (id, name, role) FROM STDIN").format(_table(schema, "accounts"))) as cp:
+                with cur.copy(
+                    sql.SQL("COPY {} (id, name, role) FROM STDIN").format(_table(schema, "accounts"))
+                ) as cp:
                     for account_id, label, _, _ in rows:
                         cp.write_row((account_id, label, "owner"))
                 with cur.copy(
@@ -125,7 +131,13 @@ def seed_profiles(app: Any, accounts: Iterable[Account], per_account: int, batch
         aggregates: list[Any] = []
         for k in range(per_account):
             profile = RacerProfile.start(
-                uuid.uuid4(), account.account_id, f"Racer {k + 1}", [_vehicle(k + 1)], actor, None, {},
+                uuid.uuid4(),
+                account.account_id,
+                f"Racer {k + 1}",
+                [_vehicle(k + 1)],
+                actor,
+                None,
+                {},
                 request_id,
             )
             roster.join(profile.id, profile.created_at.isoformat(), actor, None, request_id)
@@ -160,8 +172,9 @@ def seed_long_history(app: Any, account: Account, events: int, batch_events: int
     pending_events = 0
     while count + 4 <= events:
         request_id = uuid.uuid4().hex
-        profile = RacerProfile.start(uuid.uuid4(), account.account_id, "Short-lived", [], actor, None, {},
-                                     request_id)
+        profile = RacerProfile.start(
+            uuid.uuid4(), account.account_id, "Short-lived", [], actor, None, {}, request_id
+        )
         roster.join(profile.id, profile.created_at.isoformat(), actor, None, request_id)
         profile.archive(actor, None, request_id)
         roster.leave(profile.id, None, actor, None, request_id)
@@ -172,8 +185,12 @@ def seed_long_history(app: Any, account: Account, events: int, batch_events: int
             app.save(roster, *pending)
             pending, pending_events = [], 0
     while count < events:
-        first.rename("Long history" if first.name != "Long history" else "Long history 2", actor, None,
-                     uuid.uuid4().hex)
+        first.rename(
+            "Long history" if first.name != "Long history" else "Long history 2",
+            actor,
+            None,
+            uuid.uuid4().hex,
+        )
         count += 1
     app.save(roster, first, *pending)
     return count
@@ -300,15 +317,22 @@ def make_template(app: Any, container: Any) -> Template:
         text = text.replace(prev_field, f'"prev_hash":"{PH}"')
         if EH not in text or PH not in text:
             raise ValueError("cannot locate the hash fields in the wire form")
-        events.append(_TemplateEvent(
-            "profile" if str(e.originator_id) == profile_id else "roster", e.originator_version, e.topic, text,
-            canon,
-        ))
+        events.append(
+            _TemplateEvent(
+                "profile" if str(e.originator_id) == profile_id else "roster",
+                e.originator_version,
+                e.topic,
+                text,
+                canon,
+            )
+        )
     base = datetime.fromisoformat(timestamps[0])
     return Template(account_id, profile_id, rid, identities, timestamps, base, events)
 
 
-def _copies(template: Template, n: int, start: datetime) -> Iterable[tuple[str, tuple[UUID, int, str, bytes]]]:
+def _copies(
+    template: Template, n: int, start: datetime
+) -> Iterable[tuple[str, tuple[UUID, int, str, bytes]]]:
     """Yields (account_id, row) for n copies of the template account.
 
     Each copy's wire text and, when captured, the canonical text its hash is
@@ -323,8 +347,14 @@ def _copies(template: Template, n: int, start: datetime) -> Iterable[tuple[str, 
     ids = template.identities
     vehicles = [v for k, v in ids.items() if k.startswith("vehicle")]
     # The template strings in mapping order (below), and which occur in each event.
-    olds = [ids["account"], ids["profile"], ids["roster"], *vehicles,
-            *([ids["request"]] if "request" in ids else []), *template.timestamps]
+    olds = [
+        ids["account"],
+        ids["profile"],
+        ids["roster"],
+        *vehicles,
+        *([ids["request"]] if "request" in ids else []),
+        *template.timestamps,
+    ]
     present_text = [[j for j, o in enumerate(olds) if o in ev.text] for ev in template.events]
     present_canon = [[j for j, o in enumerate(olds) if o in (ev.canon or "")] for ev in template.events]
     for i in range(n):
@@ -337,7 +367,9 @@ def _copies(template: Template, n: int, start: datetime) -> Iterable[tuple[str, 
         if "request" in ids:
             mapping.append((ids["request"], uuid.uuid4().hex))
         at = start + step * i
-        mapping += [(old, (at + off).isoformat()) for old, off in zip(template.timestamps, offsets, strict=True)]
+        mapping += [
+            (old, (at + off).isoformat()) for old, off in zip(template.timestamps, offsets, strict=True)
+        ]
         last_hash = {"profile": GENESIS, "roster": GENESIS}
         for ev, in_text, in_canon in zip(template.events, present_text, present_canon, strict=True):
             text = ev.text
@@ -356,7 +388,9 @@ def _copies(template: Template, n: int, start: datetime) -> Iterable[tuple[str, 
             yield account_id, (originator, ev.version, ev.topic, text.replace(EH, digest).encode())
 
 
-def copy_accounts(app: Any, container: Any, n: int, progress: Progress, chunk: int = 20000) -> tuple[int, str]:
+def copy_accounts(
+    app: Any, container: Any, n: int, progress: Progress, chunk: int = 20000
+) -> tuple[int, str]:
     """n more accounts, each with one profile (one vehicle) and its roster.
     Returns (events written, method)."""
     if n <= 0:

@@ -26,15 +26,15 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True
-        )
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, headless=True)
         yield launched
         launched.close()
 
 
 @pytest.fixture(scope="module")
-def ui_service(browser: Any, pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def ui_service(
+    browser: Any, pg_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     """The server on a database of its own (browser first: no server without Chromium)."""
     with running_service(pg_server_url, tmp_path_factory.mktemp("ui-server-logs")) as running:
         yield running

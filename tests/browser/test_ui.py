@@ -184,7 +184,8 @@ def test_another_device_changes_show_up_live(
 
     # A device without a browser (plain API) adds a vehicle.
     response = api.post(
-        f"/v1/profiles/{alex['id']}/vehicles", json={"name": "Rotax Max"},
+        f"/v1/profiles/{alex['id']}/vehicles",
+        json={"name": "Rotax Max"},
         headers=auth(token, **{"If-Match": f'"{alex["version"]}"'}),
     )
     assert response.status_code == 201, response.text
@@ -198,7 +199,8 @@ def test_a_refused_action_shows_the_problem_detail(
 ) -> None:
     alex = create(api, token, "Alex")
     refused = api.post(
-        f"/v1/profiles/{alex['id']}/vehicles", json={"name": "Kart", "race_number": "#7!"},
+        f"/v1/profiles/{alex['id']}/vehicles",
+        json={"name": "Kart", "race_number": "#7!"},
         headers=auth(token),
     )
     assert refused.status_code == 422
@@ -241,8 +243,9 @@ def test_profile_actions_send_if_match_and_one_idempotency_key_per_action(
     commands: list[dict[str, str]] = []
     page.on(
         "request",
-        lambda r: commands.append({"method": r.method, "url": r.url, **r.headers})
-        if r.method != "GET" else None,
+        lambda r: (
+            commands.append({"method": r.method, "url": r.url, **r.headers}) if r.method != "GET" else None
+        ),
     )
     sign_in(page, token)
 
@@ -304,9 +307,7 @@ def test_profile_actions_send_if_match_and_one_idempotency_key_per_action(
     assert len(set(keys)) == len(keys) - 1  # only the retried create repeats its key
 
 
-def test_set_default_sends_the_roster_etag(
-    new_page: NewPage, api: httpx.Client, token: str
-) -> None:
+def test_set_default_sends_the_roster_etag(new_page: NewPage, api: httpx.Client, token: str) -> None:
     create(api, token, "Alex")
     create(api, token, "Sam")
     roster_etag = api.get("/v1/profiles/default", headers=auth(token)).headers["ETag"]

@@ -8,8 +8,12 @@ from typing import Any
 CHROMIUM = Path("/usr/bin/chromium")
 NO_CHROMIUM = "Chromium is not installed: browser tests not run; .ci/run installs it"
 LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}

@@ -79,7 +79,9 @@ def head(container: Container) -> int:
 # --- 1. ETag / If-Match -------------------------------------------------------------------------------
 
 
-def _if_match_commands(client: TestClient, token: str) -> list[tuple[str, Callable[[str | None], Response], str]]:
+def _if_match_commands(
+    client: TestClient, token: str
+) -> list[tuple[str, Callable[[str | None], Response], str]]:
     """(name, send(if_match), path whose ETag the command checks) for every If-Match command."""
     default = create(client, token, "Default")["id"]
     p = create(client, token, "Target", vehicles=[{"name": "Kart"}, {"name": "Spare"}])
@@ -102,7 +104,11 @@ def _if_match_commands(client: TestClient, token: str) -> list[tuple[str, Callab
         ("remove_vehicle", send("DELETE", f"{profile}/vehicles/{v2}"), profile),
         ("restore", send("POST", f"/v1/profiles/{archived}/restore"), f"/v1/profiles/{archived}"),
         ("set_default", send("PUT", "/v1/profiles/default", {"profile_id": pid}), "/v1/profiles/default"),
-        ("archive", send("POST", f"/v1/profiles/{default}/archive", {"successor_id": pid}), f"/v1/profiles/{default}"),
+        (
+            "archive",
+            send("POST", f"/v1/profiles/{default}/archive", {"successor_id": pid}),
+            f"/v1/profiles/{default}",
+        ),
     ]
 
 
@@ -138,7 +144,9 @@ def test_without_if_match_a_command_applies_to_the_latest_state(
     pid = create(client, token, "Shared")["id"]
     # Device A reads version 1; device B renames (version 2); A's guarded rename is refused...
     ok(client.patch(f"/v1/profiles/{pid}", json={"name": "From B"}, headers=auth(token)))
-    stale = client.patch(f"/v1/profiles/{pid}", json={"name": "From A"}, headers=auth(token, **{"If-Match": '"1"'}))
+    stale = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "From A"}, headers=auth(token, **{"If-Match": '"1"'})
+    )
     assert problem(stale, 412, "precondition-failed")["current_version"] == 2
     # ...while an unguarded one applies on top of B's.
     done = client.patch(f"/v1/profiles/{pid}", json={"name": "From A"}, headers=auth(token))
@@ -199,22 +207,31 @@ def test_a_key_reused_with_another_body_or_path_is_422_and_keys_belong_to_an_acc
     client: TestClient, module_container: Container, token: str
 ) -> None:
     key = str(uuid.uuid4())
-    first = ok(client.post("/v1/profiles", json={"name": "Ann"}, headers=auth(token, **{"Idempotency-Key": key})), 201)
+    first = ok(
+        client.post("/v1/profiles", json={"name": "Ann"}, headers=auth(token, **{"Idempotency-Key": key})),
+        201,
+    )
     position = head(module_container)
-    other_body = client.post("/v1/profiles", json={"name": "Bob"}, headers=auth(token, **{"Idempotency-Key": key}))
+    other_body = client.post(
+        "/v1/profiles", json={"name": "Bob"}, headers=auth(token, **{"Idempotency-Key": key})
+    )
     body = problem(other_body, 422, "validation")
     assert [e["field"] for e in body["errors"]] == ["Idempotency-Key"]
-    other_path = client.patch(f"/v1/profiles/{first['id']}", json={"name": "Ann"},
-                              headers=auth(token, **{"Idempotency-Key": key}))
+    other_path = client.patch(
+        f"/v1/profiles/{first['id']}", json={"name": "Ann"}, headers=auth(token, **{"Idempotency-Key": key})
+    )
     problem(other_path, 422, "validation")
     assert head(module_container) == position
     for bad in (b"", b"x" * 256, "naïve".encode("latin-1"), b"two words"):
-        response = client.post("/v1/profiles", json={"name": "Ann"},
-                               headers={**auth(token), "Idempotency-Key": bad})  # type: ignore[dict-item]
+        response = client.post(
+            "/v1/profiles", json={"name": "Ann"}, headers={**auth(token), "Idempotency-Key": bad}
+        )  # type: ignore[dict-item]
         assert [e["field"] for e in problem(response, 422, "validation")["errors"]] == ["Idempotency-Key"]
     # Another account's identical key is its own.
     stranger = module_container.accounts.create("stranger").token
-    theirs = client.post("/v1/profiles", json={"name": "Ann"}, headers=auth(stranger, **{"Idempotency-Key": key}))
+    theirs = client.post(
+        "/v1/profiles", json={"name": "Ann"}, headers=auth(stranger, **{"Idempotency-Key": key})
+    )
     assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
     assert theirs.json()["id"] != first["id"]
 
@@ -228,8 +245,11 @@ def test_concurrent_requests_with_one_key_write_once(
 
     def post() -> None:
         start.wait(timeout=30)
-        responses.append(client.post("/v1/profiles", json={"name": "Racing"},
-                                     headers=auth(token, **{"Idempotency-Key": key})))
+        responses.append(
+            client.post(
+                "/v1/profiles", json={"name": "Racing"}, headers=auth(token, **{"Idempotency-Key": key})
+            )
+        )
 
     threads = [threading.Thread(target=post) for _ in range(8)]
     for thread in threads:
@@ -245,7 +265,9 @@ def test_concurrent_requests_with_one_key_write_once(
         problem(refused, 409, "idempotency-in-flight")
     items = ok(client.get("/v1/profiles", headers=auth(token)))["items"]
     assert [p["name"] for p in items] == ["Racing"], items
-    replay = client.post("/v1/profiles", json={"name": "Racing"}, headers=auth(token, **{"Idempotency-Key": key}))
+    replay = client.post(
+        "/v1/profiles", json={"name": "Racing"}, headers=auth(token, **{"Idempotency-Key": key})
+    )
     assert replay.status_code == 201 and replay.json()["id"] == items[0]["id"]
 
 
@@ -265,7 +287,9 @@ def test_a_retry_while_the_first_request_is_in_flight_is_409(
     with psycopg.connect(**conninfo) as blocker:
         blocker.execute(SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_events_table(module_container)))
         first = threading.Thread(
-            target=lambda: results.setdefault("first", client.post("/v1/profiles", json={"name": "Slow"}, headers=headers))
+            target=lambda: results.setdefault(
+                "first", client.post("/v1/profiles", json={"name": "Slow"}, headers=headers)
+            )
         )
         first.start()
         deadline = time.monotonic() + 4  # below DB_LOCK_TIMEOUT (5 s)
@@ -295,12 +319,19 @@ def test_keys_expire_after_the_configured_time(
     try:
         with TestClient(create_app(short), raise_server_exceptions=False) as short_client:
             key = str(uuid.uuid4())
-            ok(short_client.post("/v1/profiles", json={"name": "Short"}, headers=auth(token, **{"Idempotency-Key": key})), 201)
+            ok(
+                short_client.post(
+                    "/v1/profiles", json={"name": "Short"}, headers=auth(token, **{"Idempotency-Key": key})
+                ),
+                201,
+            )
     finally:
         short.close()
     with psycopg.connect(**module_container.settings.conninfo(), autocommit=True) as conn:
         left = conn.execute(
-            SQL("SELECT extract(epoch FROM expires_at - now()) FROM {} WHERE key = %s").format(_keys(module_container)),
+            SQL("SELECT extract(epoch FROM expires_at - now()) FROM {} WHERE key = %s").format(
+                _keys(module_container)
+            ),
             (key,),
         ).fetchone()[0]  # type: ignore[index]
         assert 100 < float(left) <= 120, left
@@ -311,7 +342,9 @@ def test_keys_expire_after_the_configured_time(
         replay = client.post("/v1/profiles", json={"name": "Twice"}, headers=headers)
         assert replay.json()["id"] == first["id"] and replay.headers["Idempotent-Replayed"] == "true"
         conn.execute(
-            SQL("UPDATE {} SET expires_at = now() - interval '1 second' WHERE key = %s").format(_keys(module_container)),
+            SQL("UPDATE {} SET expires_at = now() - interval '1 second' WHERE key = %s").format(
+                _keys(module_container)
+            ),
             (key,),
         )
     again = client.post("/v1/profiles", json={"name": "Twice"}, headers=headers)
@@ -328,12 +361,15 @@ def test_a_key_whose_request_stored_its_events_but_never_answered_gets_that_outc
     # As if the process died between committing the events (which marked the
     # key 'committed' in their transaction) and storing the response.
     with psycopg.connect(**module_container.settings.conninfo(), autocommit=True) as conn:
-        row = conn.execute(SQL("SELECT state, profile_id FROM {} WHERE key = %s").format(_keys(module_container)),
-                           (key,)).fetchone()
+        row = conn.execute(
+            SQL("SELECT state, profile_id FROM {} WHERE key = %s").format(_keys(module_container)), (key,)
+        ).fetchone()
         assert row == ("done", first["id"]), row
         conn.execute(
-            SQL("UPDATE {} SET state = 'committed', status = NULL, headers = NULL, body = NULL,"
-                " lease_until = now() - interval '1 second' WHERE key = %s").format(_keys(module_container)),
+            SQL(
+                "UPDATE {} SET state = 'committed', status = NULL, headers = NULL, body = NULL,"
+                " lease_until = now() - interval '1 second' WHERE key = %s"
+            ).format(_keys(module_container)),
             (key,),
         )
     position = head(module_container)
@@ -347,7 +383,9 @@ def test_a_key_whose_request_stored_its_events_but_never_answered_gets_that_outc
 # --- 3. Pagination ------------------------------------------------------------------------------------
 
 
-def _walk(client: TestClient, token: str, path: str, limit: int, between: Callable[[], None]) -> list[dict[str, Any]]:
+def _walk(
+    client: TestClient, token: str, path: str, limit: int, between: Callable[[], None]
+) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": limit}
     while True:
@@ -398,35 +436,63 @@ def test_pages_skip_and_repeat_nothing_while_others_write(
     # The history of a profile, while it keeps changing.
     pid = originals[-1]
     ok(client.post(f"/v1/profiles/{pid}/restore", headers=auth(token))) if ok(
-        client.get(f"/v1/profiles/{pid}", headers=auth(token)))["archived"] else None
+        client.get(f"/v1/profiles/{pid}", headers=auth(token))
+    )["archived"] else None
     for i in range(4):
         ok(client.patch(f"/v1/profiles/{pid}", json={"name": f"H{i}"}, headers=auth(token)))
-    before = ok(client.get(f"/v1/profiles/{pid}/history", params={"limit": 200}, headers=auth(token)))["items"]
+    before = ok(client.get(f"/v1/profiles/{pid}/history", params={"limit": 200}, headers=auth(token)))[
+        "items"
+    ]
     renames = iter(range(100))
-    entries = _walk(client, token, f"/v1/profiles/{pid}/history", 2,
-                    lambda: ok(client.patch(f"/v1/profiles/{pid}", json={"name": f"R{next(renames)}"},
-                                            headers=auth(token))))
+    entries = _walk(
+        client,
+        token,
+        f"/v1/profiles/{pid}/history",
+        2,
+        lambda: ok(
+            client.patch(f"/v1/profiles/{pid}", json={"name": f"R{next(renames)}"}, headers=auth(token))
+        ),
+    )
     positions = [e["position"] for e in entries]
     assert positions == sorted(set(positions)), "history entries repeated or out of order"
     assert entries[: len(before)] == before, "a history entry was skipped"
 
     # The default timeline, while the default keeps moving.
-    timeline_before = ok(client.get("/v1/audit/defaults", params={"limit": 200}, headers=auth(token)))["items"]
-    active = [p["id"] for p in ok(client.get("/v1/profiles", params={"limit": 200}, headers=auth(token)))["items"]]
+    timeline_before = ok(client.get("/v1/audit/defaults", params={"limit": 200}, headers=auth(token)))[
+        "items"
+    ]
+    active = [
+        p["id"] for p in ok(client.get("/v1/profiles", params={"limit": 200}, headers=auth(token)))["items"]
+    ]
     turns = iter(range(100))
-    changes = _walk(client, token, "/v1/audit/defaults", 2,
-                    lambda: ok(client.put("/v1/profiles/default",
-                                          json={"profile_id": active[next(turns) % len(active)]}, headers=auth(token))))
+    changes = _walk(
+        client,
+        token,
+        "/v1/audit/defaults",
+        2,
+        lambda: ok(
+            client.put(
+                "/v1/profiles/default",
+                json={"profile_id": active[next(turns) % len(active)]},
+                headers=auth(token),
+            )
+        ),
+    )
     positions = [c["position"] for c in changes]
     assert positions == sorted(set(positions))
     assert changes[: len(timeline_before)] == timeline_before
 
 
-def test_every_listing_takes_a_limit_of_1_to_200_and_only_its_own_cursors(client: TestClient, token: str) -> None:
+def test_every_listing_takes_a_limit_of_1_to_200_and_only_its_own_cursors(
+    client: TestClient, token: str
+) -> None:
     pid = create(client, token, "Listed")["id"]
     for path in ("/v1/profiles", f"/v1/profiles/{pid}/history", "/v1/audit/defaults"):
         for limit in (1, 200):
-            assert client.get(path, params={"limit": limit}, headers=auth(token)).status_code == 200, (path, limit)
+            assert client.get(path, params={"limit": limit}, headers=auth(token)).status_code == 200, (
+                path,
+                limit,
+            )
         for params in ({"limit": 0}, {"limit": 201}, {"cursor": "not-ours"}):
             body = problem(client.get(path, params=params, headers=auth(token)), 422, "validation")
             assert [e["field"] for e in body["errors"]] == list(params), (path, body)
@@ -446,32 +512,100 @@ def test_every_kind_of_error_is_a_problem_document_with_a_stable_type(
     cases: list[tuple[str, Response, int, str, list[str] | None]] = [
         ("unknown route", client.get("/v1/nope", headers=auth(token)), 404, "not-found", None),
         ("unknown route, no token", client.post("/nope"), 404, "not-found", None),
-        ("unknown profile", client.get(f"/v1/profiles/{uuid.uuid4()}", headers=auth(token)), 404, "not-found", None),
+        (
+            "unknown profile",
+            client.get(f"/v1/profiles/{uuid.uuid4()}", headers=auth(token)),
+            404,
+            "not-found",
+            None,
+        ),
         ("wrong method", client.delete("/v1/profiles", headers=auth(token)), 405, "method-not-allowed", None),
         ("no token", client.get("/v1/profiles"), 401, "unauthorized", None),
-        ("read-only token", client.post("/v1/profiles", json={"name": "A"}, headers=auth(auditor)), 403, "forbidden", None),
-        ("not JSON", client.post("/v1/profiles", content=b"name=A",
-                                 headers=auth(token, **{"Content-Type": "application/x-www-form-urlencoded"})),
-         415, "unsupported-media-type", None),
-        ("too large", client.post("/v1/profiles", content=b"{" + b" " * limit + b"}", headers=json_headers),
-         413, "content-too-large", None),
-        ("malformed JSON", client.post("/v1/profiles", content=b'{"name": ', headers=json_headers),
-         422, "validation", ["body"]),
-        ("JSON not UTF-8", client.post(f"/v1/profiles/{pid}/restore", content=b"\x1b\xff", headers=json_headers),
-         422, "validation", ["body"]),
-        ("JSON not UTF-8 (required body)", client.post("/v1/profiles", content=b'{"name": "\xff"}', headers=json_headers),
-         422, "validation", ["body"]),
-        ("invalid UUID in the path", client.get("/v1/profiles/not-a-uuid", headers=auth(token)),
-         422, "validation", ["profile_id"]),
-        ("invalid vehicle UUID", client.delete(f"/v1/profiles/{pid}/vehicles/42", headers=auth(token)),
-         422, "validation", ["vehicle_id"]),
-        ("archived", client.post(f"/v1/profiles/{pid}/restore", headers=auth(token)), 409, "illegal-state", None),
-        ("stale If-Match", client.patch(f"/v1/profiles/{pid}", json={"name": "B"}, headers=auth(token, **{"If-Match": '"9"'})),
-         412, "precondition-failed", None),
+        (
+            "read-only token",
+            client.post("/v1/profiles", json={"name": "A"}, headers=auth(auditor)),
+            403,
+            "forbidden",
+            None,
+        ),
+        (
+            "not JSON",
+            client.post(
+                "/v1/profiles",
+                content=b"name=A",
+                headers=auth(token, **{"Content-Type": "application/x-www-form-urlencoded"}),
+            ),
+            415,
+            "unsupported-media-type",
+            None,
+        ),
+        (
+            "too large",
+            client.post("/v1/profiles", content=b"{" + b" " * limit + b"}", headers=json_headers),
+            413,
+            "content-too-large",
+            None,
+        ),
+        (
+            "malformed JSON",
+            client.post("/v1/profiles", content=b'{"name": ', headers=json_headers),
+            422,
+            "validation",
+            ["body"],
+        ),
+        (
+            "JSON not UTF-8",
+            client.post(f"/v1/profiles/{pid}/restore", content=b"\x1b\xff", headers=json_headers),
+            422,
+            "validation",
+            ["body"],
+        ),
+        (
+            "JSON not UTF-8 (required body)",
+            client.post("/v1/profiles", content=b'{"name": "\xff"}', headers=json_headers),
+            422,
+            "validation",
+            ["body"],
+        ),
+        (
+            "invalid UUID in the path",
+            client.get("/v1/profiles/not-a-uuid", headers=auth(token)),
+            422,
+            "validation",
+            ["profile_id"],
+        ),
+        (
+            "invalid vehicle UUID",
+            client.delete(f"/v1/profiles/{pid}/vehicles/42", headers=auth(token)),
+            422,
+            "validation",
+            ["vehicle_id"],
+        ),
+        (
+            "archived",
+            client.post(f"/v1/profiles/{pid}/restore", headers=auth(token)),
+            409,
+            "illegal-state",
+            None,
+        ),
+        (
+            "stale If-Match",
+            client.patch(
+                f"/v1/profiles/{pid}", json={"name": "B"}, headers=auth(token, **{"If-Match": '"9"'})
+            ),
+            412,
+            "precondition-failed",
+            None,
+        ),
     ]
     unknown_fields = [
         ("POST", "/v1/profiles", {"name": "A", "nickname": "x"}, "nickname"),
-        ("POST", "/v1/profiles", {"name": "A", "vehicles": [{"name": "K", "colour": "red"}]}, "vehicles.0.colour"),
+        (
+            "POST",
+            "/v1/profiles",
+            {"name": "A", "vehicles": [{"name": "K", "colour": "red"}]},
+            "vehicles.0.colour",
+        ),
         ("PATCH", f"/v1/profiles/{pid}", {"name": "A", "version": 3}, "version"),
         ("POST", f"/v1/profiles/{pid}/archive", {"successor": str(uuid.uuid4())}, "successor"),
         ("POST", f"/v1/profiles/{pid}/restore", {"why": "x"}, "why"),
@@ -501,11 +635,20 @@ def test_every_kind_of_error_is_a_problem_document_with_a_stable_type(
 UI = "https://ui.example"
 
 
-def _preflight(client: TestClient, origin: str, method: str = "PATCH",
-               headers: str = "authorization,content-type,if-match,idempotency-key") -> Response:
-    return client.options("/v1/profiles", headers={
-        "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers,
-    })
+def _preflight(
+    client: TestClient,
+    origin: str,
+    method: str = "PATCH",
+    headers: str = "authorization,content-type,if-match,idempotency-key",
+) -> Response:
+    return client.options(
+        "/v1/profiles",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": headers,
+        },
+    )
 
 
 def test_cors_allows_only_the_configured_origins_and_none_by_default(
@@ -519,13 +662,16 @@ def test_cors_allows_only_the_configured_origins_and_none_by_default(
     plain = client.get("/v1/profiles", headers=auth(token, Origin=UI))
     assert plain.status_code == 200 and "access-control-allow-origin" not in plain.headers
 
-    configured = dataclasses.replace(module_container, settings=module_container.settings.model_copy(
-        update={"cors_origins": [UI]}))
+    configured = dataclasses.replace(
+        module_container, settings=module_container.settings.model_copy(update={"cors_origins": [UI]})
+    )
     with TestClient(create_app(configured), raise_server_exceptions=False) as browser:
         allowed = _preflight(browser, UI)
         assert allowed.status_code == 200, allowed.text
         assert allowed.headers["access-control-allow-origin"] == UI
-        assert {"PATCH", "PUT", "DELETE"} <= set(allowed.headers["access-control-allow-methods"].replace(" ", "").split(","))
+        assert {"PATCH", "PUT", "DELETE"} <= set(
+            allowed.headers["access-control-allow-methods"].replace(" ", "").split(",")
+        )
         allowed_headers = allowed.headers["access-control-allow-headers"].lower()
         for name in ("if-match", "idempotency-key", "x-request-id", "x-reason", "x-min-position"):
             assert name in allowed_headers, name
@@ -535,8 +681,11 @@ def test_cors_allows_only_the_configured_origins_and_none_by_default(
         for name in ("etag", "location", "x-position", "x-request-id", "retry-after", "idempotent-replayed"):
             assert name in exposed, name
         # Any other origin, method or header is refused, as a problem document.
-        for preflight in (_preflight(browser, "https://evil.example"), _preflight(browser, UI, method="TRACE"),
-                          _preflight(browser, UI, headers="x-secret")):
+        for preflight in (
+            _preflight(browser, "https://evil.example"),
+            _preflight(browser, UI, method="TRACE"),
+            _preflight(browser, UI, headers="x-secret"),
+        ):
             assert "access-control-allow-origin" not in preflight.headers or preflight.status_code == 400
             problem(preflight, 400, "cors-refused")
         stranger = browser.get("/v1/profiles", headers=auth(token, Origin="https://evil.example"))

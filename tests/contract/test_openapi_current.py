@@ -21,8 +21,14 @@ CHECKED_IN = ROOT / "openapi.json"
 REGENERATE = "run `.venv/bin/racer-profiles openapi --out openapi.json` and commit the result"
 PROBLEM = "application/problem+json"
 COMMANDS = {
-    "create_profile", "set_default", "rename_profile", "archive_profile", "restore_profile",
-    "add_vehicle", "change_vehicle", "remove_vehicle",
+    "create_profile",
+    "set_default",
+    "rename_profile",
+    "archive_profile",
+    "restore_profile",
+    "add_vehicle",
+    "change_vehicle",
+    "remove_vehicle",
 }
 IF_MATCH = COMMANDS - {"create_profile"}
 
@@ -58,10 +64,15 @@ def test_the_command_is_deterministic_and_its_check_mode_reports_drift(tmp_path:
     stale.write_text(first.replace('"create_profile"', '"createProfile"'), encoding="utf-8")
     result = CliRunner().invoke(cli, ["openapi", "--out", str(stale), "--check"])
     assert result.exit_code == 1 and "racer-profiles openapi" in result.output, result.output
-    assert CliRunner().invoke(cli, ["openapi", "--out", str(tmp_path / "openapi.json"), "--check"]).exit_code == 0
+    assert (
+        CliRunner().invoke(cli, ["openapi", "--out", str(tmp_path / "openapi.json"), "--check"]).exit_code
+        == 0
+    )
 
 
-def test_the_live_app_serves_the_checked_in_document(module_container: Container, document: dict[str, Any]) -> None:
+def test_the_live_app_serves_the_checked_in_document(
+    module_container: Container, document: dict[str, Any]
+) -> None:
     response = TestClient(create_app(module_container)).get("/openapi.json")
     assert response.status_code == 200
     assert response.json() == document, f"the served document differs from openapi.json: {REGENERATE}"
@@ -70,14 +81,25 @@ def test_the_live_app_serves_the_checked_in_document(module_container: Container
 def test_operation_ids_are_the_stable_function_names(document: dict[str, Any]) -> None:
     ids = [op["operationId"] for _, _, op in _operations(document)]
     assert len(ids) == len(set(ids))
-    assert COMMANDS | {"list_profiles", "get_profile", "get_default", "profile_history",
-                       "default_timeline", "export_events", "healthz", "readyz", "metrics"} <= set(ids)
+    assert COMMANDS | {
+        "list_profiles",
+        "get_profile",
+        "get_default",
+        "profile_history",
+        "default_timeline",
+        "export_events",
+        "healthz",
+        "readyz",
+        "metrics",
+    } <= set(ids)
 
 
 def test_every_error_response_is_a_problem_document(document: dict[str, Any]) -> None:
     components = document["components"]
     problem = components["schemas"]["Problem"]
-    assert {"type", "title", "status", "detail", "instance", "errors", "current_version"} <= set(problem["properties"])
+    assert {"type", "title", "status", "detail", "instance", "errors", "current_version"} <= set(
+        problem["properties"]
+    )
     for path, method, op in _operations(document):
         for status, response in op["responses"].items():
             if "$ref" in response:
@@ -87,7 +109,11 @@ def test_every_error_response_is_a_problem_document(document: dict[str, Any]) ->
             if int(status) >= 400 and path != "/readyz":
                 content = response.get("content", {})
                 assert list(content) == [PROBLEM], (method, path, status)
-                assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}, (method, path, status)
+                assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}, (
+                    method,
+                    path,
+                    status,
+                )
 
 
 def test_every_operation_documents_the_statuses_it_can_answer(document: dict[str, Any]) -> None:
@@ -131,5 +157,11 @@ def test_every_problem_type_is_listed_with_its_status(document: dict[str, Any]) 
     description = document["info"]["description"]
     for kind, (status, _) in PROBLEM_KINDS.items():
         assert f"| `https://racer-profiles.dev/problems/{kind}` | {status} |" in description, kind
-    for kind in ("not-found", "method-not-allowed", "content-too-large", "unsupported-media-type", "validation"):
+    for kind in (
+        "not-found",
+        "method-not-allowed",
+        "content-too-large",
+        "unsupported-media-type",
+        "validation",
+    ):
         assert kind in PROBLEM_KINDS

@@ -79,8 +79,10 @@ def _seed(client: TestClient, token: str) -> tuple[list[str], dict[str, list[str
     headers = {"Authorization": f"Bearer {token}"}
     profiles, vehicles = [], {}
     for i in range(3):
-        body = {"name": f"Seed {i}", "vehicles": [{"name": f"Kart {i}", "race_number": f"{i}7"},
-                                                   {"name": f"Spare {i}"}]}
+        body = {
+            "name": f"Seed {i}",
+            "vehicles": [{"name": f"Kart {i}", "race_number": f"{i}7"}, {"name": f"Spare {i}"}],
+        }
         response = client.post("/v1/profiles", json=body, headers=headers)
         assert response.status_code == 201, response.text
         created = response.json()
@@ -188,13 +190,20 @@ def test_sequences_along_the_documented_links_conform(live: Live) -> None:
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"app": live.app, "headers": {"Authorization": f"Bearer {live.token}"}}
 
-        def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
             calls.append(f"{case.operation.label} -> {response.status_code}")
-            case.validate_response(response, checks=CHECKS, headers=kwargs.get("headers"), transport_kwargs=kwargs)
+            case.validate_response(
+                response, checks=CHECKS, headers=kwargs.get("headers"), transport_kwargs=kwargs
+            )
 
     AgainstTheLiveApp.run(
         settings=hypothesis.settings(
-            max_examples=STATEFUL_EXAMPLES, stateful_step_count=8, deadline=None, database=None,
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
             derandomize=os.environ.get("FUZZ_RANDOM") is None,
             suppress_health_check=list(hypothesis.HealthCheck),
         )
@@ -203,5 +212,7 @@ def test_sequences_along_the_documented_links_conform(live: Live) -> None:
     print(f"\nstateful: {len(calls)} calls: {', '.join(sorted(set(calls)))}")
     # Sequences got past the create: profiles were created and then changed.
     assert "POST /v1/profiles -> 201" in calls, sorted(set(calls))
-    changed = {c for c in calls if c.split()[0] in ("PATCH", "PUT", "DELETE", "POST") and c.endswith(("200", "201"))}
+    changed = {
+        c for c in calls if c.split()[0] in ("PATCH", "PUT", "DELETE", "POST") and c.endswith(("200", "201"))
+    }
     assert changed - {"POST /v1/profiles -> 201"}, sorted(set(calls))

@@ -73,10 +73,17 @@ class Service:
     _supply: TokenSupply | None = field(default=None, repr=False)
     _shared: str | None = field(default=None, repr=False)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(CLI), *args], env=env or self.env, cwd=ROOT,
-            capture_output=True, text=True, timeout=timeout, check=False,
+            [str(CLI), *args],
+            env=env or self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def create_account(self, name: str, role: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -84,7 +91,9 @@ class Service:
         token, printed alone on the last line of stdout."""
         args = ["accounts", "create", name] + (["--role", role] if role else [])
         result = self.cli(*args, env=env)
-        assert result.returncode == 0, f"accounts create failed ({result.returncode}):\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"accounts create failed ({result.returncode}):\n{result.stderr[-3000:]}"
+        )
         token = result.stdout.strip().splitlines()[-1].strip()
         assert token.startswith("rp_") and " " not in token, result.stdout
         return token
@@ -193,7 +202,10 @@ def _start_once(database_url: str, log_dir: Path, **extra_env: str) -> Service |
         # A file, not a pipe: uvicorn logs every request and a full pipe would block it.
         process = subprocess.Popen(
             [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     service = Service(f"http://127.0.0.1:{port}", database_url, env, process, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -202,7 +214,9 @@ def _start_once(database_url: str, log_dir: Path, **extra_env: str) -> Service |
             if process.poll() is not None:
                 if "address already in use" in service.log().lower():
                     return None
-                pytest.fail(f"server exited with {process.returncode} before answering:\n{service.log()[-5000:]}")
+                pytest.fail(
+                    f"server exited with {process.returncode} before answering:\n{service.log()[-5000:]}"
+                )
             try:
                 if client.get("/healthz").status_code == 200:
                     return service

@@ -9,12 +9,19 @@ from uuid import UUID
 import httpx
 
 PROFILE_KEYS = {
-    "id", "name", "is_default", "archived", "vehicles", "vehicle_count",
-    "version", "created_at", "updated_at",
+    "id",
+    "name",
+    "is_default",
+    "archived",
+    "vehicles",
+    "vehicle_count",
+    "version",
+    "created_at",
+    "updated_at",
 }
 VEHICLE_KEYS = {"id", "name", "vehicle_class", "race_number"}
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-TRACEBACK_MARKERS = ("Traceback", 'File "', "psycopg", "eventsourcing", ".py\", line")
+TRACEBACK_MARKERS = ("Traceback", 'File "', "psycopg", "eventsourcing", '.py", line')
 
 
 def auth(token: str, **headers: str) -> dict[str, str]:

@@ -79,11 +79,23 @@ def test_an_auditor_reads_every_account_but_cannot_command_and_owners_read_only_
     first_a = ok(client.post("/v1/profiles", json={"name": "Ann"}, headers=auth(owner_a)), 201)
     pa = ok(client.post("/v1/profiles", json={"name": "Abe"}, headers=auth(owner_a)), 201)
     ok(client.patch(f"/v1/profiles/{pa['id']}", json={"name": "Abel"}, headers=auth(owner_a)))
-    pb = ok(client.post("/v1/profiles", json={"name": "Bob", "vehicles": [{"name": "Kart"}]}, headers=auth(owner_b)), 201)
+    pb = ok(
+        client.post(
+            "/v1/profiles", json={"name": "Bob", "vehicles": [{"name": "Kart"}]}, headers=auth(owner_b)
+        ),
+        201,
+    )
 
     assert entries(client, auditor, pa["id"]) == entries(client, owner_a, pa["id"])
-    assert [e["type"] for e in entries(client, auditor, pb["id"])] == ["Created", "MemberAdded", "DefaultChanged"]
-    assert ok(client.get(f"/v1/profiles/{pa['id']}", params={"version": 1}, headers=auth(auditor)))["name"] == "Abe"
+    assert [e["type"] for e in entries(client, auditor, pb["id"])] == [
+        "Created",
+        "MemberAdded",
+        "DefaultChanged",
+    ]
+    assert (
+        ok(client.get(f"/v1/profiles/{pa['id']}", params={"version": 1}, headers=auth(auditor)))["name"]
+        == "Abe"
+    )
     exported = {r["aggregate_id"] for r in ndjson(client, auditor)}
     assert {first_a["id"], pa["id"], pb["id"]} <= exported
 
@@ -104,7 +116,10 @@ def test_an_auditor_reads_every_account_but_cannot_command_and_owners_read_only_
 
     # An owner reads its own account only.
     assert client.get(f"/v1/profiles/{pa['id']}/history", headers=auth(owner_b)).status_code == 404
-    assert client.get(f"/v1/profiles/{pa['id']}", params={"version": 1}, headers=auth(owner_b)).status_code == 404
+    assert (
+        client.get(f"/v1/profiles/{pa['id']}", params={"version": 1}, headers=auth(owner_b)).status_code
+        == 404
+    )
     assert client.get(f"/v1/profiles/{pa['id']}", headers=auth(owner_b)).status_code == 404
     mine = ndjson(client, owner_b)
     assert pb["id"] in {r["aggregate_id"] for r in mine}

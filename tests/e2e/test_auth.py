@@ -23,8 +23,16 @@ ENDPOINTS = [
     ("POST", "/v1/profiles/00000000-0000-0000-0000-000000000001/archive", None),
     ("POST", "/v1/profiles/00000000-0000-0000-0000-000000000001/restore", None),
     ("POST", "/v1/profiles/00000000-0000-0000-0000-000000000001/vehicles", {"name": "X"}),
-    ("PATCH", "/v1/profiles/00000000-0000-0000-0000-000000000001/vehicles/00000000-0000-0000-0000-000000000002", {"name": "X"}),
-    ("DELETE", "/v1/profiles/00000000-0000-0000-0000-000000000001/vehicles/00000000-0000-0000-0000-000000000002", None),
+    (
+        "PATCH",
+        "/v1/profiles/00000000-0000-0000-0000-000000000001/vehicles/00000000-0000-0000-0000-000000000002",
+        {"name": "X"},
+    ),
+    (
+        "DELETE",
+        "/v1/profiles/00000000-0000-0000-0000-000000000001/vehicles/00000000-0000-0000-0000-000000000002",
+        None,
+    ),
 ]
 
 
@@ -70,7 +78,9 @@ def test_bad_credentials_are_401(client: httpx.Client, shared_token: str) -> Non
 def test_refused_writes_change_nothing(client: httpx.Client, shared_token: str) -> None:
     created = create(client, shared_token, "Mine")
     pid = created["id"]
-    response = client.patch(f"/v1/profiles/{pid}", json={"name": "Hijacked"}, headers={"Authorization": "Bearer nope"})
+    response = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "Hijacked"}, headers={"Authorization": "Bearer nope"}
+    )
     _assert_unauthorized(response)
     unauthenticated_create = client.post("/v1/profiles", json={"name": "Anonymous racer"})
     _assert_unauthorized(unauthenticated_create)
@@ -107,7 +117,9 @@ def test_accounts_cannot_see_or_touch_each_others_profiles(
         assert body["status"] == 404
 
     # Bob's own archive cannot name Alice's profile as successor.
-    foreign_successor = client.post(f"/v1/profiles/{b1['id']}/archive", json={"successor_id": a1_id}, headers=h)
+    foreign_successor = client.post(
+        f"/v1/profiles/{b1['id']}/archive", json={"successor_id": a1_id}, headers=h
+    )
     assert foreign_successor.status_code == 422
     assert "Alice" not in foreign_successor.text
 

@@ -19,17 +19,32 @@ OWN_SERVER = True
 def _some_history(client: httpx.Client, token: str) -> list[str]:
     """Every kind of command, so verify and rebuild replay all event types."""
     h = auth(token)
-    a = create(client, token, "Alpha", vehicles=[{"name": "Kart", "race_number": "9"}], details={"team": "Blue"})
+    a = create(
+        client, token, "Alpha", vehicles=[{"name": "Kart", "race_number": "9"}], details={"team": "Blue"}
+    )
     b = create(client, token, "Bravo")
     c = create(client, token, "Charlie")
     assert client.patch(f"/v1/profiles/{b['id']}", json={"name": "Bravo Two"}, headers=h).status_code == 200
-    added = client.post(f"/v1/profiles/{b['id']}/vehicles", json={"name": "Rotax", "vehicle_class": "Senior"}, headers=h)
+    added = client.post(
+        f"/v1/profiles/{b['id']}/vehicles", json={"name": "Rotax", "vehicle_class": "Senior"}, headers=h
+    )
     assert added.status_code == 201
     vid = added.json()["vehicles"][0]["id"]
-    assert client.patch(f"/v1/profiles/{b['id']}/vehicles/{vid}", json={"race_number": "77"}, headers=h).status_code == 200
-    assert client.delete(f"/v1/profiles/{a['id']}/vehicles/{a['vehicles'][0]['id']}", headers=h).status_code == 200
+    assert (
+        client.patch(
+            f"/v1/profiles/{b['id']}/vehicles/{vid}", json={"race_number": "77"}, headers=h
+        ).status_code
+        == 200
+    )
+    assert (
+        client.delete(f"/v1/profiles/{a['id']}/vehicles/{a['vehicles'][0]['id']}", headers=h).status_code
+        == 200
+    )
     assert client.put("/v1/profiles/default", json={"profile_id": c["id"]}, headers=h).status_code == 200
-    assert client.post(f"/v1/profiles/{c['id']}/archive", json={"successor_id": b["id"]}, headers=h).status_code == 200
+    assert (
+        client.post(f"/v1/profiles/{c['id']}/archive", json={"successor_id": b["id"]}, headers=h).status_code
+        == 200
+    )
     assert client.post(f"/v1/profiles/{a['id']}/archive", headers=h).status_code == 200
     assert client.post(f"/v1/profiles/{a['id']}/restore", headers=h).status_code == 200
     return [a["id"], b["id"], c["id"]]
@@ -81,7 +96,9 @@ def test_verify_passes_then_names_a_tampered_row_and_rebuild_repairs_it(
     assert code == 0, output
 
 
-def test_accounts_create_prints_the_token_alone_on_the_last_line(client: httpx.Client, service: Service) -> None:
+def test_accounts_create_prints_the_token_alone_on_the_last_line(
+    client: httpx.Client, service: Service
+) -> None:
     result = service.cli("accounts", "create", "Plain Env")  # the server's env as is
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

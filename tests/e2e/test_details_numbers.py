@@ -28,7 +28,9 @@ def test_non_finite_detail_numbers_are_refused_and_the_projection_keeps_running(
     assert ready.json()["projection"] == "leader"
     assert ready.json()["lag"] == 0
     # Another account's ordinary command is still read back at once (not 202).
-    created = client.post("/v1/profiles", json={"name": "Ordinary", "details": {"x": 1.5}}, headers=auth(shared_token))
+    created = client.post(
+        "/v1/profiles", json={"name": "Ordinary", "details": {"x": 1.5}}, headers=auth(shared_token)
+    )
     assert created.status_code == 201, created.text
     assert created.json()["details"] == {"x": 1.5}
     assert create(client, token, "Fine")["is_default"] is True

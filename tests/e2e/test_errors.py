@@ -53,7 +53,9 @@ def test_out_of_range_limit_is_422(client: httpx.Client, shared_token: str, limi
 
 def test_limits_at_the_bounds_are_accepted(client: httpx.Client, shared_token: str) -> None:
     for limit in ("1", "200"):
-        assert client.get("/v1/profiles", params={"limit": limit}, headers=auth(shared_token)).status_code == 200
+        assert (
+            client.get("/v1/profiles", params={"limit": limit}, headers=auth(shared_token)).status_code == 200
+        )
 
 
 @pytest.mark.parametrize(
@@ -117,11 +119,14 @@ def test_problem_documents_name_the_request_path(client: httpx.Client, shared_to
 def test_a_body_that_is_not_json_is_415(client: httpx.Client, shared_token: str) -> None:
     for media_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
         response = client.post(
-            "/v1/profiles", content=b'{"name": "A"}', headers=auth(shared_token, **{"Content-Type": media_type})
+            "/v1/profiles",
+            content=b'{"name": "A"}',
+            headers=auth(shared_token, **{"Content-Type": media_type}),
         )
         assert_problem(response, 415)
     charset = client.post(
-        "/v1/profiles", content=b'{"name": "Charset"}',
+        "/v1/profiles",
+        content=b'{"name": "Charset"}',
         headers=auth(shared_token, **{"Content-Type": "application/json; charset=utf-8"}),
     )
     assert charset.status_code == 201, charset.text

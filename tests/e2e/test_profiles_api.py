@@ -91,9 +91,7 @@ def test_details_round_trip(client: httpx.Client, shared_token: str) -> None:
 # --- list and pagination ----------------------------------------------------
 
 
-def test_list_is_in_creation_order_and_hides_archived_unless_asked(
-    client: httpx.Client, token: str
-) -> None:
+def test_list_is_in_creation_order_and_hides_archived_unless_asked(client: httpx.Client, token: str) -> None:
     ids = [create(client, token, f"P{i}")["id"] for i in range(3)]
     assert [p["id"] for p in list_all(client, token)] == ids
 
@@ -114,7 +112,9 @@ def test_list_is_in_creation_order_and_hides_archived_unless_asked(
     first = client.get("/v1/profiles", params={"limit": 2, "include_archived": "true"}, headers=h).json()
     assert [p["id"] for p in first["items"]] == ids[:2]
     second = client.get(
-        "/v1/profiles", params={"limit": 2, "include_archived": "true", "cursor": first["next_cursor"]}, headers=h
+        "/v1/profiles",
+        params={"limit": 2, "include_archived": "true", "cursor": first["next_cursor"]},
+        headers=h,
     ).json()
     assert second == {"items": [everything[2]], "next_cursor": None}
 
@@ -165,9 +165,7 @@ def _etag_version(response: httpx.Response) -> int:
     return int(value.strip('"'))
 
 
-def test_set_default_moves_the_default_and_is_read_back_at_once(
-    client: httpx.Client, token: str
-) -> None:
+def test_set_default_moves_the_default_and_is_read_back_at_once(client: httpx.Client, token: str) -> None:
     first = create(client, token, "First")
     second = create(client, token, "Second")
     before = client.get("/v1/profiles/default", headers=auth(token))
@@ -207,15 +205,21 @@ def test_set_default_with_if_match_on_the_roster_version(client: httpx.Client, t
     assert assert_problem(stale, 412, "precondition-failed")["current_version"] == int(current.strip('"'))
     assert default_id(client, token) == first
 
-    ok = client.put("/v1/profiles/default", json={"profile_id": second}, headers=auth(token, **{"If-Match": current}))
+    ok = client.put(
+        "/v1/profiles/default", json={"profile_id": second}, headers=auth(token, **{"If-Match": current})
+    )
     assert ok.status_code == 200, ok.text
     assert default_id(client, token) == second
 
     # The ETag read before that change is stale now: a lost update is refused.
-    lost = client.put("/v1/profiles/default", json={"profile_id": first}, headers=auth(token, **{"If-Match": current}))
+    lost = client.put(
+        "/v1/profiles/default", json={"profile_id": first}, headers=auth(token, **{"If-Match": current})
+    )
     assert_problem(lost, 412)
     assert default_id(client, token) == second
-    malformed = client.put("/v1/profiles/default", json={"profile_id": first}, headers=auth(token, **{"If-Match": "v1"}))
+    malformed = client.put(
+        "/v1/profiles/default", json={"profile_id": first}, headers=auth(token, **{"If-Match": "v1"})
+    )
     assert error_fields(assert_problem(malformed, 422)) == ["If-Match"]
 
 
@@ -243,7 +247,9 @@ def test_set_default_needs_a_profile_id(client: httpx.Client, shared_token: str)
 
 def test_rename_changes_the_name_and_bumps_the_version(client: httpx.Client, shared_token: str) -> None:
     created = create(client, shared_token, "Before")
-    response = client.patch(f"/v1/profiles/{created['id']}", json={"name": " After "}, headers=auth(shared_token))
+    response = client.patch(
+        f"/v1/profiles/{created['id']}", json={"name": " After "}, headers=auth(shared_token)
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["name"] == "After"
@@ -259,25 +265,37 @@ def test_rename_changes_the_name_and_bumps_the_version(client: httpx.Client, sha
 
 def test_rename_to_the_same_name_changes_nothing(client: httpx.Client, shared_token: str) -> None:
     created = create(client, shared_token, "Same")
-    response = client.patch(f"/v1/profiles/{created['id']}", json={"name": "Same"}, headers=auth(shared_token))
+    response = client.patch(
+        f"/v1/profiles/{created['id']}", json={"name": "Same"}, headers=auth(shared_token)
+    )
     assert response.status_code == 200
     assert response.json() == created
 
 
 def test_rename_with_if_match(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "V1")["id"]
-    ok = client.patch(f"/v1/profiles/{pid}", json={"name": "V2"}, headers=auth(shared_token, **{"If-Match": '"1"'}))
+    ok = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "V2"}, headers=auth(shared_token, **{"If-Match": '"1"'})
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["version"] == 2
-    weak = client.patch(f"/v1/profiles/{pid}", json={"name": "V3"}, headers=auth(shared_token, **{"If-Match": 'W/"2"'}))
+    weak = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "V3"}, headers=auth(shared_token, **{"If-Match": 'W/"2"'})
+    )
     assert weak.status_code == 200, weak.text
-    star = client.patch(f"/v1/profiles/{pid}", json={"name": "V4"}, headers=auth(shared_token, **{"If-Match": "*"}))
+    star = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "V4"}, headers=auth(shared_token, **{"If-Match": "*"})
+    )
     assert star.status_code == 200, star.text
 
-    stale = client.patch(f"/v1/profiles/{pid}", json={"name": "Lost"}, headers=auth(shared_token, **{"If-Match": '"99"'}))
+    stale = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "Lost"}, headers=auth(shared_token, **{"If-Match": '"99"'})
+    )
     body = assert_problem(stale, 412, "precondition-failed")
     assert body["current_version"] == 4
-    old = client.patch(f"/v1/profiles/{pid}", json={"name": "Lost"}, headers=auth(shared_token, **{"If-Match": '"1"'}))
+    old = client.patch(
+        f"/v1/profiles/{pid}", json={"name": "Lost"}, headers=auth(shared_token, **{"If-Match": '"1"'})
+    )
     assert assert_problem(old, 412)["current_version"] == 4
     current = get(client, shared_token, pid)
     assert (current["name"], current["version"]) == ("V4", 4)
@@ -286,7 +304,9 @@ def test_rename_with_if_match(client: httpx.Client, shared_token: str) -> None:
 def test_malformed_if_match_is_422(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "Tag")["id"]
     for value in ("1", "abc", '"x"', '"1", "2"', '"1234567890"'):
-        response = client.patch(f"/v1/profiles/{pid}", json={"name": "New"}, headers=auth(shared_token, **{"If-Match": value}))
+        response = client.patch(
+            f"/v1/profiles/{pid}", json={"name": "New"}, headers=auth(shared_token, **{"If-Match": value})
+        )
         body = assert_problem(response, 422, "validation")
         assert error_fields(body) == ["If-Match"], value
     assert get(client, shared_token, pid)["name"] == "Tag"
@@ -294,18 +314,27 @@ def test_malformed_if_match_is_422(client: httpx.Client, shared_token: str) -> N
 
 def test_rename_validation(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "Valid")["id"]
-    blank = assert_problem(client.patch(f"/v1/profiles/{pid}", json={"name": "   "}, headers=auth(shared_token)), 422)
+    blank = assert_problem(
+        client.patch(f"/v1/profiles/{pid}", json={"name": "   "}, headers=auth(shared_token)), 422
+    )
     assert blank["errors"][0]["field"] == "name"
-    too_long = assert_problem(client.patch(f"/v1/profiles/{pid}", json={"name": "x" * 81}, headers=auth(shared_token)), 422)
+    too_long = assert_problem(
+        client.patch(f"/v1/profiles/{pid}", json={"name": "x" * 81}, headers=auth(shared_token)), 422
+    )
     assert too_long["errors"][0]["field"] == "name"
-    control = assert_problem(client.patch(f"/v1/profiles/{pid}", json={"name": "a\u0007b"}, headers=auth(shared_token)), 422)
+    control = assert_problem(
+        client.patch(f"/v1/profiles/{pid}", json={"name": "a\u0007b"}, headers=auth(shared_token)), 422
+    )
     assert control["errors"][0]["field"] == "name"
-    not_text = assert_problem(client.patch(f"/v1/profiles/{pid}", json={"name": 5}, headers=auth(shared_token)), 422)
+    not_text = assert_problem(
+        client.patch(f"/v1/profiles/{pid}", json={"name": 5}, headers=auth(shared_token)), 422
+    )
     assert not_text["errors"][0]["field"] == "name"
     missing = assert_problem(client.patch(f"/v1/profiles/{pid}", json={}, headers=auth(shared_token)), 422)
     assert missing["errors"][0]["field"] == "name"
     unknown = assert_problem(
-        client.patch(f"/v1/profiles/{pid}", json={"name": "Ok", "nickname": "x"}, headers=auth(shared_token)), 422
+        client.patch(f"/v1/profiles/{pid}", json={"name": "Ok", "nickname": "x"}, headers=auth(shared_token)),
+        422,
     )
     assert error_fields(unknown) == ["nickname"]
     assert get(client, shared_token, pid)["version"] == 1
@@ -316,18 +345,39 @@ def test_rename_validation(client: httpx.Client, shared_token: str) -> None:
 
 
 def test_create_validation(client: httpx.Client, token: str) -> None:
-    assert assert_problem(client.post("/v1/profiles", json={"name": ""}, headers=auth(token)), 422)["errors"][0]["field"] == "name"
-    assert assert_problem(client.post("/v1/profiles", json={"name": "z" * 81}, headers=auth(token)), 422)["errors"][0]["field"] == "name"
-    assert error_fields(assert_problem(client.post("/v1/profiles", json={}, headers=auth(token)), 422)) == ["name"]
-    unknown = assert_problem(client.post("/v1/profiles", json={"name": "A", "colour": "red"}, headers=auth(token)), 422)
+    assert (
+        assert_problem(client.post("/v1/profiles", json={"name": ""}, headers=auth(token)), 422)["errors"][0][
+            "field"
+        ]
+        == "name"
+    )
+    assert (
+        assert_problem(client.post("/v1/profiles", json={"name": "z" * 81}, headers=auth(token)), 422)[
+            "errors"
+        ][0]["field"]
+        == "name"
+    )
+    assert error_fields(assert_problem(client.post("/v1/profiles", json={}, headers=auth(token)), 422)) == [
+        "name"
+    ]
+    unknown = assert_problem(
+        client.post("/v1/profiles", json={"name": "A", "colour": "red"}, headers=auth(token)), 422
+    )
     assert error_fields(unknown) == ["colour"]
     bad_vehicle = assert_problem(
-        client.post("/v1/profiles", json={"name": "A", "vehicles": [{"name": "K", "race_number": "#7"}]}, headers=auth(token)),
+        client.post(
+            "/v1/profiles",
+            json={"name": "A", "vehicles": [{"name": "K", "race_number": "#7"}]},
+            headers=auth(token),
+        ),
         422,
     )
     assert bad_vehicle["errors"][0]["field"] == "vehicles[0].race_number"
     too_many = assert_problem(
-        client.post("/v1/profiles", json={"name": "A", "vehicles": [{"name": "K"}] * 51}, headers=auth(token)), 422
+        client.post(
+            "/v1/profiles", json={"name": "A", "vehicles": [{"name": "K"}] * 51}, headers=auth(token)
+        ),
+        422,
     )
     assert error_fields(too_many) == ["vehicles"]
     # Nothing was created by any of the refused requests.
@@ -336,7 +386,9 @@ def test_create_validation(client: httpx.Client, token: str) -> None:
 
 
 def test_rename_unknown_profile_is_404(client: httpx.Client, shared_token: str) -> None:
-    response = client.patch(f"/v1/profiles/{uuid.uuid4()}", json={"name": "Ghost"}, headers=auth(shared_token))
+    response = client.patch(
+        f"/v1/profiles/{uuid.uuid4()}", json={"name": "Ghost"}, headers=auth(shared_token)
+    )
     assert_problem(response, 404, "not-found")
 
 
@@ -354,7 +406,9 @@ def test_rename_archived_profile_is_409(client: httpx.Client, shared_token: str)
 def test_archive_and_restore_a_non_default_profile(client: httpx.Client, token: str) -> None:
     default = create(client, token, "Main")
     other = create(client, token, "Other")
-    response = client.post(f"/v1/profiles/{other['id']}/archive", json={"reason": "season over"}, headers=auth(token))
+    response = client.post(
+        f"/v1/profiles/{other['id']}/archive", json={"reason": "season over"}, headers=auth(token)
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["archived"] is True and body["is_default"] is False
@@ -364,7 +418,9 @@ def test_archive_and_restore_a_non_default_profile(client: httpx.Client, token: 
     assert default_id(client, token) == default["id"]
     assert [p["id"] for p in list_all(client, token)] == [default["id"]]
 
-    restored = client.post(f"/v1/profiles/{other['id']}/restore", json={"reason": "back"}, headers=auth(token))
+    restored = client.post(
+        f"/v1/profiles/{other['id']}/restore", json={"reason": "back"}, headers=auth(token)
+    )
     assert restored.status_code == 200, restored.text
     assert restored.json()["archived"] is False and restored.json()["is_default"] is False
     assert restored.json()["version"] == 3
@@ -375,7 +431,10 @@ def test_archive_and_restore_a_non_default_profile(client: httpx.Client, token: 
 def test_archiving_the_default_promotes_the_earliest_created(client: httpx.Client, token: str) -> None:
     ids = [create(client, token, n)["id"] for n in ("A", "B", "C")]
     # Make C the default, then archive it: A (earliest) takes over, not B.
-    assert client.put("/v1/profiles/default", json={"profile_id": ids[2]}, headers=auth(token)).status_code == 200
+    assert (
+        client.put("/v1/profiles/default", json={"profile_id": ids[2]}, headers=auth(token)).status_code
+        == 200
+    )
     response = client.post(f"/v1/profiles/{ids[2]}/archive", headers=auth(token))
     assert response.status_code == 200, response.text
     assert response.json()["is_default"] is False
@@ -385,13 +444,17 @@ def test_archiving_the_default_promotes_the_earliest_created(client: httpx.Clien
 
 def test_archiving_the_default_hands_over_to_the_named_successor(client: httpx.Client, token: str) -> None:
     ids = [create(client, token, n)["id"] for n in ("A", "B", "C")]
-    response = client.post(f"/v1/profiles/{ids[0]}/archive", json={"successor_id": ids[2]}, headers=auth(token))
+    response = client.post(
+        f"/v1/profiles/{ids[0]}/archive", json={"successor_id": ids[2]}, headers=auth(token)
+    )
     assert response.status_code == 200, response.text
     assert default_id(client, token) == ids[2]
     assert [p["is_default"] for p in list_all(client, token)] == [False, True]
 
 
-def test_archive_refuses_unusable_successors(client: httpx.Client, token: str, new_token: Callable[..., str]) -> None:
+def test_archive_refuses_unusable_successors(
+    client: httpx.Client, token: str, new_token: Callable[..., str]
+) -> None:
     a = create(client, token, "A")["id"]
     b = create(client, token, "B")["id"]
     c = create(client, token, "C")["id"]
@@ -401,11 +464,15 @@ def test_archive_refuses_unusable_successors(client: httpx.Client, token: str, n
     assert_problem(itself, 409, "illegal-state")
     archived = client.post(f"/v1/profiles/{a}/archive", json={"successor_id": c}, headers=auth(token))
     assert_problem(archived, 409, "illegal-state")
-    unknown = client.post(f"/v1/profiles/{a}/archive", json={"successor_id": str(uuid.uuid4())}, headers=auth(token))
+    unknown = client.post(
+        f"/v1/profiles/{a}/archive", json={"successor_id": str(uuid.uuid4())}, headers=auth(token)
+    )
     assert error_fields(assert_problem(unknown, 422, "validation")) == ["successor_id"]
     stranger = new_token()
     foreign = create(client, stranger, "Theirs")["id"]
-    other_account = client.post(f"/v1/profiles/{a}/archive", json={"successor_id": foreign}, headers=auth(token))
+    other_account = client.post(
+        f"/v1/profiles/{a}/archive", json={"successor_id": foreign}, headers=auth(token)
+    )
     assert error_fields(assert_problem(other_account, 422)) == ["successor_id"]
     malformed = client.post(f"/v1/profiles/{a}/archive", json={"successor_id": "nope"}, headers=auth(token))
     assert error_fields(assert_problem(malformed, 422)) == ["successor_id"]
@@ -419,9 +486,13 @@ def test_archive_refuses_unusable_successors(client: httpx.Client, token: str, n
 def test_archive_twice_is_409_and_unknown_is_404(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "Once")["id"]
     assert client.post(f"/v1/profiles/{pid}/archive", headers=auth(shared_token)).status_code == 200
-    assert_problem(client.post(f"/v1/profiles/{pid}/archive", headers=auth(shared_token)), 409, "illegal-state")
+    assert_problem(
+        client.post(f"/v1/profiles/{pid}/archive", headers=auth(shared_token)), 409, "illegal-state"
+    )
     assert get(client, shared_token, pid)["version"] == 2
-    assert_problem(client.post(f"/v1/profiles/{uuid.uuid4()}/archive", headers=auth(shared_token)), 404, "not-found")
+    assert_problem(
+        client.post(f"/v1/profiles/{uuid.uuid4()}/archive", headers=auth(shared_token)), 404, "not-found"
+    )
 
 
 def test_archive_with_stale_if_match_is_412(client: httpx.Client, shared_token: str) -> None:
@@ -454,9 +525,15 @@ def test_archiving_the_last_profile_then_restoring_it(client: httpx.Client, toke
 
 def test_restore_refusals(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "Active")["id"]
-    assert_problem(client.post(f"/v1/profiles/{pid}/restore", headers=auth(shared_token)), 409, "illegal-state")
-    assert_problem(client.post(f"/v1/profiles/{uuid.uuid4()}/restore", headers=auth(shared_token)), 404, "not-found")
-    unknown_field = client.post(f"/v1/profiles/{pid}/restore", json={"successor_id": pid}, headers=auth(shared_token))
+    assert_problem(
+        client.post(f"/v1/profiles/{pid}/restore", headers=auth(shared_token)), 409, "illegal-state"
+    )
+    assert_problem(
+        client.post(f"/v1/profiles/{uuid.uuid4()}/restore", headers=auth(shared_token)), 404, "not-found"
+    )
+    unknown_field = client.post(
+        f"/v1/profiles/{pid}/restore", json={"successor_id": pid}, headers=auth(shared_token)
+    )
     assert error_fields(assert_problem(unknown_field, 422)) == ["successor_id"]
     assert get(client, shared_token, pid)["version"] == 1
 
@@ -482,7 +559,8 @@ def test_vehicle_lifecycle(client: httpx.Client, shared_token: str) -> None:
     assert get(client, shared_token, pid) == body
 
     changed = client.patch(
-        f"/v1/profiles/{pid}/vehicles/{new['id']}", json={"race_number": "7", "vehicle_class": None},
+        f"/v1/profiles/{pid}/vehicles/{new['id']}",
+        json={"race_number": "7", "vehicle_class": None},
         headers=auth(shared_token),
     )
     assert changed.status_code == 200, changed.text
@@ -492,7 +570,9 @@ def test_vehicle_lifecycle(client: httpx.Client, shared_token: str) -> None:
     assert changed.headers["ETag"] == '"3"'
     assert get(client, shared_token, pid)["vehicles"] == changed.json()["vehicles"]
 
-    renamed = client.patch(f"/v1/profiles/{pid}/vehicles/{new['id']}", json={"name": "Rotax Evo"}, headers=auth(shared_token))
+    renamed = client.patch(
+        f"/v1/profiles/{pid}/vehicles/{new['id']}", json={"name": "Rotax Evo"}, headers=auth(shared_token)
+    )
     assert renamed.status_code == 200
     assert {v["id"]: v for v in get(client, shared_token, pid)["vehicles"]}[new["id"]]["name"] == "Rotax Evo"
 
@@ -509,11 +589,17 @@ def test_unknown_vehicle_is_404(client: httpx.Client, shared_token: str) -> None
     pid = create(client, shared_token, "NoSuchKart", vehicles=[{"name": "Real"}])["id"]
     ghost = uuid.uuid4()
     assert_problem(
-        client.patch(f"/v1/profiles/{pid}/vehicles/{ghost}", json={"name": "X"}, headers=auth(shared_token)), 404, "not-found"
+        client.patch(f"/v1/profiles/{pid}/vehicles/{ghost}", json={"name": "X"}, headers=auth(shared_token)),
+        404,
+        "not-found",
     )
-    assert_problem(client.delete(f"/v1/profiles/{pid}/vehicles/{ghost}", headers=auth(shared_token)), 404, "not-found")
     assert_problem(
-        client.post(f"/v1/profiles/{uuid.uuid4()}/vehicles", json={"name": "X"}, headers=auth(shared_token)), 404, "not-found"
+        client.delete(f"/v1/profiles/{pid}/vehicles/{ghost}", headers=auth(shared_token)), 404, "not-found"
+    )
+    assert_problem(
+        client.post(f"/v1/profiles/{uuid.uuid4()}/vehicles", json={"name": "X"}, headers=auth(shared_token)),
+        404,
+        "not-found",
     )
     assert get(client, shared_token, pid)["version"] == 1
 
@@ -523,18 +609,33 @@ def test_vehicle_validation(client: httpx.Client, shared_token: str) -> None:
     pid, vid = profile["id"], profile["vehicles"][0]["id"]
     url = f"/v1/profiles/{pid}/vehicles"
     for bad in ("#7", "1234567", "7 7", ""):
-        body = assert_problem(client.post(url, json={"name": "K", "race_number": bad}, headers=auth(shared_token)), 422)
+        body = assert_problem(
+            client.post(url, json={"name": "K", "race_number": bad}, headers=auth(shared_token)), 422
+        )
         assert body["errors"][0]["field"] == "race_number", bad
-        body = assert_problem(client.patch(f"{url}/{vid}", json={"race_number": bad}, headers=auth(shared_token)), 422)
+        body = assert_problem(
+            client.patch(f"{url}/{vid}", json={"race_number": bad}, headers=auth(shared_token)), 422
+        )
         assert body["errors"][0]["field"] == "race_number", bad
-    assert assert_problem(client.post(url, json={"name": " "}, headers=auth(shared_token)), 422)["errors"][0]["field"] == "name"
+    assert (
+        assert_problem(client.post(url, json={"name": " "}, headers=auth(shared_token)), 422)["errors"][0][
+            "field"
+        ]
+        == "name"
+    )
     long_class = client.post(url, json={"name": "K", "vehicle_class": "c" * 41}, headers=auth(shared_token))
     assert assert_problem(long_class, 422)["errors"][0]["field"] == "vehicle_class"
-    assert error_fields(assert_problem(client.post(url, json={"name": "K", "wheels": 4}, headers=auth(shared_token)), 422)) == ["wheels"]
-    assert error_fields(assert_problem(client.post(url, json={}, headers=auth(shared_token)), 422)) == ["name"]
+    assert error_fields(
+        assert_problem(client.post(url, json={"name": "K", "wheels": 4}, headers=auth(shared_token)), 422)
+    ) == ["wheels"]
+    assert error_fields(assert_problem(client.post(url, json={}, headers=auth(shared_token)), 422)) == [
+        "name"
+    ]
     empty_patch = assert_problem(client.patch(f"{url}/{vid}", json={}, headers=auth(shared_token)), 422)
     assert empty_patch["errors"]
-    null_name = assert_problem(client.patch(f"{url}/{vid}", json={"name": None}, headers=auth(shared_token)), 422)
+    null_name = assert_problem(
+        client.patch(f"{url}/{vid}", json={"name": None}, headers=auth(shared_token)), 422
+    )
     assert null_name["errors"][0]["field"] == "name"
     assert get(client, shared_token, pid) == profile
 
@@ -543,8 +644,13 @@ def test_vehicles_of_an_archived_profile_cannot_change(client: httpx.Client, sha
     profile = create(client, shared_token, "Frozen", vehicles=[{"name": "Kart"}])
     pid, vid = profile["id"], profile["vehicles"][0]["id"]
     assert client.post(f"/v1/profiles/{pid}/archive", headers=auth(shared_token)).status_code == 200
-    assert_problem(client.post(f"/v1/profiles/{pid}/vehicles", json={"name": "New"}, headers=auth(shared_token)), 409)
-    assert_problem(client.patch(f"/v1/profiles/{pid}/vehicles/{vid}", json={"name": "New"}, headers=auth(shared_token)), 409)
+    assert_problem(
+        client.post(f"/v1/profiles/{pid}/vehicles", json={"name": "New"}, headers=auth(shared_token)), 409
+    )
+    assert_problem(
+        client.patch(f"/v1/profiles/{pid}/vehicles/{vid}", json={"name": "New"}, headers=auth(shared_token)),
+        409,
+    )
     assert_problem(client.delete(f"/v1/profiles/{pid}/vehicles/{vid}", headers=auth(shared_token)), 409)
     after = get(client, shared_token, pid)
     assert after["vehicles"] == profile["vehicles"] and after["version"] == 2
@@ -552,12 +658,18 @@ def test_vehicles_of_an_archived_profile_cannot_change(client: httpx.Client, sha
 
 def test_vehicle_commands_honour_if_match(client: httpx.Client, shared_token: str) -> None:
     pid = create(client, shared_token, "Tagged")["id"]
-    stale = client.post(f"/v1/profiles/{pid}/vehicles", json={"name": "K"}, headers=auth(shared_token, **{"If-Match": '"3"'}))
+    stale = client.post(
+        f"/v1/profiles/{pid}/vehicles", json={"name": "K"}, headers=auth(shared_token, **{"If-Match": '"3"'})
+    )
     assert assert_problem(stale, 412)["current_version"] == 1
-    ok = client.post(f"/v1/profiles/{pid}/vehicles", json={"name": "K"}, headers=auth(shared_token, **{"If-Match": '"1"'}))
+    ok = client.post(
+        f"/v1/profiles/{pid}/vehicles", json={"name": "K"}, headers=auth(shared_token, **{"If-Match": '"1"'})
+    )
     assert ok.status_code == 201
     vid = ok.json()["vehicles"][0]["id"]
-    stale_delete = client.delete(f"/v1/profiles/{pid}/vehicles/{vid}", headers=auth(shared_token, **{"If-Match": '"1"'}))
+    stale_delete = client.delete(
+        f"/v1/profiles/{pid}/vehicles/{vid}", headers=auth(shared_token, **{"If-Match": '"1"'})
+    )
     assert assert_problem(stale_delete, 412)["current_version"] == 2
     assert get(client, shared_token, pid)["vehicle_count"] == 1
 
@@ -625,7 +737,9 @@ def test_x_min_position_of_a_command_is_served_at_once(client: httpx.Client, tok
     assert client.get("/v1/profiles/default", headers=h).json()["id"] == pid
 
 
-def test_x_min_position_beyond_the_log_is_503_with_retry_after(client: httpx.Client, shared_token: str) -> None:
+def test_x_min_position_beyond_the_log_is_503_with_retry_after(
+    client: httpx.Client, shared_token: str
+) -> None:
     create(client, shared_token, "Anything")
     h = auth(shared_token, **{"X-Min-Position": str(10**9)})
     for path in ("/v1/profiles", "/v1/profiles/default"):

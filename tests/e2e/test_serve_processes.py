@@ -21,9 +21,15 @@ WAIT = 20.0  # seconds; covers api/workers.py's 5 s restart pause
 
 
 def projector_children(serve_pid: int) -> list[int]:
-    listing = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(serve_pid)],
-                             capture_output=True, text=True, check=False).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if f" project --parent-pid {serve_pid}" in line]
+    listing = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(serve_pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [
+        int(line.split()[0]) for line in listing.splitlines() if f" project --parent-pid {serve_pid}" in line
+    ]
 
 
 def alive(pid: int) -> bool:
@@ -32,7 +38,11 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie (exited, not yet reaped by its new parent) counts as gone.
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() else "X"
+    state = (
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if Path(f"/proc/{pid}").exists()
+        else "X"
+    )
     return state not in ("Z", "X")
 
 
@@ -85,13 +95,27 @@ def test_a_burst_of_signals_stops_a_projector_cleanly(pg_server_url: str, e2e_lo
     try:
         for _ in range(5):
             with log.open("wb") as out:
-                project = subprocess.Popen([str(CLI), "project"], env=service_env(database_url), cwd=ROOT,
-                                           stdout=out, stderr=subprocess.STDOUT)
-            assert until(lambda: "projection runner is the leader" in log.read_text(errors="replace")), \
+                project = subprocess.Popen(
+                    [str(CLI), "project"],
+                    env=service_env(database_url),
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            assert until(lambda: "projection runner is the leader" in log.read_text(errors="replace")), (
                 log.read_text(errors="replace")[-3000:]
+            )
             # A stream of both signals (the same signal pending twice counts once).
-            subprocess.run(["bash", "-c", f"for i in $(seq 3000); do kill -TERM {project.pid} 2>/dev/null;"
-                            f" kill -INT {project.pid} 2>/dev/null || break; done"], check=False, timeout=60)
+            subprocess.run(
+                [
+                    "bash",
+                    "-c",
+                    f"for i in $(seq 3000); do kill -TERM {project.pid} 2>/dev/null;"
+                    f" kill -INT {project.pid} 2>/dev/null || break; done",
+                ],
+                check=False,
+                timeout=60,
+            )
             try:
                 code = project.wait(15)
             except subprocess.TimeoutExpired:

@@ -27,8 +27,9 @@ WAIT = 10.0  # seconds a stream may take to show a change (it takes milliseconds
 class Reader:
     """One stream, read by a thread; events are kept as (id, profile)."""
 
-    def __init__(self, base_url: str, token: str, last_event_id: str | None = None,
-                 via_query: bool = False) -> None:
+    def __init__(
+        self, base_url: str, token: str, last_event_id: str | None = None, via_query: bool = False
+    ) -> None:
         self.headers: dict[str, str] = {"Accept": "text/event-stream"}
         self.params: dict[str, str] = {}
         if via_query:
@@ -55,9 +56,10 @@ class Reader:
 
     def _run(self) -> None:
         try:
-            with httpx.Client(timeout=httpx.Timeout(WAIT, read=None)) as client, client.stream(
-                "GET", self.url, headers=self.headers, params=self.params
-            ) as response:
+            with (
+                httpx.Client(timeout=httpx.Timeout(WAIT, read=None)) as client,
+                client.stream("GET", self.url, headers=self.headers, params=self.params) as response,
+            ):
                 self._response = response
                 assert response.status_code == 200, response.read()
                 assert response.headers["content-type"].startswith("text/event-stream")
@@ -144,9 +146,7 @@ KEYS = ("name", "is_default", "archived", "version", "vehicle_count")
 
 def matches(latest: dict[str, dict[str, Any]], final: list[dict[str, Any]]) -> bool:
     """The latest state seen of every profile is its final one."""
-    return all(
-        p["id"] in latest and all(latest[p["id"]][k] == p[k] for k in KEYS) for p in final
-    )
+    return all(p["id"] in latest and all(latest[p["id"]][k] == p[k] for k in KEYS) for p in final)
 
 
 def shows(final: list[dict[str, Any]]) -> Callable[[Reader], bool]:

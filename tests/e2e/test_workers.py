@@ -32,8 +32,15 @@ class Workers:
         self.base_url, self.env, self.process = base_url, env, process
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(CLI), *args], env=self.env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=120, check=False)
+        return subprocess.run(
+            [str(CLI), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def token(self) -> str:
         result = self.cli("accounts", "create", f"w-{time.monotonic_ns()}")
@@ -41,8 +48,12 @@ class Workers:
         return result.stdout.strip().splitlines()[-1]
 
     def children(self) -> list[str]:
-        listing = subprocess.run(["ps", "-ww", "-o", "args=", "--ppid", str(self.process.pid)],
-                                 capture_output=True, text=True, check=False).stdout
+        listing = subprocess.run(
+            ["ps", "-ww", "-o", "args=", "--ppid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         return [line for line in listing.splitlines() if line.strip()]
 
 
@@ -55,7 +66,10 @@ def workers(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     running = Workers(f"http://127.0.0.1:{port}", env, process)
     try:
@@ -120,7 +134,9 @@ def test_a_rebuild_under_load_fails_no_request(workers: Workers) -> None:
                 listed = client.get("/v1/profiles/default")
                 for response in (created, listed):
                     if response.status_code >= 300:
-                        failures.append(f"{response.request.method} {response.status_code} {response.text[:200]}")
+                        failures.append(
+                            f"{response.request.method} {response.status_code} {response.text[:200]}"
+                        )
                 count += 1
 
     thread = threading.Thread(target=load)

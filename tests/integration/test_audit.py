@@ -94,7 +94,10 @@ def test_a_cause_without_reason_is_recorded_as_null(shared: Container, acc: str)
     c.app.rename(acc, pid, "Anna", Cause("carol", None, "rq-2"))
     renamed = history(c, pid)[-1]
     assert (renamed["type"], renamed["actor"], renamed["reason"], renamed["request_id"]) == (
-        "Renamed", "carol", None, "rq-2",
+        "Renamed",
+        "carol",
+        None,
+        "rq-2",
     )
 
 
@@ -109,7 +112,9 @@ def test_history_lists_the_profile_events_and_the_roster_events_about_it_in_orde
     p2 = c.app.create_profile(acc, "Bob", [], Cause("alice", None, "r2")).profile_id
     c.app.rename(acc, p1, "Anna", Cause("alice", "typo", "r3"))
     c.app.set_default(acc, p2, Cause("bob", "my turn", "r4"))
-    vehicle = c.app.add_vehicle(acc, p1, {"name": "Buggy", "race_number": "7"}, Cause("alice", None, "r5")).vehicle_id
+    vehicle = c.app.add_vehicle(
+        acc, p1, {"name": "Buggy", "race_number": "7"}, Cause("alice", None, "r5")
+    ).vehicle_id
     c.app.archive(acc, p1, Cause("alice", "pause", "r6"))
     c.app.restore(acc, p1, Cause("alice", "back", "r7"))
     c.app.archive(acc, p2, Cause("bob", "gone", "r8"))  # p1 is the only one left: default again
@@ -135,7 +140,19 @@ def test_history_lists_the_profile_events_and_the_roster_events_about_it_in_orde
     roster_versions = [e["version"] for e in entries if e["aggregate_type"] == "Roster"]
     assert roster_versions == sorted(roster_versions)
     assert {e["aggregate_id"] for e in entries} == {str(p1), str(roster_id(acc))}
-    assert [e["request_id"] for e in entries] == ["r1", "r1", "r1", "r3", "r4", "r5", "r6", "r6", "r7", "r7", "r8"]
+    assert [e["request_id"] for e in entries] == [
+        "r1",
+        "r1",
+        "r1",
+        "r3",
+        "r4",
+        "r5",
+        "r6",
+        "r6",
+        "r7",
+        "r7",
+        "r8",
+    ]
     assert [e["actor"] for e in entries][4] == "bob"
     assert [e["reason"] for e in entries][:5] == ["signup", "signup", "signup", "typo", "my turn"]
 
@@ -177,8 +194,12 @@ def test_history_leaves_out_roster_events_about_other_profiles(shared: Container
         ("DefaultChanged", "became the default"),
     ]
     assert [e.get("concerns") for e in history(c, p3)] == [
-        None, "joined the active profiles", "became the default", "stopped being the default",
-        None, "left the active profiles",
+        None,
+        "joined the active profiles",
+        "became the default",
+        "stopped being the default",
+        None,
+        "left the active profiles",
     ]
 
 
@@ -199,12 +220,12 @@ def test_each_version_replays_the_profile_as_that_command_left_it(shared: Contai
     c.app.archive(acc, p0, Cause("alice", None, "q00"))
     p1 = c.app.create_profile(acc, "Ann", [{"name": "Kart"}], Cause("alice", None, "q1")).profile_id
     p2 = c.app.create_profile(acc, "Bob", [], Cause("alice", None, "q2")).profile_id
-    c.app.rename(acc, p1, "Anna", Cause("alice", None, "q3"))                     # v2
-    c.app.set_default(acc, p2, Cause("alice", None, "q4"))                        # p1 loses default
-    c.app.add_vehicle(acc, p1, {"name": "Buggy"}, Cause("alice", None, "q5"))     # v3
-    c.app.archive(acc, p2, Cause("alice", None, "q6"))                            # p1 default again
-    c.app.archive(acc, p1, Cause("alice", None, "q7"))                            # v4, no default left
-    c.app.restore(acc, p1, Cause("alice", None, "q8"))                            # v5, default again
+    c.app.rename(acc, p1, "Anna", Cause("alice", None, "q3"))  # v2
+    c.app.set_default(acc, p2, Cause("alice", None, "q4"))  # p1 loses default
+    c.app.add_vehicle(acc, p1, {"name": "Buggy"}, Cause("alice", None, "q5"))  # v3
+    c.app.archive(acc, p2, Cause("alice", None, "q6"))  # p1 default again
+    c.app.archive(acc, p1, Cause("alice", None, "q7"))  # v4, no default left
+    c.app.restore(acc, p1, Cause("alice", None, "q8"))  # v5, default again
 
     expected = {
         1: ("Ann", False, ["Kart"], True),
@@ -233,14 +254,16 @@ def test_version_one_of_an_account_s_first_profile_can_be_replayed(shared: Conta
     assert summary(state) == ("Ann", False, [], True)
 
 
-def test_a_version_made_without_a_request_id_still_shows_the_default_it_got(shared: Container, acc: str) -> None:
+def test_a_version_made_without_a_request_id_still_shows_the_default_it_got(
+    shared: Container, acc: str
+) -> None:
     """Commands called without a request id (the legacy import does) save the
     roster events of the command after the profile's: they belong to the version."""
     c = shared
     p1 = c.app.create_profile(acc, "Ann", [], Cause("importer")).profile_id
     p2 = c.app.create_profile(acc, "Bob", [], Cause("importer")).profile_id
-    c.app.archive(acc, p1, Cause("importer"))        # p1 v2: p2 becomes the default
-    c.app.restore(acc, p1, Cause("importer"))        # p1 v3: p2 stays the default
+    c.app.archive(acc, p1, Cause("importer"))  # p1 v2: p2 becomes the default
+    c.app.restore(acc, p1, Cause("importer"))  # p1 v3: p2 stays the default
     assert summary(state_at(c, p2, version=1)) == ("Bob", False, [], False)
     assert summary(state_at(c, p1, version=2)) == ("Ann", True, [], False)
     assert summary(state_at(c, p1, version=1)) == ("Ann", False, [], True)
@@ -369,7 +392,10 @@ def test_events_without_the_audit_fields_load_with_defaults(shared: Container, a
     c.app.rename(acc, pid, "New Anna", Cause("alice", "cleanup", "rq-new"))
     newest = history(c, pid)[-1]
     assert (newest["type"], newest["actor"], newest["reason"], newest["request_id"]) == (
-        "Renamed", "alice", "cleanup", "rq-new",
+        "Renamed",
+        "alice",
+        "cleanup",
+        "rq-new",
     )
 
 
@@ -393,5 +419,8 @@ def test_an_event_stripped_in_the_table_still_loads(shared: Container, acc: str)
     assert c.app.get_profile(pid).name == "Anna"
     renamed = history(c, pid)[-1]
     assert (renamed["type"], renamed["actor"], renamed["reason"], renamed["request_id"]) == (
-        "Renamed", "unknown", None, None,
+        "Renamed",
+        "unknown",
+        None,
+        None,
     )

@@ -80,8 +80,13 @@ def rows(database_url: str, statement: str) -> list[tuple[Any, ...]]:
 
 def a_story(c: Container, tag: str) -> None:
     a, b = f"acc-a-{tag}", f"acc-b-{tag}"
-    p1 = c.app.create_profile(a, "Ann", [{"name": "Kart", "race_number": "7"}], Cause("alice", "signup", "e1"),
-                              details={"team": "red", "since": 2019}).profile_id
+    p1 = c.app.create_profile(
+        a,
+        "Ann",
+        [{"name": "Kart", "race_number": "7"}],
+        Cause("alice", "signup", "e1"),
+        details={"team": "red", "since": 2019},
+    ).profile_id
     p2 = c.app.create_profile(a, "Bob", [], Cause("alice", None, "e2")).profile_id
     p3 = c.app.create_profile(b, "Cy", [{"name": "Buggy"}], Cause("bob", None, "e3")).profile_id
     c.app.rename(a, p1, "Anna", Cause("alice", "typo", "e4"))
@@ -111,9 +116,17 @@ def test_export_replay_rebuild_verify_reproduces_the_read_table(
     assert last_position(exported.stdout) == head
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[-1]["position"] == head
-    original_events = rows(source_url, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id")
+    original_events = rows(
+        source_url, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id"
+    )
     assert [
-        (r["position"], uuid.UUID(r["aggregate_id"]), r["version"], r["topic"], base64.b64decode(r["stored_state"]))
+        (
+            r["position"],
+            uuid.UUID(r["aggregate_id"]),
+            r["version"],
+            r["topic"],
+            base64.b64decode(r["stored_state"]),
+        )
         for r in records
     ] == [(n, i, v, t, bytes(s)) for n, i, v, t, s in original_events]
 
@@ -126,7 +139,9 @@ def test_export_replay_rebuild_verify_reproduces_the_read_table(
     verified = run(fresh_database, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr[-3000:]
 
-    copied_events = rows(fresh_database, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id")
+    copied_events = rows(
+        fresh_database, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id"
+    )
     assert copied_events == original_events
     query = "SELECT * FROM racer_profiles ORDER BY id"
     original, copy = rows(source_url, query), rows(fresh_database, query)
@@ -135,15 +150,30 @@ def test_export_replay_rebuild_verify_reproduces_the_read_table(
     with psycopg.connect(source_url) as conn:
         cursor = conn.execute("SELECT * FROM racer_profiles LIMIT 0")
         columns = [d.name for d in cursor.description or []]
-    assert {"id", "account_id", "name", "details", "vehicles", "vehicle_count", "archived",
-            "is_default", "version", "created_at", "updated_at", "position"} <= set(columns)
+    assert {
+        "id",
+        "account_id",
+        "name",
+        "details",
+        "vehicles",
+        "vehicle_count",
+        "archived",
+        "is_default",
+        "version",
+        "created_at",
+        "updated_at",
+        "position",
+    } <= set(columns)
 
     # A store that is not empty is refused (exit 2) and left as it was.
     again = run_in_process(source_url, "replay", str(out), "--into", fresh_database)
     assert again.exit_code == 2, again.output
     into_source = run_in_process(source_url, "replay", str(out), "--into", source_url)
     assert into_source.exit_code == 2, into_source.output
-    assert rows(fresh_database, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id") == original_events
+    assert (
+        rows(fresh_database, f"SELECT {EVENT_COLUMNS} FROM racerprofiles_events ORDER BY notification_id")
+        == original_events
+    )
     assert rows(source_url, "SELECT count(*) FROM racerprofiles_events")[0][0] == head
 
     replica = build(Settings(database_url=fresh_database, api_threads=2))
@@ -180,6 +210,8 @@ def test_an_export_resumed_after_its_last_position_completes_it(source: Containe
     assert positions and positions[0] == resume_at + 1 and positions == sorted(set(positions))
 
     empty = tmp_path / "empty.ndjson"
-    nothing = run_in_process(source_url, "export", "--out", str(empty), "--after", str(container.audit.log.head()))
+    nothing = run_in_process(
+        source_url, "export", "--out", str(empty), "--after", str(container.audit.log.head())
+    )
     assert nothing.exit_code == 0 and empty.read_bytes() == b""
     assert last_position(nothing.stdout) == container.audit.log.head()

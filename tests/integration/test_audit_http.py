@@ -26,8 +26,18 @@ from infrastructure.container import Container, build
 from infrastructure.settings import Settings
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
-ENTRY_KEYS = {"position", "aggregate_id", "aggregate_type", "version", "type", "recorded_at",
-              "actor", "reason", "request_id", "data"}
+ENTRY_KEYS = {
+    "position",
+    "aggregate_id",
+    "aggregate_type",
+    "version",
+    "type",
+    "recorded_at",
+    "actor",
+    "reason",
+    "request_id",
+    "data",
+}
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +170,17 @@ def test_every_response_carries_a_request_id(client: TestClient, auditor: str) -
         client.get("/v1/audit/defaults", headers=auth(auditor, X_Request_ID="mine-1")),  # 422
     ):
         assert response.headers.get("X-Request-ID"), response.status_code
-    assert client.get("/healthz", headers={"X-Request-ID": "abc:1.2_3-4"}).headers["X-Request-ID"] == "abc:1.2_3-4"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc:1.2_3-4"}).headers["X-Request-ID"]
+        == "abc:1.2_3-4"
+    )
 
 
 def test_an_unexpected_error_still_answers_with_the_request_id(
-    client: TestClient, shared: Container, owner: Callable[[], tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+    client: TestClient,
+    shared: Container,
+    owner: Callable[[], tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """X-Request-ID is how an operator finds the request in the logs: a 500
     needs it most."""
@@ -185,12 +201,24 @@ def test_reasons_come_from_x_reason_or_the_body_which_wins(
 ) -> None:
     _, token = owner()
     p1 = create(client, token, "Ann", reason="signed up")["id"]
-    p2 = ok(client.post("/v1/profiles", json={"name": "Bob"}, headers=auth(token, X_Reason="from header")), 201)["id"]
+    p2 = ok(
+        client.post("/v1/profiles", json={"name": "Bob"}, headers=auth(token, X_Reason="from header")), 201
+    )["id"]
     ok(client.patch(f"/v1/profiles/{p1}", json={"name": "Anna"}, headers=auth(token, X_Reason="typo fix")))
-    ok(client.patch(f"/v1/profiles/{p1}", json={"name": "Annie", "reason": "body wins"},
-                    headers=auth(token, X_Reason="header loses")))
+    ok(
+        client.patch(
+            f"/v1/profiles/{p1}",
+            json={"name": "Annie", "reason": "body wins"},
+            headers=auth(token, X_Reason="header loses"),
+        )
+    )
     ok(client.put("/v1/profiles/default", json={"profile_id": p2, "reason": "swap"}, headers=auth(token)))
-    ok(client.post(f"/v1/profiles/{p1}/vehicles", json={"name": "Kart"}, headers=auth(token, X_Reason="new kart")), 201)
+    ok(
+        client.post(
+            f"/v1/profiles/{p1}/vehicles", json={"name": "Kart"}, headers=auth(token, X_Reason="new kart")
+        ),
+        201,
+    )
     ok(client.post(f"/v1/profiles/{p1}/archive", json={"reason": "pause"}, headers=auth(token)))
     ok(client.post(f"/v1/profiles/{p1}/restore", headers=auth(token, X_Reason="back again")))
     ok(client.post(f"/v1/profiles/{p1}/restore", json={"reason": None}, headers=auth(token)), 409)
@@ -212,21 +240,29 @@ def test_reasons_come_from_x_reason_or_the_body_which_wins(
     assert [e["reason"] for e in all_history(client, token, p2)][0] == "from header"
 
 
-def test_without_any_reason_the_reason_is_null(client: TestClient, owner: Callable[[], tuple[str, str]]) -> None:
+def test_without_any_reason_the_reason_is_null(
+    client: TestClient, owner: Callable[[], tuple[str, str]]
+) -> None:
     _, token = owner()
     pid = create(client, token, "Ann")["id"]
     assert {e["reason"] for e in all_history(client, token, pid)} == {None}
 
 
-def test_vehicle_command_bodies_accept_a_reason_too(client: TestClient, owner: Callable[[], tuple[str, str]]) -> None:
+def test_vehicle_command_bodies_accept_a_reason_too(
+    client: TestClient, owner: Callable[[], tuple[str, str]]
+) -> None:
     """The reason may be given as a `reason` field on any command body."""
     _, token = owner()
     pid = create(client, token, "Ann")["id"]
-    added = client.post(f"/v1/profiles/{pid}/vehicles", json={"name": "Kart", "reason": "bought one"}, headers=auth(token))
+    added = client.post(
+        f"/v1/profiles/{pid}/vehicles", json={"name": "Kart", "reason": "bought one"}, headers=auth(token)
+    )
     body = ok(added, 201)
     vehicle = body["vehicles"][0]["id"]
     changed = client.patch(
-        f"/v1/profiles/{pid}/vehicles/{vehicle}", json={"race_number": "7", "reason": "new number"}, headers=auth(token)
+        f"/v1/profiles/{pid}/vehicles/{vehicle}",
+        json={"race_number": "7", "reason": "new number"},
+        headers=auth(token),
     )
     ok(changed)
     assert [e["reason"] for e in all_history(client, token, pid)][-2:] == ["bought one", "new number"]
@@ -248,14 +284,18 @@ COMMANDS: dict[tuple[str, str], Any] = {
 }
 
 
-def command_requests(client: TestClient, profile_id: str, other_id: str, vehicle_id: str) -> list[tuple[str, str, Any]]:
+def command_requests(
+    client: TestClient, profile_id: str, other_id: str, vehicle_id: str
+) -> list[tuple[str, str, Any]]:
     """One valid request for every POST/PUT/PATCH/DELETE route under /v1/profiles
     (taken from the OpenAPI document, so a new command route needs an entry here)."""
     schema = client.app.openapi()  # type: ignore[attr-defined]
     routes = {
         (method.upper(), template)
-        for template, operations in schema["paths"].items() if template.startswith("/v1/profiles")
-        for method in operations if method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
+        for template, operations in schema["paths"].items()
+        if template.startswith("/v1/profiles")
+        for method in operations
+        if method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
     }
     assert routes == set(COMMANDS), routes ^ set(COMMANDS)
     requests = []
@@ -287,7 +327,9 @@ def test_read_all_roles_get_403_on_every_command_and_change_nothing(
     assert shared.audit.log.head() == head
 
 
-def test_an_owner_is_allowed_the_same_commands(client: TestClient, owner: Callable[[], tuple[str, str]]) -> None:
+def test_an_owner_is_allowed_the_same_commands(
+    client: TestClient, owner: Callable[[], tuple[str, str]]
+) -> None:
     """The requests of the 403 test are valid: an owner gets every one through."""
     _, token = owner()
     p1 = create(client, token, "Ann", vehicles=[{"name": "Kart"}])
@@ -313,10 +355,18 @@ def test_an_auditor_reads_every_account_s_history_states_and_defaults(
     assert all_history(client, auditor, pa) == all_history(client, token_a, pa)
     assert all_history(client, auditor, pb) == all_history(client, token_b, pb)
     assert ok(client.get(f"/v1/profiles/{pb}", params={"version": 1}, headers=auth(auditor)))["name"] == "Bob"
-    assert ok(client.get(f"/v1/profiles/{pb}", params={"as_of": datetime.now(UTC).isoformat()},
-                         headers=auth(auditor)))["name"] == "Bobby"
+    assert (
+        ok(
+            client.get(
+                f"/v1/profiles/{pb}", params={"as_of": datetime.now(UTC).isoformat()}, headers=auth(auditor)
+            )
+        )["name"]
+        == "Bobby"
+    )
     for account, pid in ((acc_a, pa), (acc_b, pb0)):
-        items = ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(auditor)))["items"]
+        items = ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(auditor)))[
+            "items"
+        ]
         assert [i["to_profile_id"] for i in items] == [pid]
 
 
@@ -330,8 +380,12 @@ def test_an_owner_cannot_read_another_account_s_audit_data(
 
     problem(history(client, token_b, pa), 404)
     problem(client.get(f"/v1/profiles/{pa}", params={"version": 1}, headers=auth(token_b)), 404)
-    problem(client.get(f"/v1/profiles/{pa}", params={"as_of": datetime.now(UTC).isoformat()},
-                       headers=auth(token_b)), 404)
+    problem(
+        client.get(
+            f"/v1/profiles/{pa}", params={"as_of": datetime.now(UTC).isoformat()}, headers=auth(token_b)
+        ),
+        404,
+    )
     problem(client.get("/v1/audit/defaults", params={"account_id": acc_a}, headers=auth(token_b)), 404)
     # the owner's own reads work and say the same thing for an unknown id
     problem(history(client, token_a, str(uuid.uuid4())), 404)
@@ -347,7 +401,11 @@ def busy_profile(client: TestClient, token: str) -> tuple[str, str]:
     p2 = create(client, token, "Bob")["id"]
     for i in range(3):
         ok(client.patch(f"/v1/profiles/{p1}", json={"name": f"Ann {i}"}, headers=auth(token)))
-        ok(client.put("/v1/profiles/default", json={"profile_id": p2 if i % 2 == 0 else p1}, headers=auth(token)))
+        ok(
+            client.put(
+                "/v1/profiles/default", json={"profile_id": p2 if i % 2 == 0 else p1}, headers=auth(token)
+            )
+        )
     ok(client.post(f"/v1/profiles/{p1}/archive", headers=auth(token)))
     ok(client.post(f"/v1/profiles/{p1}/restore", headers=auth(token)))
     return p1, p2
@@ -369,13 +427,19 @@ def test_history_entries_have_the_documented_fields(
     positions = [e["position"] for e in entries]
     assert positions == sorted(set(positions))
     assert [e.get("concerns") for e in entries if e["aggregate_type"] == "Roster"] == [
-        "joined the active profiles", "became the default",
-        "stopped being the default", "became the default", "stopped being the default",
-        "left the active profiles", "joined the active profiles",
+        "joined the active profiles",
+        "became the default",
+        "stopped being the default",
+        "became the default",
+        "stopped being the default",
+        "left the active profiles",
+        "joined the active profiles",
     ]
 
 
-def test_history_pages_cover_every_entry_once(client: TestClient, owner: Callable[[], tuple[str, str]]) -> None:
+def test_history_pages_cover_every_entry_once(
+    client: TestClient, owner: Callable[[], tuple[str, str]]
+) -> None:
     _, token = owner()
     p1, _ = busy_profile(client, token)
     full = all_history(client, token, p1)
@@ -385,7 +449,9 @@ def test_history_pages_cover_every_entry_once(client: TestClient, owner: Callabl
         cursor: str | None = None
         pages = 0
         while True:
-            params: dict[str, Any] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+            params: dict[str, Any] = (
+                {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+            )
             body = ok(history(client, token, p1, **params))
             pages += 1
             assert 1 <= len(body["items"]) <= limit
@@ -407,13 +473,22 @@ def test_a_history_cursor_resumes_after_its_page_and_limits_are_checked(
     entries = all_history(client, token, pid)
     first = ok(history(client, token, pid, limit=len(entries) - 1))
     assert first["items"] == entries[:-1] and first["next_cursor"]
-    assert ok(history(client, token, pid, cursor=first["next_cursor"])) == {"items": entries[-1:], "next_cursor": None}
+    assert ok(history(client, token, pid, cursor=first["next_cursor"])) == {
+        "items": entries[-1:],
+        "next_cursor": None,
+    }
     # An entry written later shows up after the cursor's page, nothing before it again.
     ok(client.patch(f"/v1/profiles/{pid}", json={"name": "Ann C"}, headers=auth(token)))
     resumed = ok(history(client, token, pid, cursor=first["next_cursor"]))
     assert resumed["items"][0] == entries[-1] and len(resumed["items"]) == 2
     assert resumed["items"][1]["data"].get("name") == "Ann C"
-    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "garbage!"}, {"cursor": "YWZ0ZXI6LTE"}, {"limit": "x"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 201},
+        {"cursor": "garbage!"},
+        {"cursor": "YWZ0ZXI6LTE"},
+        {"limit": "x"},
+    ):
         body = problem(history(client, token, pid, **params), 422)
         assert [e["field"] for e in body["errors"]] == [next(iter(params))], body
 
@@ -459,7 +534,10 @@ def test_version_and_as_of_return_the_profile_as_it_was(
     assert ok(at(version=3)) == ok(client.get(f"/v1/profiles/{p1['id']}", headers=auth(token)))
 
     assert (ok(at(as_of=t1.isoformat()))["name"], ok(at(as_of=t1.isoformat()))["is_default"]) == ("Ann", True)
-    assert (ok(at(as_of=t2.isoformat()))["name"], ok(at(as_of=t2.isoformat()))["is_default"]) == ("Anna", True)
+    assert (ok(at(as_of=t2.isoformat()))["name"], ok(at(as_of=t2.isoformat()))["is_default"]) == (
+        "Anna",
+        True,
+    )
     s3 = ok(at(as_of=t3.isoformat()))
     assert (s3["name"], s3["is_default"], s3["archived"], s3["version"]) == ("Anna", False, False, 2)
     zulu = t3.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -521,8 +599,14 @@ def test_the_default_timeline_over_http(
     assert all(RFC3339_UTC.match(i["changed_at"]) for i in mine)
     times = [datetime.fromisoformat(i["changed_at"]) for i in mine]
     assert times == sorted(times)
-    assert ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(token)))["items"] == mine
-    assert ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(auditor)))["items"] == mine
+    assert (
+        ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(token)))["items"]
+        == mine
+    )
+    assert (
+        ok(client.get("/v1/audit/defaults", params={"account_id": account}, headers=auth(auditor)))["items"]
+        == mine
+    )
 
     missing = problem(client.get("/v1/audit/defaults", headers=auth(auditor)), 422)
     assert [e["field"] for e in missing["errors"]] == ["account_id"]
@@ -552,8 +636,11 @@ def test_the_owner_export_holds_exactly_its_account_s_events_in_order(
     for record in records:
         assert record["actor"] in (account_a, None)  # (see the test just below)
         assert RFC3339_UTC.match(record["recorded_at"])
-        stored = next(e for e in shared.audit.log.of(uuid.UUID(record["aggregate_id"]))
-                      if e.version == record["version"])
+        stored = next(
+            e
+            for e in shared.audit.log.of(uuid.UUID(record["aggregate_id"]))
+            if e.version == record["version"]
+        )
         assert base64.b64decode(record["stored_state"]) == stored.stored.state
         assert record["topic"] == stored.stored.topic
 
@@ -564,11 +651,16 @@ def test_every_exported_event_carries_its_actor_and_request_id(
     """Each stored event carries the actor and the request id, the roster's
     Created event of a new account included."""
     account, token = owner()
-    response = client.post("/v1/profiles", json={"name": "Ann"}, headers=auth(token, X_Request_ID="rq-first-ever"))
+    response = client.post(
+        "/v1/profiles", json={"name": "Ann"}, headers=auth(token, X_Request_ID="rq-first-ever")
+    )
     ok(response, 201)
     records = export(client, token)
     assert [(r["aggregate_type"], r["type"]) for r in records] == [
-        ("RacerProfile", "Created"), ("Roster", "Created"), ("Roster", "MemberAdded"), ("Roster", "DefaultChanged"),
+        ("RacerProfile", "Created"),
+        ("Roster", "Created"),
+        ("Roster", "MemberAdded"),
+        ("Roster", "DefaultChanged"),
     ]
     assert [(r["actor"], r["request_id"]) for r in records] == [(account, "rq-first-ever")] * 4
 

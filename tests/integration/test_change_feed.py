@@ -69,8 +69,7 @@ def test_apply_notifies_the_last_position_of_each_batch(container: Container) ->
     # of each batch: every row-changing event is covered.
     app = container.app
     changing = [
-        n.id for n in app.recorder.select_notifications(0, 100)
-        if changes_for(app.mapper.to_domain_event(n))
+        n.id for n in app.recorder.select_notifications(0, 100) if changes_for(app.mapper.to_domain_event(n))
     ]
     assert notified == sorted(set(notified))
     assert all(any(n >= p for n in notified) for p in changing)

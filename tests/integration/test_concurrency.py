@@ -100,9 +100,7 @@ def roster_history_problems(container: Container, account: str) -> list[str]:
 
 def create_account(container: Container, size: int) -> tuple[str, list[UUID]]:
     account = f"acct-{uuid.uuid4().hex[:10]}"
-    pids = [
-        container.app.create_profile(account, f"P{i}", [], CAUSE).profile_id for i in range(size)
-    ]
+    pids = [container.app.create_profile(account, f"P{i}", [], CAUSE).profile_id for i in range(size)]
     return account, pids
 
 
@@ -138,12 +136,16 @@ def test_racing_first_creates_for_a_new_account_leave_exactly_one_default(
     for _ in range(ROUNDS):
         account = f"acct-{uuid.uuid4().hex[:10]}"
         pids = [uuid.uuid4() for _ in range(THREADS)]
-        results = race([
-            (lambda pid=pid, worker=worker: worker.create_profile(
-                account, "Racer", [], CAUSE, profile_id=pid
-            ))
-            for pid, worker in zip(pids, workers, strict=True)
-        ])
+        results = race(
+            [
+                (
+                    lambda pid=pid, worker=worker: worker.create_profile(
+                        account, "Racer", [], CAUSE, profile_id=pid
+                    )
+                )
+                for pid, worker in zip(pids, workers, strict=True)
+            ]
+        )
         done = outcomes(results, ConcurrencyConflict)
         assert done, "no create succeeded"
         attempts += [o.attempts for o in done]
@@ -171,9 +173,7 @@ def test_racing_set_defaults_end_on_the_last_committed_one(container: Container)
     for _ in range(ROUNDS):
         account, pids = create_account(container, THREADS + 1)
         targets = pids[1:]  # pids[0] is the default already: every call moves it
-        results = race([
-            (lambda pid=pid: app.set_default(account, pid, CAUSE)) for pid in targets
-        ])
+        results = race([(lambda pid=pid: app.set_default(account, pid, CAUSE)) for pid in targets])
         done = outcomes(results, ConcurrencyConflict)
         assert done
         settle(container, done)

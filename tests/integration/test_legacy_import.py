@@ -97,7 +97,8 @@ def vehicles_of(container: Container, profile_id: UUID) -> list[tuple[Any, ...]]
 
 def default_events(container: Container, account: str) -> list[Any]:
     return [
-        e for e in container.app.repository.event_store.get(roster_id(account))
+        e
+        for e in container.app.repository.event_store.get(roster_id(account))
         if isinstance(e, Roster.DefaultChanged)
     ]
 
@@ -141,7 +142,10 @@ def test_the_sample_schema_is_imported_with_vehicles_details_and_the_marked_defa
     alex = container.app.get_profile(pid(account, 1))
     assert (alex.name, alex.account_id) == ("Alex Rivera", account)
     assert alex.details == {
-        "home_track": "Silverstone", "team": "Apex Karting", "skill_rating": 7.5, "newsletter": True,
+        "home_track": "Silverstone",
+        "team": "Apex Karting",
+        "skill_rating": 7.5,
+        "newsletter": True,
     }
     assert container.app.get_profile(pid(account, 3)).details["skill_rating"] is None
     assert report.unused_columns == ["vehicles.colour"]
@@ -184,10 +188,16 @@ def test_rows_added_to_the_legacy_tables_later_are_imported_by_the_next_run(
 ) -> None:
     load_sample(legacy_url)
     run(container, legacy_url, account)
-    sql(legacy_url, "INSERT INTO racer_profiles (id, name, created_at, updated_at)"
-                    " VALUES (5, 'Kim Tanaka', '2024-03-03', '2024-03-04')")
-    sql(legacy_url, "INSERT INTO vehicles (id, profile_id, name, class, number) VALUES"
-                    " (7, 5, 'Radical SR1', 'SR1', 11), (8, 1, 'Rain kart', NULL, 43)")
+    sql(
+        legacy_url,
+        "INSERT INTO racer_profiles (id, name, created_at, updated_at)"
+        " VALUES (5, 'Kim Tanaka', '2024-03-03', '2024-03-04')",
+    )
+    sql(
+        legacy_url,
+        "INSERT INTO vehicles (id, profile_id, name, class, number) VALUES"
+        " (7, 5, 'Radical SR1', 'SR1', 11), (8, 1, 'Rain kart', NULL, 43)",
+    )
 
     report = run(container, legacy_url, account)
 
@@ -220,8 +230,10 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(
     assert plan.default is not None
     assert (plan.default.legacy_id, plan.default.outcome) == (2, "would be set")
     lines = format_report(plan)
-    assert "plan: 3 new profiles with 4 vehicles, 0 new vehicles for profiles imported before;" \
+    assert (
+        "plan: 3 new profiles with 4 vehicles, 0 new vehicles for profiles imported before;"
         " 0 profiles already imported" in lines
+    )
     assert lines[-1] == "dry run: nothing written"
 
     # A dry run over an imported account, with a new row waiting, writes nothing either.
@@ -241,20 +253,38 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(
 @pytest.mark.parametrize(
     ("marked", "updated", "expected", "reason"),
     [
-        pytest.param([], {}, 1, "no row is marked is_default; legacy profile 1 is the most recently updated",
-                     id="zero-marked"),
+        pytest.param(
+            [],
+            {},
+            1,
+            "no row is marked is_default; legacy profile 1 is the most recently updated",
+            id="zero-marked",
+        ),
         pytest.param([3], {}, 3, "legacy profile 3 is the only row marked is_default", id="one-marked"),
-        pytest.param([2, 3], {3: "2024-06-01"}, 3,
-                     "2 rows are marked is_default (2, 3); chose 3, the most recently updated of them",
-                     id="two-marked-by-update"),
-        pytest.param([2, 3], {2: None, 3: None}, 2,
-                     "2 rows are marked is_default (2, 3); chose 2, the earliest created of them",
-                     id="two-marked-none-updated"),
+        pytest.param(
+            [2, 3],
+            {3: "2024-06-01"},
+            3,
+            "2 rows are marked is_default (2, 3); chose 3, the most recently updated of them",
+            id="two-marked-by-update",
+        ),
+        pytest.param(
+            [2, 3],
+            {2: None, 3: None},
+            2,
+            "2 rows are marked is_default (2, 3); chose 2, the earliest created of them",
+            id="two-marked-none-updated",
+        ),
     ],
 )
 def test_the_default_follows_the_is_default_column(
-    container: Container, legacy_url: str, account: str,
-    marked: list[int], updated: dict[int, str | None], expected: int, reason: str,
+    container: Container,
+    legacy_url: str,
+    account: str,
+    marked: list[int],
+    updated: dict[int, str | None],
+    expected: int,
+    reason: str,
 ) -> None:
     load_sample(legacy_url)
     sql(legacy_url, "UPDATE racer_profiles SET is_default = (id = ANY(%s))", (marked,))
@@ -307,8 +337,10 @@ def test_without_is_default_or_updated_at_the_earliest_created_profile_is_the_de
     # The default came with the first profile's join; that event carries the reason.
     (event,) = default_events(container, account)
     assert event.actor == "import"
-    assert "no is_default column and no updated_at column; legacy profile 3 is the earliest created" \
+    assert (
+        "no is_default column and no updated_at column; legacy profile 3 is the earliest created"
         in event.reason
+    )
     assert report.default is not None and report.default.outcome == "set"
 
 
@@ -319,8 +351,11 @@ def test_a_default_the_user_chose_since_is_never_overridden(
     run(container, legacy_url, account)
     container.app.set_default(account, pid(account, 3), Cause(account, "I race the MX-5 now"))
     sql(legacy_url, "UPDATE racer_profiles SET is_default = false")
-    sql(legacy_url, "INSERT INTO racer_profiles (id, name, created_at, updated_at, is_default)"
-                    " VALUES (5, 'Kim Tanaka', now(), now(), true)")
+    sql(
+        legacy_url,
+        "INSERT INTO racer_profiles (id, name, created_at, updated_at, is_default)"
+        " VALUES (5, 'Kim Tanaka', now(), now(), true)",
+    )
 
     report = run(container, legacy_url, account)
 
@@ -338,9 +373,14 @@ def test_an_import_that_stopped_half_way_is_completed_by_the_next_run(
     load_sample(legacy_url)
     # What the first step of an interrupted run left: profile 1 with its vehicles.
     container.app.create_profile(
-        account, "Alex Rivera", [{"name": "Rotax Max Senior", "vehicle_class": "Senior Max", "race_number": "42"},
-                                 {"name": "Spare chassis"}],
-        Cause("import", "legacy import: profile 1, vehicles [1, 2]"), profile_id=pid(account, 1),
+        account,
+        "Alex Rivera",
+        [
+            {"name": "Rotax Max Senior", "vehicle_class": "Senior Max", "race_number": "42"},
+            {"name": "Spare chassis"},
+        ],
+        Cause("import", "legacy import: profile 1, vehicles [1, 2]"),
+        profile_id=pid(account, 1),
     )
 
     report = run(container, legacy_url, account)
@@ -359,7 +399,9 @@ def test_an_import_that_stopped_half_way_is_completed_by_the_next_run(
 def test_bad_rows_are_reported_by_id_and_skipped_whole(
     container: Container, legacy_url: str, account: str
 ) -> None:
-    sql(legacy_url, """
+    sql(
+        legacy_url,
+        """
         CREATE TABLE racer_profiles (id integer, name text, created_at timestamp, is_default boolean);
         CREATE TABLE vehicles (id integer, profile_id integer, name text, vehicle_class text,
                                race_number text);
@@ -381,7 +423,8 @@ def test_bad_rows_are_reported_by_id_and_skipped_whole(
             (104, 99, 'Orphan', NULL, NULL),
             (105, NULL, 'Nobody''s', NULL, NULL),
             (106, 17, 'Classy', repeat('c', 41), NULL);
-    """)
+    """,
+    )
 
     report = run(container, legacy_url, account)
 
@@ -392,12 +435,12 @@ def test_bad_rows_are_reported_by_id_and_skipped_whole(
         ("racer_profiles", 11): "name must not be blank",
         ("racer_profiles", 12): "name is missing",
         ("racer_profiles", 13): "vehicle 102 race_number must contain only letters and digits"
-                                " (skipped with its 2 vehicles)",
+        " (skipped with its 2 vehicles)",
         ("racer_profiles", 14): "name must be at most 80 characters after trimming",
         ("racer_profiles", 15): "vehicle 103 name must not be blank (skipped with its 1 vehicle)",
         ("racer_profiles", 16): "id appears 2 times in racer_profiles",
         ("racer_profiles", 17): "vehicle 106 vehicle_class must be at most 40 characters after trimming"
-                                " (skipped with its 1 vehicle)",
+        " (skipped with its 1 vehicle)",
         ("vehicles", 104): "profile_id 99 is not a profile in racer_profiles",
         ("vehicles", 105): "has no profile_id",
     }
@@ -408,8 +451,10 @@ def test_bad_rows_are_reported_by_id_and_skipped_whole(
     assert set(roster.members) == {str(pid(account, 10))}
     lines = format_report(report)
     assert "problems: 9 bad rows skipped, none of them written" in lines
-    assert "  profile 13: vehicle 102 race_number must contain only letters and digits" \
+    assert (
+        "  profile 13: vehicle 102 race_number must contain only letters and digits"
         " (skipped with its 2 vehicles)" in lines
+    )
 
     # Fixed in the legacy database, the row comes in with the next run.
     sql(legacy_url, "UPDATE vehicles SET race_number = '7' WHERE id = 102")
@@ -423,7 +468,9 @@ def test_text_ids_odd_column_types_and_no_vehicles_table(
     container: Container, legacy_url: str, account: str
 ) -> None:
     extra = ", ".join(f"c{i:02d} integer DEFAULT {i}" for i in range(16))
-    sql(legacy_url, f"""
+    sql(
+        legacy_url,
+        f"""
         CREATE TABLE racer_profiles (
             id text PRIMARY KEY, name text NOT NULL, created_at date NOT NULL,
             updated_at timestamp, is_default text,
@@ -436,7 +483,8 @@ def test_text_ids_odd_column_types_and_no_vehicles_table(
              E'fast\\nand\\tsteady', '{{"seat": "low"}}', '1990-02-03', '\\x00ff', '  '),
             ('r-b', 'Ben', '2021-01-01', '2021-06-01', 'YES', NULL, 5, repeat('b', 250), NULL, NULL,
              NULL, 'Benny');
-    """)
+    """,
+    )
 
     report = run(container, legacy_url, account)
 
@@ -447,14 +495,21 @@ def test_text_ids_odd_column_types_and_no_vehicles_table(
     assert len(report.detail_columns) == 20  # 23 extra columns; the first 20 are kept
     assert report.unused_columns == ["racer_profiles.c13", "racer_profiles.c14", "racer_profiles.c15"]
     assert ana.details == {
-        "fee": 12.5, "big": "1152921504606846976", "bio": "fast and steady", "prefs": '{"seat":"low"}',
-        "born": "1990-02-03", "avatar": None, "nickname": None,
+        "fee": 12.5,
+        "big": "1152921504606846976",
+        "bio": "fast and steady",
+        "prefs": '{"seat":"low"}',
+        "born": "1990-02-03",
+        "avatar": None,
+        "nickname": None,
         **{f"c{i:02d}": i for i in range(13)},
     }
     bio = container.app.get_profile(pid(account, "r-b")).details["bio"]
     assert len(bio) == 200 and bio.endswith("…")
-    assert any(w.startswith("details.bio: longer than 200 characters, truncated for 1 profile") for w in
-               report.warnings)
+    assert any(
+        w.startswith("details.bio: longer than 200 characters, truncated for 1 profile")
+        for w in report.warnings
+    )
     assert any(w.startswith("details.avatar: binary data, kept as null") for w in report.warnings)
     roster = check_store(container, account)
     assert roster.default == str(pid(account, "r-b"))  # is_default 'YES'
@@ -472,14 +527,17 @@ def test_the_legacy_database_is_read_in_a_read_only_transaction(
 ) -> None:
     # A racer_profiles view whose every read tries to write: a read-only
     # transaction refuses that write, so the import fails before writing anything.
-    sql(legacy_url, """
+    sql(
+        legacy_url,
+        """
         CREATE TABLE touched (at timestamptz);
         CREATE TABLE profiles_base (id integer, name text, created_at timestamptz);
         INSERT INTO profiles_base VALUES (1, 'Alex', now());
         CREATE FUNCTION touch() RETURNS boolean LANGUAGE plpgsql VOLATILE AS
             $$ BEGIN INSERT INTO touched VALUES (now()); RETURN true; END $$;
         CREATE VIEW racer_profiles AS SELECT * FROM profiles_base WHERE touch();
-    """)
+    """,
+    )
 
     with pytest.raises(LegacyImportError, match="read-only transaction"):
         import_legacy(container, legacy_url, account)
@@ -547,8 +605,10 @@ def test_the_cli_walk_through(container: Container, legacy_url: str, database_ur
     assert real.returncode == 0, real.stderr
     assert f'default: legacy profile 2 "Sam Okafor" ({pid(account, 2)}): set' in real.stdout
     assert "  reason: legacy profile 2 is the only row marked is_default" in real.stdout
-    assert real.stdout.splitlines()[-1] == f"imported 3 profiles with 4 vehicles and 0 new vehicles" \
+    assert (
+        real.stdout.splitlines()[-1] == f"imported 3 profiles with 4 vehicles and 0 new vehicles"
         f" into account {account}"
+    )
     roster = check_store(container, account)
     assert roster.default == str(pid(account, 2))
 

@@ -48,7 +48,9 @@ def poisoned(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     container.close()
 
 
-def test_every_process_sees_where_the_projection_stopped(poisoned: tuple[Container, int], settings: Settings) -> None:
+def test_every_process_sees_where_the_projection_stopped(
+    poisoned: tuple[Container, int], settings: Settings
+) -> None:
     container, bad = poisoned
     other = build(settings)  # an API worker without a runner of its own
     try:

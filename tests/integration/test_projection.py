@@ -125,7 +125,11 @@ def test_create_projects_name_vehicles_and_the_first_profile_as_default(containe
     row = row_of(container, first.profile_id)
     stored = app.get_profile(first.profile_id)
     assert (row.account_id, row.name, row.archived, row.is_default, row.version) == (
-        ACC, "Alex", False, True, 1
+        ACC,
+        "Alex",
+        False,
+        True,
+        1,
     )
     assert [(v["name"], v["vehicle_class"], v["race_number"]) for v in row.vehicles] == [
         ("Kart", "KZ2", "42"),
@@ -159,7 +163,10 @@ def test_rename_and_vehicle_commands_update_the_row_in_order(container: Containe
     row = row_of(container, pid)
     assert [v["id"] for v in row.vehicles] == [kart, bike, added.vehicle_id]
     assert row.vehicles[-1] == {
-        "id": added.vehicle_id, "name": "Truck", "vehicle_class": "T1", "race_number": "8"
+        "id": added.vehicle_id,
+        "name": "Truck",
+        "vehicle_class": "T1",
+        "race_number": "8",
     }
     assert (row.vehicle_count, row.version, row.position) == (3, 3, added.position)
 
@@ -331,7 +338,8 @@ def test_verify_reports_rows_changed_or_deleted_behind_the_projection(
     _tamper(
         settings,
         "UPDATE racer_profiles SET is_default = (id = %s) WHERE account_id = %s",
-        p2, ACC,
+        p2,
+        ACC,
     )
     problems = verify_store(container)
     assert any(str(p1) in p and "is_default" in p for p in problems), problems
@@ -353,9 +361,7 @@ def test_verify_reports_rows_changed_or_deleted_behind_the_projection(
 # --- runner failover ---------------------------------------------------------------------
 
 
-def test_a_standby_runner_takes_over_when_the_leader_stops(
-    container: Container, settings: Settings
-) -> None:
+def test_a_standby_runner_takes_over_when_the_leader_stops(container: Container, settings: Settings) -> None:
     first_runner = container.start_runner()
     assert first_runner.became_leader.wait(10)
     second = build(settings)

@@ -95,12 +95,11 @@ def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
 
 def test_the_fixture_streams_a_replica_of_the_primary(servers: StreamingReplica) -> None:
     assert servers.primary.fetch("SELECT pg_is_in_recovery()") == (False,)
-    assert servers.replica.fetch(
-        "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)"
-    ) == (True, "streaming")
-    (senders,) = servers.primary.fetch(
-        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    assert servers.replica.fetch("SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)") == (
+        True,
+        "streaming",
     )
+    (senders,) = servers.primary.fetch("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
     assert senders == 1
 
 
@@ -165,7 +164,8 @@ def test_read_your_writes_through_the_replica_after_every_command(container: Con
     restored = seen(app.restore(account, sam.id, cause))
     assert not restored.archived
     assert [r.name for r in queries.page(account, include_archived=False, after=None, limit=10)] == [
-        "Alexandra", "Sam",
+        "Alexandra",
+        "Sam",
     ]
     # The roster's version as the replica has it is the primary's.
     assert queries.aggregate_version(roster_id(account)) == app.get_roster(account).version  # type: ignore[union-attr]
@@ -187,7 +187,8 @@ def test_http_reads_right_after_writes_are_consistent(container: Container, clie
     listed = client.get("/v1/profiles", headers=auth)
     assert listed.status_code == 200, listed.text
     assert [(p["id"], p["is_default"]) for p in listed.json()["items"]] == [
-        (alex["id"], True), (sam["id"], False),
+        (alex["id"], True),
+        (sam["id"], False),
     ]
     one = client.get(f"/v1/profiles/{sam['id']}", headers=auth)
     assert one.status_code == 200 and one.json() == sam
@@ -203,7 +204,8 @@ def test_http_reads_right_after_writes_are_consistent(container: Container, clie
 
     # So it works as If-Match straight away (a stale one would answer 412) ...
     switched = client.put(
-        "/v1/profiles/default", json={"profile_id": sam["id"]},
+        "/v1/profiles/default",
+        json={"profile_id": sam["id"]},
         headers={**auth, "If-Match": default.headers["ETag"]},
     )
     assert switched.status_code == 200, switched.text
@@ -213,7 +215,8 @@ def test_http_reads_right_after_writes_are_consistent(container: Container, clie
     assert after.json()["id"] == sam["id"]
     assert after.headers["ETag"] == switched.headers["ETag"] != default.headers["ETag"]
     stale = client.put(
-        "/v1/profiles/default", json={"profile_id": alex["id"]},
+        "/v1/profiles/default",
+        json={"profile_id": alex["id"]},
         headers={**auth, "If-Match": default.headers["ETag"]},
     )
     assert stale.status_code == 412, stale.text
@@ -238,7 +241,9 @@ def test_a_paused_replica_holds_waits_back_until_it_replays(
         with pytest.raises(TimeoutError):
             container.view.wait(container.app.name, outcome.position, timeout=0.5)
 
-        lagging = client.get(f"/v1/profiles/{profile_id}", headers={**auth, "X-Min-Position": str(outcome.position)})
+        lagging = client.get(
+            f"/v1/profiles/{profile_id}", headers={**auth, "X-Min-Position": str(outcome.position)}
+        )
         assert lagging.status_code == 503, lagging.text
         assert lagging.headers["Retry-After"] == "1"
         assert lagging.headers["Content-Type"].startswith("application/problem+json")
@@ -265,7 +270,9 @@ def test_a_paused_replica_holds_waits_back_until_it_replays(
 
     container.view.wait(container.app.name, accepted.json()["position"], timeout=WAIT)
     assert container.queries.get(account_id, uuid.UUID(profile_id)).name == "Alexandra"  # type: ignore[union-attr]
-    fresh = client.get(f"/v1/profiles/{profile_id}", headers={**auth, "X-Min-Position": str(outcome.position)})
+    fresh = client.get(
+        f"/v1/profiles/{profile_id}", headers={**auth, "X-Min-Position": str(outcome.position)}
+    )
     assert fresh.status_code == 200 and fresh.json()["name"] == "Alexandra"
     listed = client.get("/v1/profiles", headers=auth).json()["items"]
     assert [p["name"] for p in listed] == ["Alexandra", "Sam"]

@@ -82,7 +82,8 @@ def sql(c: Container) -> psycopg.Connection[Any]:
 
 def read_state(conn: psycopg.Connection[Any], aggregate: UUID, version: int) -> dict[str, Any]:
     row = conn.execute(
-        f"SELECT state FROM {EVENTS} WHERE originator_id = %s AND originator_version = %s", (aggregate, version)
+        f"SELECT state FROM {EVENTS} WHERE originator_id = %s AND originator_version = %s",
+        (aggregate, version),
     ).fetchone()
     assert row is not None
     return json.loads(bytes(row[0]))  # type: ignore[no-any-return]
@@ -178,7 +179,9 @@ def test_edited_events_are_named_by_aggregate_and_version(tampered: Container, a
     assert after[0] == before[0] and after[1] != before[1]
 
 
-def test_an_edited_last_event_with_a_recomputed_hash_changes_the_checkpoint(tampered: Container, acc: str) -> None:
+def test_an_edited_last_event_with_a_recomputed_hash_changes_the_checkpoint(
+    tampered: Container, acc: str
+) -> None:
     """The chain cannot see a consistent rewrite of an aggregate's newest
     event; the checkpoint kept outside the database does."""
     c = tampered
@@ -189,7 +192,12 @@ def test_an_edited_last_event_with_a_recomputed_hash_changes_the_checkpoint(tamp
     with sql(c) as conn:
         state = read_state(conn, p1, last.version)
         state["name"] = "Rewritten"
-        digest_state = {**state, "originator_id": p1, "originator_version": last.version, "timestamp": event.timestamp}
+        digest_state = {
+            **state,
+            "originator_id": p1,
+            "originator_version": last.version,
+            "timestamp": event.timestamp,
+        }
         state["event_hash"] = event_digest(last.stored.topic, digest_state)
         write_state(conn, p1, last.version, state)
     assert not [p for p in chain_problems(c.audit.log) if str(p1) in p]

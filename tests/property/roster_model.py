@@ -123,9 +123,7 @@ class RosterModel:
     # --- queries --
 
     def active(self, account: str) -> list[UUID]:
-        return [
-            pid for pid, p in self.profiles.items() if p.account == account and not p.archived
-        ]
+        return [pid for pid, p in self.profiles.items() if p.account == account and not p.archived]
 
     def earliest_active(self, account: str) -> UUID | None:
         active = self.active(account)
@@ -159,9 +157,7 @@ class RosterModel:
 
     # --- commands --
 
-    def create(
-        self, account: str, pid: UUID, name: str, vehicles: list[Mapping[str, Any]]
-    ) -> int:
+    def create(self, account: str, pid: UUID, name: str, vehicles: list[Mapping[str, Any]]) -> int:
         records = [_vehicle(v, prefix=f"vehicles[{i}].") for i, v in enumerate(vehicles)]
         clean = _text("name", name, NAME_MAX)
         if len(records) > VEHICLES_MAX:
@@ -187,9 +183,7 @@ class RosterModel:
         p.version += 1
         return record
 
-    def change_vehicle(
-        self, account: str, pid: UUID, vehicle_id: str, fields: Mapping[str, Any]
-    ) -> int:
+    def change_vehicle(self, account: str, pid: UUID, vehicle_id: str, fields: Mapping[str, Any]) -> int:
         p = self._active_profile(account, pid, None)
         vehicle = self._vehicle_of(p, vehicle_id)
         changes = {k: v for k, v in _vehicle_changes(fields).items() if vehicle[k] != v}
@@ -265,9 +259,7 @@ def mostly_valid(valid: list[Any], invalid: list[Any]) -> st.SearchStrategy[Any]
 
 names = mostly_valid(["Ann", "Bea", " Ann ", "Cy", "x" * NAME_MAX], ["", "  ", "y" * (NAME_MAX + 1)])
 vehicle_names = mostly_valid(["Kart", " Kart ", "GT"], ["", "k" * (NAME_MAX + 1)])
-vehicle_classes = mostly_valid(
-    [None, "GT3", " GT3 ", "c" * CLASS_MAX], ["c" * (CLASS_MAX + 1), " "]
-)
+vehicle_classes = mostly_valid([None, "GT3", " GT3 ", "c" * CLASS_MAX], ["c" * (CLASS_MAX + 1), " "])
 race_numbers = mostly_valid([None, "7", "A12", "123456"], ["1234567", "1-2"])
 vehicle_fields = st.fixed_dictionaries(
     {"name": vehicle_names},
@@ -533,10 +525,7 @@ class RosterMachine(RuleBasedStateMachine):
             assert roster.default is None
         # And the state itself, against the model.
         active = self.model.active(acc)
-        assert roster.members == {
-            str(pid): self.model.profiles[pid].created_at.isoformat() for pid in active
-        }
+        assert roster.members == {str(pid): self.model.profiles[pid].created_at.isoformat() for pid in active}
         assert roster.default == (str(expected.default) if expected.default else None)
         assert roster.version == expected.version
         assert (expected.default is None) == (not active)
-

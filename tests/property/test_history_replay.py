@@ -80,7 +80,9 @@ def summary(state: dict[str, Any] | None) -> tuple[Any, ...] | None:
     return (state["name"], state["archived"], [v["name"] for v in state["vehicles"]], state["is_default"])
 
 
-def apply(c: Container, acc: str, ids: dict[int, UUID], model: Model, command: tuple[Any, ...], cause: Cause) -> bool:
+def apply(
+    c: Container, acc: str, ids: dict[int, UUID], model: Model, command: tuple[Any, ...], cause: Cause
+) -> bool:
     """Runs the command on the service and the model; False when it was not applicable."""
     kind, *args = command
     m = model
@@ -150,7 +152,9 @@ def apply(c: Container, acc: str, ids: dict[int, UUID], model: Model, command: t
 
 @settings(max_examples=20, deadline=None)
 @given(steps=st.lists(commands, min_size=1, max_size=12))
-def test_every_version_and_moment_replays_to_the_model(store: Container, steps: list[tuple[Any, ...]]) -> None:
+def test_every_version_and_moment_replays_to_the_model(
+    store: Container, steps: list[tuple[Any, ...]]
+) -> None:
     c = store
     acc = f"acc-{uuid.uuid4().hex}"
     request = iter(f"rq-{n}" for n in range(1000))
@@ -196,4 +200,9 @@ def test_every_version_and_moment_replays_to_the_model(store: Container, steps: 
     current = c.app.get_profile(ids[ONE])
     roster = c.app.get_roster(acc)
     assert roster is not None
-    assert (current.name, current.archived, [v["name"] for v in current.vehicles], roster.default == str(ids[ONE])) == model.summary()
+    assert (
+        current.name,
+        current.archived,
+        [v["name"] for v in current.vehicles],
+        roster.default == str(ids[ONE]),
+    ) == model.summary()

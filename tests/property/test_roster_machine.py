@@ -13,7 +13,5 @@ class InMemoryRosterMachine(RosterMachine):
     """The in-memory ProfilesService (the base machine's default factory)."""
 
 
-InMemoryRosterMachine.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=30, deadline=None
-)
+InMemoryRosterMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
 TestInMemoryRoster = InMemoryRosterMachine.TestCase

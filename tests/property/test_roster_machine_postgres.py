@@ -69,7 +69,11 @@ class PostgresRosterMachine(RosterMachine):
             row = rows[pid]
             is_default = self.model.rosters[expected.account].default == pid
             assert (row.account_id, row.name, row.archived, row.is_default, row.vehicle_count) == (
-                expected.account, expected.name, expected.archived, is_default, len(expected.vehicles)
+                expected.account,
+                expected.name,
+                expected.archived,
+                is_default,
+                len(expected.vehicles),
             ), pid
             assert (row.vehicles, row.version) == (expected.vehicles, expected.version), pid
         for account in self.accounts:
@@ -87,7 +91,5 @@ def _bind_shared_container(shared_container: Container) -> Iterator[None]:
     PostgresRosterMachine.container = None
 
 
-PostgresRosterMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=20, deadline=None
-)
+PostgresRosterMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
 TestPostgresRoster = PostgresRosterMachine.TestCase

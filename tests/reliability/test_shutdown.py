@@ -63,7 +63,9 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_cleanly(
             # A connection per request: a refused connection is one the server never
             # accepted, so every other failure is a request it dropped.
             workload = Workload([server], shared, private, ledger, seed=53, fresh_connections=True).start()
-            load_for(SCALE.shutdown_load_seconds, workload, [server.proc], min_acknowledged=20, max_seconds=60)
+            load_for(
+                SCALE.shutdown_load_seconds, workload, [server.proc], min_acknowledged=20, max_seconds=60
+            )
             signalled = time.monotonic()
             server.proc.process.send_signal(signal.SIGTERM)
             try:
@@ -80,7 +82,8 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_cleanly(
             index = EventIndex.load(container)
             in_flight = [r for r in results if r.started < signalled < r.ended]
             processed = {
-                line["request_id"]: line.get("status") for line in json_log_lines(server.proc.log())
+                line["request_id"]: line.get("status")
+                for line in json_log_lines(server.proc.log())
                 if line.get("logger") == "racer_profiles.access" and line.get("request_id")
             }
             problems: dict[str, list[str]] = {
@@ -103,22 +106,34 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_cleanly(
                     if r.status is not None and processed.get(r.request_id) not in (None, r.status)
                 ],
                 "log errors": [
-                    line.get("message", "")[:300] for line in json_log_lines(server.proc.log())
+                    line.get("message", "")[:300]
+                    for line in json_log_lines(server.proc.log())
                     if line.get("level") in ("ERROR", "CRITICAL")
-                ] + (["a traceback in the log"] if "Traceback" in server.proc.log() else []),
-                "application shutdown": [] if "Application shutdown complete" in server.proc.log()
+                ]
+                + (["a traceback in the log"] if "Traceback" in server.proc.log() else []),
+                "application shutdown": []
+                if "Application shutdown complete" in server.proc.log()
                 else ["uvicorn did not run the application's shutdown"],
             }
             problems.update(end_state_problems(container, rel_database, results, None, shared))
             acked = sum(r.acknowledged for r in results)
             answered_in_flight = sum(1 for r in in_flight if r.status is not None)
-            say(f"shutdown: {len(results)} requests ({describe_counts(results)}); {len(in_flight)} in flight "
-                f"at SIGTERM, {answered_in_flight} of them answered")
-            REPORT.add(ScenarioRow(
-                "SIGTERM under load", acked, conflict_rate(results)[0],
-                sum(1 for r in results if (r.status or 0) >= 500), violation_count(problems), 1, [took],
-                note=f"{answered_in_flight}/{len(in_flight)} in-flight answered; recovery = exit time",
-            ))
+            say(
+                f"shutdown: {len(results)} requests ({describe_counts(results)}); {len(in_flight)} in flight "
+                f"at SIGTERM, {answered_in_flight} of them answered"
+            )
+            REPORT.add(
+                ScenarioRow(
+                    "SIGTERM under load",
+                    acked,
+                    conflict_rate(results)[0],
+                    sum(1 for r in results if (r.status or 0) >= 500),
+                    violation_count(problems),
+                    1,
+                    [took],
+                    note=f"{answered_in_flight}/{len(in_flight)} in-flight answered; recovery = exit time",
+                )
+            )
     finally:
         container.close()
         server.proc.terminate()
@@ -127,7 +142,9 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_cleanly(
     assert_no_problems(problems)
 
 
-def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(rel_database: str, rel_logs: Path) -> None:
+def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(
+    rel_database: str, rel_logs: Path
+) -> None:
     server = start_server(rel_database, rel_logs, WAIT_TIMEOUT=str(WAIT_TIMEOUT))
     port = int(server.base_url.rsplit(":", 1)[1])
     container = open_container(rel_database)
@@ -141,7 +158,13 @@ def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(rel_
             sampler = Sampler(rel_database, shared, server, SCALE.sample_pause).start()
             workload = Workload([server], shared, private, ledger, seed=59, retry_seconds=retry).start()
             for round_ in range(rounds):
-                load_for(1.5 if SCALE.name == "short" else 8.0, workload, [server.proc], min_acknowledged=10, max_seconds=60)
+                load_for(
+                    1.5 if SCALE.name == "short" else 8.0,
+                    workload,
+                    [server.proc],
+                    min_acknowledged=10,
+                    max_seconds=60,
+                )
                 killed = time.monotonic()
                 server.proc.kill9()
                 server = start_server(rel_database, rel_logs, port=port, WAIT_TIMEOUT=str(WAIT_TIMEOUT))
@@ -153,9 +176,13 @@ def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(rel_
                     return min(ok) - killed if ok else None
 
                 took = poll(answered, 60, 0.05)
-                assert took is not None, f"no command succeeded after the restart: {describe_counts(ledger.snapshot())}"
+                assert took is not None, (
+                    f"no command succeeded after the restart: {describe_counts(ledger.snapshot())}"
+                )
                 recoveries.append(took)
-                say(f"server crash {round_ + 1}: commands succeed again {took:.2f} s after kill -9 (restart included)")
+                say(
+                    f"server crash {round_ + 1}: commands succeed again {took:.2f} s after kill -9 (restart included)"
+                )
             load_for(1.0, workload, [server.proc])
             workload.finish(timeout=retry + 60)
             sampler.finish()
@@ -169,22 +196,35 @@ def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(rel_
             # clients do not retry); a command retried with its key ends with an answer.
             finals = {r.request_id: r for r in results}  # the last attempt of each request
             problems["unexpected answers"] = [
-                line for r in finals.values() for line in unexpected_statuses([r])
+                line
+                for r in finals.values()
+                for line in unexpected_statuses([r])
                 if not (r.error and around_a_crash(r) and (not retry or r.op == "read"))
             ]
             problems["retried commands left unresolved"], resolve = retry_outcomes(results)
             acked = sum(r.acknowledged for r in results)
             retried = len(resolve)
             if resolve:
-                say(f"server crash: a command retried with its Idempotency-Key was answered at most "
-                    f"{max(resolve):.1f} s after its first attempt (the idempotency lease is 30 s)")
-            say(f"server crash: {len(results)} requests ({describe_counts(results)}); {retried} commands retried "
-                f"with their key; recovery median {statistics.median(recoveries):.2f} s")
-            REPORT.add(ScenarioRow(
-                "serve kill -9 + restart", acked, conflict_rate(results)[0],
-                sum(1 for r in results if (r.status or 0) >= 500), violation_count(problems), len(crashes),
-                recoveries, note=f"{retried} retried with Idempotency-Key; recovery: kill -> first 2xx",
-            ))
+                say(
+                    f"server crash: a command retried with its Idempotency-Key was answered at most "
+                    f"{max(resolve):.1f} s after its first attempt (the idempotency lease is 30 s)"
+                )
+            say(
+                f"server crash: {len(results)} requests ({describe_counts(results)}); {retried} commands retried "
+                f"with their key; recovery median {statistics.median(recoveries):.2f} s"
+            )
+            REPORT.add(
+                ScenarioRow(
+                    "serve kill -9 + restart",
+                    acked,
+                    conflict_rate(results)[0],
+                    sum(1 for r in results if (r.status or 0) >= 500),
+                    violation_count(problems),
+                    len(crashes),
+                    recoveries,
+                    note=f"{retried} retried with Idempotency-Key; recovery: kill -> first 2xx",
+                )
+            )
     finally:
         container.close()
         server.proc.terminate()
@@ -216,8 +256,11 @@ def test_a_command_whose_server_died_before_answering_is_answered_on_retry_with_
         assert container.idempotency.get(account, key).state == "committed"  # type: ignore[union-attr]
         # The dead process's lease runs out (LEASE_SECONDS, here without the wait).
         with container.datastore.transaction(commit=True) as curs:
-            curs.execute("UPDATE idempotency_keys SET lease_until = now() - interval '1 second'"
-                         " WHERE account_id = %s AND key = %s", (account, key))
+            curs.execute(
+                "UPDATE idempotency_keys SET lease_until = now() - interval '1 second'"
+                " WHERE account_id = %s AND key = %s",
+                (account, key),
+            )
         head = head_position(container)
         headers = {"Authorization": f"Bearer {new.token}", "Idempotency-Key": key}
         with server.client() as http:

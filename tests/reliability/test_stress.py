@@ -59,9 +59,16 @@ def test_concurrent_clients_lose_no_acknowledged_change_and_always_see_one_defau
             ledger = Ledger()
             sampler = Sampler(rel_database, shared, server, SCALE.sample_pause).start()
             workload = Workload(servers, shared, private, ledger, seed=11).start()
-            say(f"stress: {SCALE.clients} clients on {len(servers)} API process(es) for {SCALE.stress_seconds:.0f} s")
-            load_for(SCALE.stress_seconds, workload, [s.proc for s in servers], min_acknowledged=40,
-                     max_seconds=SCALE.stress_seconds * 4)
+            say(
+                f"stress: {SCALE.clients} clients on {len(servers)} API process(es) for {SCALE.stress_seconds:.0f} s"
+            )
+            load_for(
+                SCALE.stress_seconds,
+                workload,
+                [s.proc for s in servers],
+                min_acknowledged=40,
+                max_seconds=SCALE.stress_seconds * 4,
+            )
             workload.finish()
             wait_for_position(rel_database, head_position(container), 60)
             sampler.finish()
@@ -70,12 +77,20 @@ def test_concurrent_clients_lose_no_acknowledged_change_and_always_see_one_defau
             problems["unexpected answers"] = unexpected_statuses(results)
             conflicts, rate = conflict_rate(results)
             acked = sum(r.acknowledged for r in results)
-            say(f"stress: {len(results)} requests ({describe_counts(results)}); {acked} acknowledged; "
-                f"{sampler.samples} snapshots, {sampler.http_samples} HTTP default reads; conflict rate {rate:.4f}")
-            REPORT.add(ScenarioRow(
-                "stress", acked, conflicts, sum(1 for r in results if (r.status or 0) >= 500),
-                violation_count(problems), note=f"{sampler.samples} snapshots, {len(results)} requests",
-            ))
+            say(
+                f"stress: {len(results)} requests ({describe_counts(results)}); {acked} acknowledged; "
+                f"{sampler.samples} snapshots, {sampler.http_samples} HTTP default reads; conflict rate {rate:.4f}"
+            )
+            REPORT.add(
+                ScenarioRow(
+                    "stress",
+                    acked,
+                    conflicts,
+                    sum(1 for r in results if (r.status or 0) >= 500),
+                    violation_count(problems),
+                    note=f"{sampler.samples} snapshots, {len(results)} requests",
+                )
+            )
     finally:
         container.close()
         for s in servers:
@@ -111,7 +126,9 @@ def test_projector_killed_at_random_moments_ends_identical_to_a_rebuild(
                 projector.kill9()
                 kills += 1
                 # A command committed right after the kill: recovered once the new process applied it.
-                probe = container.app.create_profile("crash-probe", f"Probe {kills}", [], Cause("reliability"))
+                probe = container.app.create_profile(
+                    "crash-probe", f"Probe {kills}", [], Cause("reliability")
+                )
                 projector = start_projector(rel_database, rel_logs)
                 if round_ < SCALE.projector_kills - 1 and rng.random() < 0.3:
                     # The next kill while it catches up with the backlog of its start-up.
@@ -121,10 +138,14 @@ def test_projector_killed_at_random_moments_ends_identical_to_a_rebuild(
                     continue
                 wait_for_position(rel_database, probe.position, 60)
                 recoveries.append(time.monotonic() - killed_at)
-                say(f"  kill {kills}: the restarted projector applied position {probe.position} "
-                    f"{recoveries[-1]:.2f} s after the kill")
+                say(
+                    f"  kill {kills}: the restarted projector applied position {probe.position} "
+                    f"{recoveries[-1]:.2f} s after the kill"
+                )
                 # The next kill at a random moment of its work.
-                load_for(rng.uniform(0.05, max(0.1, gap - recoveries[-1])), workload, [server.proc, projector])
+                load_for(
+                    rng.uniform(0.05, max(0.1, gap - recoveries[-1])), workload, [server.proc, projector]
+                )
             load_for(0.5, workload, [server.proc, projector], min_acknowledged=20, max_seconds=60)
             workload.finish()
             wait_for_position(rel_database, head_position(container), 60)
@@ -134,12 +155,22 @@ def test_projector_killed_at_random_moments_ends_identical_to_a_rebuild(
             problems["unexpected answers"] = unexpected_statuses(results)
             conflicts, rate = conflict_rate(results)
             acked = sum(r.acknowledged for r in results)
-            say(f"projector crashes: {len(results)} requests ({describe_counts(results)}); recoveries "
-                f"max {max(recoveries):.2f} s, median {statistics.median(recoveries):.2f} s")
-            REPORT.add(ScenarioRow(
-                "projector kill -9", acked, conflicts, sum(1 for r in results if (r.status or 0) >= 500),
-                violation_count(problems), kills, recoveries, note="recovery: kill -> restarted, applied a new event",
-            ))
+            say(
+                f"projector crashes: {len(results)} requests ({describe_counts(results)}); recoveries "
+                f"max {max(recoveries):.2f} s, median {statistics.median(recoveries):.2f} s"
+            )
+            REPORT.add(
+                ScenarioRow(
+                    "projector kill -9",
+                    acked,
+                    conflicts,
+                    sum(1 for r in results if (r.status or 0) >= 500),
+                    violation_count(problems),
+                    kills,
+                    recoveries,
+                    note="recovery: kill -> restarted, applied a new event",
+                )
+            )
     finally:
         projector.terminate()
         container.close()
@@ -162,9 +193,9 @@ def test_a_standby_takes_over_a_killed_leader_within_two_seconds(rel_database: s
     procs = [start_projector(rel_database, rel_logs), start_projector(rel_database, rel_logs)]
     takeovers: list[float] = []
     try:
-        assert poll(lambda: projector_sessions(rel_database) == 2 and _leader(procs), 45), (
-            [p.log()[-2000:] for p in procs]
-        )
+        assert poll(lambda: projector_sessions(rel_database) == 2 and _leader(procs), 45), [
+            p.log()[-2000:] for p in procs
+        ]
         clients = max(2, SCALE.clients // 4)
         with seeded_accounts(container, server, clients) as (shared, private):
             ledger = Ledger()
@@ -186,7 +217,9 @@ def test_a_standby_takes_over_a_killed_leader_within_two_seconds(rel_database: s
                 wait_for_position(rel_database, position, 30)
                 takeovers.append(time.monotonic() - killed_at)
                 assert LEADER_LINE in standby.log(), "the position advanced without the standby leading"
-                say(f"failover {round_ + 1}: the standby applied a new command {takeovers[-1]:.3f} s after the leader was killed")
+                say(
+                    f"failover {round_ + 1}: the standby applied a new command {takeovers[-1]:.3f} s after the leader was killed"
+                )
                 procs = [standby, start_projector(rel_database, rel_logs)]
                 assert poll(lambda: projector_sessions(rel_database) == 2, 45), procs[1].log()[-2000:]
             workload.finish()
@@ -196,14 +229,23 @@ def test_a_standby_takes_over_a_killed_leader_within_two_seconds(rel_database: s
             problems = end_state_problems(container, rel_database, results, sampler, shared, rebuild=True)
             problems["unexpected answers"] = unexpected_statuses(results)
             problems["takeover over 2 s"] = [f"{t:.3f} s" for t in takeovers if t >= 2.0]
-            problems["lock holders"] = [] if leader_lock_holders(rel_database) == 1 else ["not exactly one leader"]
+            problems["lock holders"] = (
+                [] if leader_lock_holders(rel_database) == 1 else ["not exactly one leader"]
+            )
             acked = sum(r.acknowledged for r in results)
             print(f"failover takeover times (s): {', '.join(f'{t:.3f}' for t in takeovers)}")
-            REPORT.add(ScenarioRow(
-                "failover (kill leader)", acked, conflict_rate(results)[0],
-                sum(1 for r in results if (r.status or 0) >= 500), violation_count(problems),
-                len(takeovers), takeovers, note="recovery: kill -> standby applied a new event",
-            ))
+            REPORT.add(
+                ScenarioRow(
+                    "failover (kill leader)",
+                    acked,
+                    conflict_rate(results)[0],
+                    sum(1 for r in results if (r.status or 0) >= 500),
+                    violation_count(problems),
+                    len(takeovers),
+                    takeovers,
+                    note="recovery: kill -> standby applied a new event",
+                )
+            )
     finally:
         for p in procs:
             p.terminate()

@@ -24,9 +24,7 @@ def given_roster(*members: tuple[UUID, str]) -> Roster:
 
 
 def default_changed(events: list) -> list[tuple]:
-    return [
-        (e.previous, e.new, e.actor, e.reason) for e in events if type(e) is Roster.DefaultChanged
-    ]
+    return [(e.previous, e.new, e.actor, e.reason) for e in events if type(e) is Roster.DefaultChanged]
 
 
 def assert_invariant(roster: Roster) -> None:

@@ -58,12 +58,12 @@ def stored_types(service: ProfilesService, aggregate_id: UUID) -> list[str]:
 def test_create_profile_stores_the_profile_and_makes_the_first_one_default(
     service: ProfilesService,
 ) -> None:
-    outcome = service.create_profile(
-        ACC, " Ann ", [{"name": " Kart ", "race_number": "7"}], CAUSE
-    )
+    outcome = service.create_profile(ACC, " Ann ", [{"name": " Kart ", "race_number": "7"}], CAUSE)
 
     assert outcome.attempts == 1
-    assert outcome.position == head(service) == 4  # profile Created + roster Created, MemberAdded, DefaultChanged
+    assert (
+        outcome.position == head(service) == 4
+    )  # profile Created + roster Created, MemberAdded, DefaultChanged
     profile = service.get_profile(outcome.profile_id)
     assert (profile.account_id, profile.name, profile.archived, profile.version) == (ACC, "Ann", False, 1)
     [vehicle] = profile.vehicles
