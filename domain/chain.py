@@ -1,6 +1,13 @@
 """Tamper evidence: every event carries the hash of its aggregate's previous
 event and a hash over its own content, so editing, deleting or reordering a
-stored event breaks the chain that verify walks."""
+stored event breaks the chain that verify walks.
+
+The hash covers the event as stored (the mapper's form: its fields, plus
+`class_version` when above 1), never the upcast form a reader sees: adding a
+field with an upcast default must not turn every older event into a false
+alarm. Events hashed before this rule have no `class_version` (no event class
+declared one), and their hash was taken over the very fields they store, so
+they verify unchanged: no chain version marker is needed."""
 
 from __future__ import annotations
 
@@ -30,8 +37,16 @@ def event_digest(topic: str, state: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def stored_form(event_class: type, state: dict[str, Any]) -> dict[str, Any]:
+    """The fields the mapper stores for an event of this class (see Mapper.to_stored_event)."""
+    class_version = getattr(event_class, "class_version", 1)
+    return {**state, "class_version": class_version} if class_version > 1 else state
+
+
 def digest_of(event: object) -> str:
-    return event_digest(get_topic(type(event)), dict(vars(event)))
+    """The digest of an event as it is (or will be) stored; for a decoded
+    event only while no upcast has changed it (verify hashes the stored form)."""
+    return event_digest(get_topic(type(event)), stored_form(type(event), dict(vars(event))))
 
 
 class ChainedAggregate(Aggregate):
@@ -53,7 +68,7 @@ class ChainedAggregate(Aggregate):
             kwargs["timestamp"] = event_class.create_timestamp()
         kwargs["prev_hash"] = self.chain_head
         state = {**kwargs, "originator_id": self.id, "originator_version": self.version + 1}
-        kwargs["event_hash"] = event_digest(get_topic(event_class), state)
+        kwargs["event_hash"] = event_digest(get_topic(event_class), stored_form(event_class, state))
         super().trigger_event(event_class, **kwargs)
 
     @classmethod
@@ -69,5 +84,5 @@ class ChainedAggregate(Aggregate):
             "originator_id": id,
             "originator_version": cls.INITIAL_VERSION,
         }
-        kwargs["event_hash"] = event_digest(get_topic(event_class), state)
+        kwargs["event_hash"] = event_digest(get_topic(event_class), stored_form(event_class, state))
         return super()._create(event_class, id=id, **kwargs)

@@ -29,6 +29,18 @@ def _declared(cls: type) -> frozenset[str]:
 
 
 class UpcastingMapper(Mapper[Any]):
+    def stored_state(self, stored_event: StoredEvent) -> dict[str, Any]:
+        """The event's fields as stored, before any upcast (what its chain hash covers)."""
+        state = stored_event.state
+        if self.cipher:
+            state = self.cipher.decrypt(state)
+        if self.compressor:
+            state = self.compressor.decompress(state)
+        fields: dict[str, Any] = self.transcoder.decode(state)
+        fields["originator_id"] = stored_event.originator_id
+        fields["originator_version"] = stored_event.originator_version
+        return fields
+
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
         event = super().to_domain_event(stored_event)
         state = vars(event)

@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL
 
-from domain.chain import GENESIS, digest_of
+from domain.chain import GENESIS, event_digest
 from infrastructure.event_log import EventLog
 
 
@@ -47,23 +47,29 @@ def chain_problems(log: EventLog) -> list[str]:
             problems.append(f"{where}: {problem}")
             broken = True
             continue
-        event: Any = log.app.mapper.to_domain_event(stored)
-        expected_version, prev_hash = expected_version + 1, event.event_hash
+        expected_version, prev_hash = expected_version + 1, _stored_state(log, stored)["event_hash"]
     return problems
+
+
+def _stored_state(log: EventLog, stored: StoredEvent) -> dict[str, Any]:
+    mapper: Any = log.app.mapper
+    state: dict[str, Any] = mapper.stored_state(stored)
+    return state
 
 
 def _link_problem(log: EventLog, stored: StoredEvent, expected_version: int, prev_hash: str) -> str | None:
     if stored.originator_version != expected_version:
         return f"expected version {expected_version}: an event was deleted or versions were changed"
     try:
-        event: Any = log.app.mapper.to_domain_event(stored)
+        # The form the hash covers: as stored, before any upcast.
+        state = _stored_state(log, stored)
     except Exception as e:
         return f"the stored event cannot be read ({type(e).__name__}): it was altered"
-    if event.event_hash is None:
+    if not state.get("event_hash"):
         return "the event carries no hash: it was altered or stored outside the service"
-    if event.prev_hash != prev_hash:
+    if state.get("prev_hash") != prev_hash:
         return "its previous-event hash does not match the event before it: the chain is broken"
-    if digest_of(event) != event.event_hash:
+    if event_digest(stored.topic, state) != state["event_hash"]:
         return "its content does not match its hash: the event was altered"
     return None
 

@@ -16,12 +16,15 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.utils import _topic_cache as topic_cache
 from typer.testing import CliRunner
 
 from api.cli import cli
 from domain.chain import event_digest
+from domain.profile import RacerProfile
 from domain.roster import roster_id
 from domain.service import Cause
+from domain.upcasting import DEFAULTS
 from infrastructure.chain_check import chain_problems, checkpoint
 from infrastructure.container import Container
 from infrastructure.verify import verify_store
@@ -244,3 +247,59 @@ def test_swapped_versions_of_two_events_are_named(tampered: Container, acc: str)
     assert_cli_names(c, p1, (2,))
     after = checkpoint(c.audit.log)
     assert after[0] == before[0] and after[1] != before[1]
+
+
+# --- (d) a schema change is not tampering ----------------------------------------
+
+CREATED_TOPIC = "domain.profile:RacerProfile.Created"
+
+
+class CreatedWithNicknameV2(RacerProfile.Created):
+    """RacerProfile.Created after a schema change: a new field, upcast by the
+    library's class_version mechanism."""
+
+    class_version = 2
+    nickname: str = ""
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["nickname"] = "(none)"
+
+
+class CreatedWithNicknameDefault(RacerProfile.Created):
+    """The same change, upcast by the project's UpcastingMapper defaults."""
+
+    nickname: str = ""
+
+
+def add_nickname(how: str, monkeypatch: pytest.MonkeyPatch) -> type:
+    """From now on stored Created events decode into a class with one more field."""
+    new_class: type = CreatedWithNicknameV2
+    if how == "mapper_default":
+        new_class = CreatedWithNicknameDefault
+        monkeypatch.setitem(DEFAULTS, "nickname", "(none)")
+    monkeypatch.setitem(topic_cache, CREATED_TOPIC, new_class)
+    return new_class
+
+
+@pytest.mark.parametrize("how", ["class_version", "mapper_default"])
+def test_a_field_added_with_an_upcast_default_keeps_verify_passing_and_edits_still_fail(
+    container: Container, acc: str, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    c = container
+    p1, p2 = some_history(c, acc)
+    assert run_cli(c, "verify").exit_code == 0
+
+    new_class = add_nickname(how, monkeypatch)
+    created = c.audit.log.decode(c.audit.log.of(p1)[0])
+    assert type(created) is new_class and created.nickname == "(none)"  # really upcast
+    assert chain_problems(c.audit.log) == []
+    result = run_cli(c, "verify")
+    assert result.exit_code == 0, result.output
+
+    with sql(c) as conn:
+        state = read_state(conn, p2, 1)
+        state["name"] = "Mallory"
+        write_state(conn, p2, 1, state)
+    assert_named(chain_problems(c.audit.log), p2, (1,))
+    assert_cli_names(c, p2, (1,))
