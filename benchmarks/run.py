@@ -56,6 +56,7 @@ from harness.lag import CommitClock, percentile  # noqa: E402
 from harness.report import Figure, Figures  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+CRUD_SCHEMA = "crud"  # the CRUD baseline's tables, beside the service's in database x
 RACER = ROOT / ".venv" / "bin" / "racer-profiles"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -73,6 +74,7 @@ class Config:
     sequential_commands: int  # per account and round, long vs fresh
     budget: float  # seconds; extra rebuild rounds only while they fit
     quick: bool
+    only: str | None = None  # "crud": the CRUD comparison alone
 
 
 def parse_args() -> tuple[argparse.Namespace, Config]:
@@ -112,6 +114,12 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
         help="first wait up to SECONDS for the machine to be quiet (other processes under 15%% "
         "of the CPU); the run is measured either way and the background load is reported",
     )
+    p.add_argument(
+        "--only",
+        choices=["crud"],
+        help="run one comparison alone: crud = the service against the CRUD baseline on its four "
+        "figures (about 3 minutes; with --quick about 1)",
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
     p.add_argument("--keep-logs", action="store_true", help="keep the service logs (always kept on failure)")
     a = p.parse_args()
@@ -128,6 +136,7 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
         sequential_commands=20 if quick else 100,
         budget=a.budget if not quick else min(a.budget, 170.0),
         quick=quick,
+        only=a.only,
     )
     if cfg.rounds < 1 or cfg.duration < 1:
         p.error("--rounds and --duration must be at least 1")
@@ -156,7 +165,11 @@ class Bench:
         # Two databases: "q" holds the query stages (1,000 then 100,000
         # accounts) and the large rebuild; "c" the command loads, the long
         # history and the fresh accounts, so neither stage's data skews the other.
-        self.dbnames = {"q": f"{base}_q", "c": f"{base}_c"}
+        # "x": the comparison with the CRUD baseline (the service and, in a
+        # schema of its own, the CRUD service, on the same data).
+        self.dbnames = {"q": f"{base}_q", "c": f"{base}_c", "x": f"{base}_x"}
+        if cfg.only == "crud":
+            self.dbnames = {"x": self.dbnames["x"]}
         procs.BENCH_DATABASES.update(self.dbnames.values())
         self.dbs = {k: {**server, "dbname": name} for k, name in self.dbnames.items()}
         self.urls = {k: make_conninfo(**db) for k, db in self.dbs.items()}
@@ -275,11 +288,15 @@ class Bench:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.machine = self.machine_info()
         self.preflight()
+        if self.cfg.only == "crud":
+            self.stage("against the CRUD baseline", self.stage_crud)
+            return
         done: dict[str, bool] = {}
         for name, fn, needs in (
             ("baselines", self.baselines, ()),
             ("stage 1 (queries, 1,000 accounts)", self.stage_small, ()),
             ("commands", self.stage_commands, ()),
+            ("against the CRUD baseline", self.stage_crud, ()),
             (
                 "stage 2 (rebuild, queries, 100,000 accounts)",
                 self.stage_large,
@@ -335,7 +352,7 @@ class Bench:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
         settings = {}
-        with psycopg.connect(**self.dbs["q"], autocommit=True) as conn:
+        with psycopg.connect(**next(iter(self.dbs.values())), autocommit=True) as conn:
             version = conn.execute("SELECT version()").fetchone()[0]
             for name in (
                 "shared_buffers",
@@ -996,6 +1013,224 @@ class Bench:
             )
         )
 
+    # --- against the CRUD baseline ---------------------------------------------------
+
+    def stage_crud(self) -> None:
+        """The service and the CRUD baseline (benchmarks/crud_app.py) on the same
+        data, both running, measured in alternating rounds on the four figures a
+        user weighs: GET default, GET list, PUT default (each a real switch), POST."""
+        from harness import seed
+
+        from infrastructure.container import build
+        from infrastructure.settings import Settings
+
+        cfg = self.cfg
+        self.containers["x"] = container = build(Settings(database_url=self.urls["x"], api_threads=1))
+        log(f"CRUD comparison: seeding {cfg.query_accounts:,} accounts (2 profiles each) through the domain")
+        accounts = seed.create_accounts(container, cfg.query_accounts, "versus")
+        seed.seed_profiles(container.app, accounts, 2)
+        self.raw["crud_rebuild"] = self.rebuild("x")
+        self.copy_to_crud(container)
+
+        svc = self.start_service("versus-crud", "x")
+        port = procs.free_port()
+        crud = procs.Started(
+            "CRUD baseline",
+            [str(PYTHON), str(HERE / "crud_app.py"), "--port", str(port), "--database-url", self.urls["x"]],
+            self.service_env("x"),
+            port,
+            self.workdir / "crud.log",
+            HERE,
+        )
+        crud.start("/healthz")
+        self.started.append(crud)
+        try:
+            self.versus(svc, crud, accounts)
+        finally:
+            self.stop(crud)
+            self.stop(svc)
+
+    def copy_to_crud(self, container: Any) -> None:
+        """The CRUD schema, filled with the service's accounts, tokens and read-table rows."""
+        from crud_app import ddl
+
+        from infrastructure.profiles_sql import TABLE
+
+        with psycopg.connect(**self.dbs["x"], autocommit=True) as conn, conn.transaction():
+            for statement in ddl(CRUD_SCHEMA):
+                conn.execute(statement)
+            crud = sql.Identifier(CRUD_SCHEMA)
+            conn.execute(sql.SQL("INSERT INTO {}.accounts SELECT id, name, role FROM accounts").format(crud))
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.api_tokens SELECT token_id, account_id, secret_hash FROM api_tokens"
+                ).format(crud)
+            )
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.racer_profiles SELECT id, account_id, name, details, vehicles,"
+                    " vehicle_count, archived, is_default, version, created_at, updated_at FROM {}"
+                ).format(crud, sql.Identifier(TABLE))
+            )
+        self.sql("x", "ANALYZE")
+
+    def switch_tokens(self, name: str, table: sql.Composable, accounts: list[Any]) -> Path:
+        """Tokens with the two profiles to alternate, the one that is not the
+        default now first: every PUT of the next run is a real switch."""
+        defaults = dict(
+            self.sql("x", sql.SQL("SELECT account_id, id FROM {} WHERE is_default").format(table))
+        )
+        lines = []
+        for a in accounts:
+            first, second = (str(p) for p in a.profiles[:2])
+            if str(defaults.get(a.account_id)) == first:
+                first, second = second, first
+            lines.append(f"{a.token}\t{first}\t{second}")
+        return self.write_lines(name, lines)
+
+    def versus(self, svc: procs.Started, crud: procs.Started, accounts: list[Any]) -> None:
+        from infrastructure.profiles_sql import TABLE
+
+        cfg = self.cfg
+        tokens = self.write_lines("versus-tokens.txt", [a.token for a in accounts])
+        create = self.workdir / "versus-create.json"
+        create.write_text(
+            json.dumps({"name": "Bench racer", "vehicles": [{"name": "Rotax Max", "race_number": "07"}]})
+        )
+        switch = self.workdir / "versus-switch.json"
+        switch.write_text('{"profile_id": "%PROFILE%"}')
+        sides = {
+            "rp": (svc, sql.Identifier(TABLE), {"service": svc.pids()}),
+            "crud": (
+                crud,
+                sql.SQL("{}.racer_profiles").format(sql.Identifier(CRUD_SCHEMA)),
+                {"service": crud.pids()},
+            ),
+        }
+
+        events = sql.Identifier(self.containers["x"].app.recorder.events_table_name)
+        switches = {
+            # The service records a switch as a roster event; the CRUD service bumps two rows' versions.
+            "rp": sql.SQL("SELECT count(*) FROM {} WHERE topic LIKE '%%DefaultChanged'").format(events),
+            "crud": sql.SQL("SELECT coalesce(sum(version), 0) / 2 FROM {}").format(sides["crud"][1]),
+        }
+
+        def load(side: str, method: str, path: str, body: Path | None, duration: int) -> loadgen.WrkResult:
+            proc, table, services = sides[side]
+            toks = tokens
+            if method == "PUT":
+                if side == "rp":
+                    self.wait_caught_up("x")
+                toks = self.switch_tokens(f"switch-{side}.txt", table, accounts)
+                before = self.sql("x", switches[side])[0][0]
+            r = self.wrk(
+                f"V-{side}",
+                proc.port,
+                method,
+                path,
+                duration=duration,
+                tokens=toks,
+                body=body,
+                services=services,
+                record=duration == cfg.duration,
+            )
+            if method == "PUT":
+                # Every answered PUT must have been a real switch, on both sides.
+                r.cpu["switches"] = int(self.sql("x", switches[side])[0][0] - before)
+                if r.cpu["switches"] < r.count(200):
+                    self.notes.append(
+                        f"{side} PUT default: {r.count(200)} answered, {r.cpu['switches']} switches"
+                    )
+            return r
+
+        for key, method, path, body, what, target in (
+            ("d", "GET", "/v1/profiles/default", None, "GET /v1/profiles/default", 0.9),
+            ("l", "GET", "/v1/profiles", None, "GET /v1/profiles", 0.9),
+            ("s", "PUT", "/v1/profiles/default", switch, "PUT /v1/profiles/default, each a real switch", 0.5),
+            ("c", "POST", "/v1/profiles", create, "POST /v1/profiles", 0.5),
+        ):
+            log(f"CRUD comparison: {what}, alternating rounds")
+            runs: dict[str, list[loadgen.WrkResult]] = {"rp": [], "crud": []}
+            for side in ("rp", "crud"):
+                load(side, method, path, body, cfg.warmup)
+            for i in range(cfg.rounds):
+                for side in ("rp", "crud") if i % 2 == 0 else ("crud", "rp"):
+                    runs[side].append(load(side, method, path, body, cfg.duration))
+                log(
+                    f"  service {runs['rp'][-1].rps:,.0f} req/s (p99 {runs['rp'][-1].p99_ms:.1f} ms), "
+                    f"CRUD {runs['crud'][-1].rps:,.0f} req/s (p99 {runs['crud'][-1].p99_ms:.1f} ms)"
+                )
+            self.versus_figures(key, what, runs, target, p99_target=2.0 if target == 0.5 else None)
+
+    def versus_figures(
+        self,
+        key: str,
+        what: str,
+        runs: dict[str, list[loadgen.WrkResult]],
+        target: float,
+        p99_target: float | None,
+    ) -> None:
+        crud, rp = runs["crud"], runs["rp"]
+        group = "against the CRUD baseline"
+        self.figures.add(
+            Figure(
+                f"V0{key}",
+                f"CRUD baseline: {what}, 16 connections",
+                "req/s",
+                [r.rps for r in crud],
+                group=group,
+                detail={"rounds": [r.as_dict() for r in crud]},
+                error=_problems(f"CRUD {what}", crud),
+            )
+        )
+        for pct in ("p50", "p99"):
+            self.figures.add(
+                Figure(
+                    f"V0{key}-{pct}",
+                    f"  CRUD {pct} latency",
+                    "ms",
+                    [getattr(r, f"{pct}_ms") for r in crud],
+                    group=group,
+                )
+            )
+        self.figures.add(
+            Figure(
+                f"V1{key}",
+                f"service: {what}, 16 connections",
+                "req/s",
+                [r.rps for r in rp],
+                baseline=f"V0{key}",
+                target=f">= {target}x",
+                check=lambda v, r, t=target: r is not None and r >= t,
+                group=group,
+                detail={"rounds": [r.as_dict() for r in rp]},
+                error=_problems(f"service {what}", rp),
+            )
+        )
+        self.figures.add(
+            Figure(
+                f"V1{key}-p50",
+                "  service p50 latency",
+                "ms",
+                [r.p50_ms for r in rp],
+                baseline=f"V0{key}-p50",
+                group=group,
+            )
+        )
+        p99 = self.figures.add(
+            Figure(
+                f"V1{key}-p99",
+                "  service p99 latency",
+                "ms",
+                [r.p99_ms for r in rp],
+                baseline=f"V0{key}-p99",
+                group=group,
+            )
+        )
+        if p99_target is not None:
+            p99.target = f"<= {p99_target:g}x"
+            p99.check = lambda v, r, t=p99_target: r is not None and r <= t
+
     # --- stage 2: 100,000 accounts ----------------------------------------------------
 
     def stage_large(self) -> None:
@@ -1404,7 +1639,8 @@ def main() -> int:
     args.out.write_text(payload)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    copy = results / f"{doc['started_utc']}{'-quick' if cfg.quick else ''}.json"
+    suffix = ("-quick" if cfg.quick else "") + (f"-{cfg.only}" if cfg.only else "")
+    copy = results / f"{doc['started_utc']}{suffix}.json"
     copy.write_text(payload)
     copy.with_suffix(".md").write_text(report.markdown(doc, cfg.quick))
     print(f"\nwrote {args.out} and {copy}")

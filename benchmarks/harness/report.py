@@ -38,6 +38,7 @@ class Figure:
 
 GROUPS = [
     "baselines",
+    "against the CRUD baseline",
     "commands",
     "history",
     "queries",

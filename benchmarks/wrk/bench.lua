@@ -9,7 +9,11 @@
 --               threads never share an account and, with many more tokens than
 --               connections, concurrent requests are on distinct accounts.
 --               With fewer tokens than threads, every thread sends them all.
--- BODY          a file whose bytes are the JSON body, or "-" (none).
+-- BODY          a file whose bytes are the JSON body, or "-" (none). A body with
+--               %PROFILE% in it alternates per token: a TOKENS line
+--               "token<TAB>A<TAB>B" sends A, then B, then A ... in place of
+--               %PROFILE% (PUT default: every request a real switch, when A is
+--               not the account's default at the start).
 --
 -- At the end one line "WRKJSON {...}" reports requests, duration, errors,
 -- latency percentiles (microseconds) and the count of each status code.
@@ -51,17 +55,27 @@ function init(args)
         base["Content-Type"] = "application/json"
     end
     requests_ = {}
+    variants_ = {}
     if tokens_file ~= "-" then
         local all = read_lines(tokens_file)
         -- Fewer tokens than threads (one shared account): every thread sends them all.
         local split = #all >= nthreads
-        for i, token in ipairs(all) do
+        for i, line in ipairs(all) do
             if not split or (i - 1) % nthreads == tid then
-                local headers = {["Authorization"] = "Bearer " .. token}
+                local fields = {}
+                for field in string.gmatch(line, "[^\t]+") do
+                    fields[#fields + 1] = field
+                end
+                local headers = {["Authorization"] = "Bearer " .. fields[1]}
                 for k, v in pairs(base) do
                     headers[k] = v
                 end
-                requests_[#requests_ + 1] = wrk.format(method, path, headers, body)
+                if body and fields[2] and string.find(body, "%PROFILE%", 1, true) then
+                    requests_[#requests_ + 1] = wrk.format(method, path, headers, (body:gsub("%%PROFILE%%", fields[2])))
+                    variants_[#requests_] = wrk.format(method, path, headers, (body:gsub("%%PROFILE%%", fields[3])))
+                else
+                    requests_[#requests_ + 1] = wrk.format(method, path, headers, body)
+                end
             end
         end
     end
@@ -74,7 +88,12 @@ end
 
 function request()
     sent_ = sent_ + 1
-    return requests_[(sent_ - 1) % #requests_ + 1]
+    local i = (sent_ - 1) % #requests_ + 1
+    -- Every second pass over the tokens sends the alternative body, if any.
+    if variants_[i] and math.floor((sent_ - 1) / #requests_) % 2 == 1 then
+        return variants_[i]
+    end
+    return requests_[i]
 end
 
 function response(status, headers, body)
