@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from api.problems import Problem, exception_response
 from domain.service import Cause
 from infrastructure.container import Container
-from infrastructure.idempotency import fingerprint
+from infrastructure.idempotency import KeyAlreadyCommitted, fingerprint
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _KEPT_HEADERS = ("etag", "location", "x-position", "content-type")
@@ -33,6 +33,32 @@ def _invalid_key(reason: str) -> Problem:
 
 def _replayed(status: int, headers: dict[str, str], body: bytes) -> Response:
     return Response(body, status_code=status, headers={**headers, "Idempotent-Replayed": "true"})
+
+
+def _in_flight(retry_after: bool = True) -> Problem:
+    return Problem(
+        409,
+        "idempotency-in-flight",
+        "Request in progress",
+        "a request with this Idempotency-Key is still being processed",
+        {"Retry-After": "1"} if retry_after else None,
+    )
+
+
+def _lost_the_key(
+    container: Container, account: str, key: str, rebuild: Callable[[str], Response]
+) -> Response:
+    """This request's transaction rolled back because another request with the
+    key committed first: answer as a replay of that one."""
+    stored = container.idempotency.get(account, key)
+    if stored is not None and stored.state == "done" and stored.body is not None and stored.status:
+        return _replayed(stored.status, stored.headers, stored.body)
+    if stored is not None and stored.state == "committed" and stored.profile_id:
+        # Committed, its owner still replying (it stores the response itself).
+        response = rebuild(stored.profile_id)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    raise _in_flight()
 
 
 def idempotent(
@@ -58,12 +84,7 @@ def idempotent(
         stored = store.get(account, key)
         if stored is None:  # expired and removed in between: one more try
             if not store.reserve(account, key, fp):
-                raise Problem(
-                    409,
-                    "idempotency-in-flight",
-                    "Request in progress",
-                    "a request with this Idempotency-Key is still being processed",
-                )
+                raise _in_flight(retry_after=False)
         elif stored.fingerprint != fp:
             raise _invalid_key("was already used with a different request")
         elif stored.state == "done" and stored.body is not None and stored.status is not None:
@@ -72,15 +93,11 @@ def idempotent(
             # The first request stored its events but died before replying.
             return _finish(container, account, key, rebuild(stored.profile_id))
         elif not (stored.lease_expired and store.take_over(account, key)):
-            raise Problem(
-                409,
-                "idempotency-in-flight",
-                "Request in progress",
-                "a request with this Idempotency-Key is still being processed",
-                {"Retry-After": "1"},
-            )
+            raise _in_flight()
     try:
         response = command(replace(cause, idempotency=(account, key)))
+    except KeyAlreadyCommitted:
+        return _lost_the_key(container, account, key, rebuild)
     except Exception as exc:
         response = exception_response(exc, request)
         if response.status_code >= 500:

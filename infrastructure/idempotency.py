@@ -18,6 +18,17 @@ TABLE = "idempotency_keys"
 LEASE_SECONDS = 30
 
 
+class KeyAlreadyCommitted(Exception):
+    """A command's transaction found its idempotency key no longer in flight:
+    another request with the key committed (or the key expired); nothing of
+    this command was stored."""
+
+    def __init__(self, account_id: str, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} of {account_id!r} is not in flight")
+        self.account_id = account_id
+        self.key = key
+
+
 @dataclass(frozen=True)
 class Stored:
     fingerprint: str

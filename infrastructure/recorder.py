@@ -12,7 +12,7 @@ from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicatio
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.db_retry import retry_dead_connections
-from infrastructure.idempotency import TABLE
+from infrastructure.idempotency import TABLE, KeyAlreadyCommitted
 
 
 class ProfilesRecorder(PostgresApplicationRecorder):
@@ -27,11 +27,19 @@ class ProfilesRecorder(PostgresApplicationRecorder):
             account_id, key, profile_id = mark
             curs.execute(
                 SQL(
-                    "UPDATE {}.{} SET state = 'committed', profile_id = %s WHERE account_id = %s AND key = %s"
+                    "UPDATE {}.{} SET state = 'committed', profile_id = %s"
+                    " WHERE account_id = %s AND key = %s AND state = 'in_flight' RETURNING 1"
                 ).format(Identifier(self.datastore.schema), Identifier(TABLE)),
                 (profile_id, account_id, key),
                 prepare=True,
             )
+            # Fetching syncs the library's pipeline: one round trip, taken before
+            # the events table's lock, so the serialised section is not longer.
+            if curs.fetchone() is None:
+                # Another request with this key committed first (it outlived its
+                # lease and a retry took the key over): raising rolls back this
+                # transaction, so the key's events are stored once.
+                raise KeyAlreadyCommitted(account_id, key)
         super()._insert_events(curs, stored_events, **kwargs)
 
 
