@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -26,7 +27,12 @@ class FastJSONResponse(JSONResponse):
     wire, so there is no second validation pass."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:
+            # orjson holds 64-bit integers; events stored before details were
+            # bounded may hold larger ones, and a read must still answer.
+            return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def public(row: ProfileRow) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class VehicleFields(Strict):
     )
     race_number: str | None = Field(
         default=None,
-        description="1-6 letters or digits",
+        description="1-6 ASCII letters or digits",
         examples=["07"],
         json_schema_extra=RACE_NUMBER_RULES,
     )
@@ -51,7 +51,7 @@ class VehicleUpdate(Strict):
         default=None, description="up to 40 printable characters", json_schema_extra=CLASS_RULES
     )
     race_number: str | None = Field(
-        default=None, description="1-6 letters or digits", json_schema_extra=RACE_NUMBER_RULES
+        default=None, description="1-6 ASCII letters or digits", json_schema_extra=RACE_NUMBER_RULES
     )
     reason: str | None = Field(default=None, max_length=500)
 
@@ -82,7 +82,10 @@ class ProfileCreate(Strict):
     vehicles: list[VehicleFields] = Field(default_factory=list, max_length=50)
     details: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict,
-        description="up to 20 free-form entries: keys up to 40 characters, text up to 200, finite numbers",
+        description=(
+            "up to 20 free-form entries: keys up to 40 characters, text up to 200,"
+            " numbers within ±9007199254740991 (2^53-1)"
+        ),
         examples=[{"club": "Karting North", "weight_kg": 42.5}],
         json_schema_extra=DETAILS_RULES,
     )

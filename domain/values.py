@@ -15,8 +15,14 @@ RACE_NUMBER_MAX = 6
 VEHICLES_MAX = 50
 
 
+# Control (NUL, ESC, CR/LF), format (bidi overrides, zero-width), surrogate,
+# private-use and unassigned characters, and the Unicode line and paragraph
+# separators: none belongs in a name or a note an auditor reads.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def _has_control_chars(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+    return any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text)
 
 
 def clean_text(field: str, value: object, max_len: int) -> str:
@@ -45,8 +51,9 @@ def clean_optional(field: str, value: object, max_len: int) -> str | None:
 
 def clean_race_number(value: object, field: str = "race_number") -> str | None:
     number = clean_optional(field, value, RACE_NUMBER_MAX)
-    if number is not None and not number.isalnum():
-        raise InvalidValue(field, "must contain only letters and digits")
+    # ASCII, as the OpenAPI pattern says: str.isalnum alone also takes "Ⅻ" and "١٢".
+    if number is not None and not (number.isascii() and number.isalnum()):
+        raise InvalidValue(field, "must contain only ASCII letters and digits")
     return number
 
 
@@ -83,7 +90,30 @@ def vehicle_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
 DETAILS_MAX = 20
 DETAIL_KEY_MAX = 40
 DETAIL_VALUE_MAX = 200
+# The largest integer every JSON reader (JavaScript's doubles, browsers) holds
+# exactly; numbers of either kind stay within it.
 SAFE_INTEGER = 2**53 - 1
+
+
+def clean_number(field: str, value: float) -> float:
+    """A finite number within ±SAFE_INTEGER, integers and floats alike.
+
+    Beyond 2^53 JSON readers lose digits; beyond 64 bits the response encoder
+    (orjson) refuses integers; and PostgreSQL's jsonb keeps numbers as
+    `numeric`, printing the float 1e20 back as the integer 100000000000000000000.
+    Within the bound a float's shortest form (repr) has no positive exponent, so
+    it survives JSON, jsonb, the hash chain and verify digit for digit."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            # JSON has no NaN or Infinity: such a value could never be projected.
+            raise InvalidValue(field, "must be a finite number")
+        if abs(value) > SAFE_INTEGER:
+            raise InvalidValue(field, f"must be a number within ±{SAFE_INTEGER}")
+        # jsonb's numeric has no negative zero: keep the one zero it gives back.
+        return 0.0 if value == 0 else value
+    if abs(value) > SAFE_INTEGER:
+        raise InvalidValue(field, f"must be an integer within ±{SAFE_INTEGER}")
+    return value
 
 
 def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,16 +124,14 @@ def clean_details(details: Mapping[str, Any]) -> dict[str, Any]:
     cleaned: dict[str, Any] = {}
     for key, value in details.items():
         name = clean_text("details", key, DETAIL_KEY_MAX)
+        if name in cleaned:
+            # Two keys that differ only in surrounding spaces would silently become one.
+            raise InvalidValue(f"details.{name}", "is given twice (keys are trimmed)")
         if isinstance(value, str):
             value = clean_text(f"details.{name}", value, DETAIL_VALUE_MAX)
-        elif value is not None and not isinstance(value, (bool, int, float)):
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = clean_number(f"details.{name}", value)
+        elif value is not None and not isinstance(value, bool):
             raise InvalidValue(f"details.{name}", "must be text, a number, a boolean or null")
-        elif isinstance(value, float) and not math.isfinite(value):
-            # JSON has no NaN or Infinity: such a value could never be projected.
-            raise InvalidValue(f"details.{name}", "must be a finite number")
-        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > SAFE_INTEGER:
-            # Beyond 2^53 JSON readers (browsers) lose digits, and beyond 64 bits
-            # the encoders refuse: keep to integers every client reads exactly.
-            raise InvalidValue(f"details.{name}", f"must be an integer within ±{SAFE_INTEGER}")
         cleaned[name] = value
     return cleaned

@@ -10,8 +10,8 @@ from typing import Any
 
 from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
-from psycopg.types.json import Jsonb
 
+from infrastructure.jsonb_values import jsonb
 from projections.rows import (
     AddVehicle,
     ChangeDefault,
@@ -96,8 +96,8 @@ def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[An
         c.profile_id,
         c.account_id,
         c.name,
-        Jsonb(c.details),
-        Jsonb(c.vehicles),
+        jsonb(c.details),
+        jsonb(c.vehicles),
         len(c.vehicles),
         c.version,
         c.created_at,
@@ -132,7 +132,7 @@ def _(c: AddVehicle, table: Table, position: int) -> tuple[list[str], list[Any]]
         " vehicle_count = vehicle_count + 1,"
         " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
-    return [sql], [(Jsonb(c.vehicle), c.version, c.updated_at, position, c.profile_id)]
+    return [sql], [(jsonb(c.vehicle), c.version, c.updated_at, position, c.profile_id)]
 
 
 @_statement.register
@@ -144,7 +144,7 @@ def _(c: ChangeVehicle, table: Table, position: int) -> tuple[list[str], list[An
         "   FROM jsonb_array_elements(vehicles) WITH ORDINALITY AS e(v, n)),"
         " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
-    return [sql], [(c.vehicle_id, Jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)]
+    return [sql], [(c.vehicle_id, jsonb(c.changes), c.version, c.updated_at, position, c.profile_id)]
 
 
 @_statement.register

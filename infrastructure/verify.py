@@ -3,6 +3,7 @@ with the invariant and, row by row, with the read table."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -68,6 +69,12 @@ def _invariant_problems(container: Container, rows: dict[UUID, dict[str, Any]]) 
     return problems
 
 
+def _same(have: Any, want: Any) -> bool:
+    """Equal as JSON, kinds included: 1 == 1.0 == True in Python, but a float that
+    came back as an integer (or a lost sign) is a difference clients see."""
+    return json.dumps(have, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
 def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> list[str]:
     head = container.app.recorder.max_notification_id() or 0
     try:
@@ -90,7 +97,7 @@ def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> lis
             problems.append(f"profile {pid}: in the events but missing from the read table")
             continue
         for column, value in want.items():
-            if getattr(have, column) != value:
+            if not _same(getattr(have, column), value):
                 problems.append(
                     f"profile {pid}: {column} is {getattr(have, column)!r} in the read table, "
                     f"{value!r} in the events"

@@ -434,7 +434,7 @@ def test_bad_rows_are_reported_by_id_and_skipped_whole(
     assert reasons == {
         ("racer_profiles", 11): "name must not be blank",
         ("racer_profiles", 12): "name is missing",
-        ("racer_profiles", 13): "vehicle 102 race_number must contain only letters and digits"
+        ("racer_profiles", 13): "vehicle 102 race_number must contain only ASCII letters and digits"
         " (skipped with its 2 vehicles)",
         ("racer_profiles", 14): "name must be at most 80 characters after trimming",
         ("racer_profiles", 15): "vehicle 103 name must not be blank (skipped with its 1 vehicle)",
@@ -452,7 +452,7 @@ def test_bad_rows_are_reported_by_id_and_skipped_whole(
     lines = format_report(report)
     assert "problems: 9 bad rows skipped, none of them written" in lines
     assert (
-        "  profile 13: vehicle 102 race_number must contain only letters and digits"
+        "  profile 13: vehicle 102 race_number must contain only ASCII letters and digits"
         " (skipped with its 2 vehicles)" in lines
     )
 
