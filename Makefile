@@ -6,10 +6,12 @@ PYTHON ?= python3
 
 .PHONY: run test fuzz
 
-$(VENV)/.installed: pyproject.toml
+# The Python client (clients/python, with its Streamlit extra) goes into the same
+# virtualenv: its tests run in `make test`.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' -e './clients/python[streamlit]'
 	touch $@
 
 run: $(VENV)/.installed

@@ -1,0 +1,59 @@
+"""Python client of the racer-profiles HTTP API (and, with the `streamlit`
+extra, `racer_profiles_client.streamlit.profile_switcher`)."""
+
+from racer_profiles_client._calls import OPERATIONS, UNSET
+from racer_profiles_client._version import __version__
+from racer_profiles_client.aio import AsyncClient
+from racer_profiles_client.client import Client
+from racer_profiles_client.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+    RateLimited,
+    ServiceUnreachable,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from racer_profiles_client.models import (
+    DefaultChange,
+    ExportedEvent,
+    FieldError,
+    Health,
+    HistoryEntry,
+    Problem,
+    Profile,
+    Readiness,
+    Vehicle,
+)
+
+__all__ = [
+    "OPERATIONS",
+    "UNSET",
+    "AsyncClient",
+    "Client",
+    "Conflict",
+    "DefaultChange",
+    "ExportedEvent",
+    "FieldError",
+    "Forbidden",
+    "Gone",
+    "Health",
+    "HistoryEntry",
+    "NotFound",
+    "PreconditionFailed",
+    "Problem",
+    "ProblemError",
+    "Profile",
+    "RateLimited",
+    "Readiness",
+    "ServiceUnreachable",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "Vehicle",
+    "__version__",
+]

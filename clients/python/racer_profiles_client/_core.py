@@ -1,0 +1,146 @@
+"""What Client and AsyncClient share: the headers of a request, the highest
+X-Position seen, and what to do with an answer (a value, a wait and a retry,
+a follow-up read, or a typed error)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from racer_profiles_client._calls import Call
+from racer_profiles_client._version import __version__
+from racer_profiles_client.errors import ProblemError, error_for
+from racer_profiles_client.models import Accepted
+
+T = TypeVar("T")
+
+USER_AGENT = f"racer-profiles-client/{__version__} python-httpx/{httpx.__version__}"
+STREAM_PATH = "/v1/profiles/stream"
+# The stream sends a keep-alive every 15 s: this much silence means the connection is dead.
+STREAM_READ_TIMEOUT = 45.0
+
+
+@dataclass(frozen=True)
+class Options:
+    base_url: str
+    token: str | None
+    timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 0.25
+    max_backoff: float = 10.0
+    # Waits longer than this (a Retry-After of minutes) are not waited for: the error is raised.
+    max_retry_after: float = 30.0
+    read_your_writes: bool = True
+    user_agent: str = USER_AGENT
+
+    def client_kwargs(self) -> dict[str, Any]:
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return {"base_url": self.base_url, "headers": headers, "timeout": self.timeout}
+
+
+class Positions:
+    """The highest X-Position this client has seen; reads ask the service to
+    have applied it (X-Min-Position), so a read never misses a write seen before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.highest = 0
+
+    def saw(self, response: httpx.Response) -> None:
+        value = response.headers.get("X-Position", "")
+        if value.isdigit():
+            self.raise_to(int(value))
+
+    def raise_to(self, position: int) -> None:
+        with self._lock:
+            self.highest = max(self.highest, position)
+
+
+@dataclass(frozen=True)
+class Value(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Retry:
+    delay: float
+
+
+@dataclass(frozen=True)
+class FollowUp(Generic[T]):
+    call: Call[T]
+
+
+class Core:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.positions = Positions()
+
+    def request(self, call: Call[Any]) -> dict[str, Any]:
+        headers = dict(call.headers)
+        if call.command:
+            headers["Idempotency-Key"] = call.idempotency_key
+        min_position = call.min_position
+        if call.read and self.options.read_your_writes:
+            min_position = max(min_position or 0, self.positions.highest) or None
+        if min_position:
+            headers["X-Min-Position"] = str(min_position)
+        kwargs: dict[str, Any] = {"method": call.method, "url": call.path, "headers": headers}
+        if call.params:
+            kwargs["params"] = call.params
+        if call.body is not None:
+            kwargs["json"] = call.body
+        return kwargs
+
+    def stream_headers(self, last_event_id: int | None) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        return headers
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Retry-After when the service gave one, else exponential backoff with jitter."""
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.options.max_backoff, self.options.backoff * 2**attempt)
+        return ceiling * (0.5 + random.random() / 2)
+
+    def may_retry(self, attempt: int, retry_after: float | None = None) -> bool:
+        return attempt < self.options.retries and (retry_after or 0) <= self.options.max_retry_after
+
+    def outcome(
+        self, call: Call[T], response: httpx.Response, attempt: int
+    ) -> Value[T] | Retry | FollowUp[T]:
+        self.positions.saw(response)
+        status = response.status_code
+        if status in call.ok:
+            return Value(call.parse(response))
+        if status == 202 and call.accepted is not None:
+            return FollowUp(call.accepted(Accepted.model_validate(response.json())))
+        error = error_for(
+            status, response.content, response.headers.get("Content-Type", ""), retry_after(response)
+        )
+        if status == 404 and call.missing is not None:
+            return Value(call.missing())
+        if _transient(error) and self.may_retry(attempt, error.retry_after):
+            return Retry(self.delay(attempt, error.retry_after))
+        raise error
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare; fall back to backoff
+
+
+def _transient(error: ProblemError) -> bool:
+    # 409 idempotency-in-flight: the same command (same key) is still running; ask again.
+    return error.status in (429, 503) or (error.status == 409 and error.kind == "idempotency-in-flight")
