@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import unquote
 
 import anyio.to_thread
 
 from fastapi import Depends, Header, Request
 
 from api.problems import Problem
+from domain.errors import InvalidValue
 from domain.service import Cause
+from domain.values import clean_reason
 from infrastructure.accounts import Principal
 from infrastructure.async_queries import AsyncProfileQueries
 from infrastructure.container import Container
@@ -109,9 +112,28 @@ MinPositionDep = Annotated[int | None, Depends(parse_min_position)]
 
 
 async def parse_reason(
-    x_reason: Annotated[str | None, Header(max_length=500, description="why (recorded)")] = None,
+    x_reason: Annotated[
+        str | None,
+        Header(
+            description=(
+                "why (recorded on the events): up to 500 characters, percent-encoded UTF-8"
+                " (`%C3%A9` is é; a literal `%` is `%25`), no control, bidi or line-break characters"
+            )
+        ),
+    ] = None,
 ) -> str | None:
-    return x_reason
+    """HTTP header values are bytes that servers read as latin-1, so UTF-8 sent raw
+    turns into mojibake: the header is ASCII, percent-encoded UTF-8 beyond it."""
+    if x_reason is None:
+        return None
+    if not x_reason.isascii():
+        # Refused like any other invalid header (422 naming it), not guessed at.
+        raise InvalidValue("X-Reason", "must be ASCII: send other characters as percent-encoded UTF-8")
+    try:
+        decoded = unquote(x_reason, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidValue("X-Reason", "its percent-escapes are not UTF-8") from None
+    return clean_reason(decoded, "X-Reason")
 
 
 ReasonHeaderDep = Annotated[str | None, Depends(parse_reason)]

@@ -359,7 +359,10 @@ COMMAND_EXTRA: dict[str, Any] = {"parameters": [IDEMPOTENCY_KEY]}
 # by their canonical spelling, with the format the dependency checks.
 HEADER_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "if-match": ("If-Match", {"pattern": r'^(\*|(W/)?"\d{1,9}")$', "examples": ['"3"']}),
-    "x-reason": ("X-Reason", {"examples": ["fixing a typo the racer reported"]}),
+    "x-reason": (
+        "X-Reason",
+        {"pattern": r"^[\x20-\x7e]*$", "examples": ["fixing a typo the racer reported", "caf%C3%A9 owner"]},
+    ),
     "x-min-position": ("X-Min-Position", {"examples": [1042]}),
     "last-event-id": ("Last-Event-ID", {}),
 }
@@ -390,7 +393,8 @@ HEADERS_GUIDE = """
   applies to the latest state. `GET /v1/profiles/default`'s ETag is the roster's version, which
   `PUT /v1/profiles/default` takes in If-Match.
 - `Idempotency-Key` on every command (POST, PUT, PATCH, DELETE): see the parameter.
-- `X-Request-ID` (echoed; recorded on events), `X-Reason` (why; recorded on events),
+- `X-Request-ID` (echoed; recorded on events), `X-Reason` (why; recorded on events; ASCII, with
+  other characters as percent-encoded UTF-8, e.g. `caf%C3%A9`; raw non-ASCII bytes are refused, 422),
   `X-Min-Position` (queries wait until the read table reaches it; 503 with Retry-After otherwise).
 - Commands answer from the read table once it shows the change, with its position in `X-Position`;
   should the read table lag past WAIT_TIMEOUT, the stored change answers 202 with `Accepted`.

@@ -4,7 +4,7 @@ checks the rules (lengths, blank names) and names the field it rejects."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,18 @@ CLASS_RULES = {"minLength": 1, "maxLength": 40, "pattern": r"\S"}
 RACE_NUMBER_RULES = {"pattern": r"^[A-Za-z0-9]{1,6}$"}
 DETAILS_RULES = {"maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"\S"}}
 NAME = "1-80 printable characters after trimming"
+
+# Why the change was made, recorded on its events (wins over X-Reason).
+Reason = Annotated[
+    str | None,
+    Field(
+        max_length=500,
+        description=(
+            "why (recorded on the events; wins over X-Reason): up to 500 characters after trimming,"
+            " no control, bidi or line-break characters; blank means none"
+        ),
+    ),
+]
 
 
 class VehicleFields(Strict):
@@ -40,7 +52,7 @@ class VehicleFields(Strict):
 
 
 class VehicleCreate(VehicleFields):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class VehicleUpdate(Strict):
@@ -53,7 +65,7 @@ class VehicleUpdate(Strict):
     race_number: str | None = Field(
         default=None, description="1-6 ASCII letters or digits", json_schema_extra=RACE_NUMBER_RULES
     )
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class VehiclePublic(BaseModel):
@@ -89,28 +101,28 @@ class ProfileCreate(Strict):
         examples=[{"club": "Karting North", "weight_kg": 42.5}],
         json_schema_extra=DETAILS_RULES,
     )
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class ProfileUpdate(Strict):
     name: str = Field(description=f"the new name, {NAME}", examples=["Alex"], json_schema_extra=NAME_RULES)
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class ArchiveRequest(Strict):
     successor_id: UUID | None = Field(
         default=None, description="the profile that becomes default if this one is the default"
     )
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class RestoreRequest(Strict):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class DefaultRequest(Strict):
     profile_id: UUID
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason = None
 
 
 class ProfilePublic(BaseModel):

@@ -39,6 +39,18 @@ def clean_text(field: str, value: object, max_len: int) -> str:
     return text
 
 
+REASON_MAX = 500
+
+
+def clean_reason(value: object, field: str = "reason") -> str | None:
+    """Why a change was made, as auditors read it forever: the rules of names
+    (trimmed, no control, bidi or line-break characters) at up to REASON_MAX
+    characters; blank means no reason."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return clean_text(field, value, REASON_MAX)
+
+
 def clean_name(value: object, field: str = "name") -> str:
     return clean_text(field, value, NAME_MAX)
 

@@ -58,6 +58,7 @@ from api.schemas import (
 )
 from domain.roster import roster_id
 from domain.service import Cause
+from domain.values import clean_reason
 from infrastructure.container import Container
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
@@ -66,7 +67,10 @@ _QUERY_PROBLEMS = problems(401, 422, 503)
 
 
 def _because(cause: Cause, body_reason: str | None) -> Cause:
-    return replace(cause, reason=body_reason) if body_reason else cause
+    """The cause with the body's reason, which wins over X-Reason (checked by the
+    rules of names; a blank one leaves X-Reason's)."""
+    reason = clean_reason(body_reason, "reason")
+    return replace(cause, reason=reason) if reason else cause
 
 
 def _once(

@@ -649,3 +649,64 @@ def test_summary_row(target: Target) -> None:
         )
     )
     assert total > 0, "no hostile request was sent"
+
+
+# --- free text: reasons follow the rules of names ---------------------------------------
+
+BAD_REASONS = {
+    "NUL": "a\x00b",
+    "bidi override": "\u202eevil",
+    "ESC": "\x1b[31mred",
+    "CR LF": "line\r\nbreak",
+    "tab": "tab\there",
+    "zero-width space": "zw\u200bj",
+    "line separator": "a\u2028b",
+    "501 characters": "r" * 501,
+}
+
+
+def _owner(target: Target) -> dict[str, str]:
+    return {"Authorization": f"Bearer {target.owner}"}
+
+
+@pytest.mark.parametrize("reason", list(BAD_REASONS.values()), ids=list(BAD_REASONS))
+def test_a_bad_reason_is_refused_in_the_body_and_in_x_reason(target: Target, reason: str) -> None:
+    client = _asgi_client(target)
+    before = head_position(target.container)
+    in_body = client.post("/v1/profiles", json={"name": "R", "reason": reason}, headers=_owner(target))
+    in_header = client.post(
+        "/v1/profiles", json={"name": "R"}, headers={**_owner(target), "X-Reason": quote(reason)}
+    )
+    for response, field in ((in_body, "reason"), (in_header, "X-Reason")):
+        assert response.status_code == 422, response.text[:300]
+        assert response.headers["content-type"].startswith(PROBLEM)
+        assert response.json()["errors"][0]["field"] == field, response.text[:300]
+    assert head_position(target.container) == before, "a refused reason was stored"
+
+
+def test_raw_non_ascii_in_x_reason_is_refused_not_stored_as_mojibake(target: Target) -> None:
+    client = _asgi_client(target)
+    before = head_position(target.container)
+    response = client.post(
+        "/v1/profiles", json={"name": "R"}, headers={**_owner(target), "X-Reason": "café".encode()}
+    )
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["errors"][0] == {
+        "field": "X-Reason",
+        "reason": "must be ASCII: send other characters as percent-encoded UTF-8",
+    }
+    broken = client.post("/v1/profiles", json={"name": "R"}, headers={**_owner(target), "X-Reason": "%C3%28"})
+    assert broken.status_code == 422 and broken.json()["errors"][0]["field"] == "X-Reason", broken.text
+    assert head_position(target.container) == before
+
+
+def test_percent_encoded_utf8_in_x_reason_is_recorded_as_text(target: Target) -> None:
+    client = _asgi_client(target)
+    reason = "café ✓ 100% sure, the racer's ask"
+    created = client.post(
+        "/v1/profiles", json={"name": "Reasoned"}, headers={**_owner(target), "X-Reason": quote(reason)}
+    )
+    assert created.status_code == 201, created.text[:300]
+    history = client.get(f"/v1/profiles/{created.json()['id']}/history", headers=_owner(target))
+    assert history.status_code == 200, history.text[:300]
+    assert history.json()["items"][0]["reason"] == reason
