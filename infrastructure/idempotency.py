@@ -16,6 +16,9 @@ from psycopg.types.json import Jsonb
 
 TABLE = "idempotency_keys"
 LEASE_SECONDS = 30
+# Expired keys each reservation removes besides its own: more than one, so the
+# expired rows cannot pile up however many unique keys arrive (see reserve).
+PURGE_BATCH = 8
 
 
 class KeyAlreadyCommitted(Exception):
@@ -61,15 +64,31 @@ class IdempotencyStore:
                     " headers jsonb, body bytea, PRIMARY KEY (account_id, key))"
                 ).format(self.table)
             )
+            curs.execute(
+                SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires_at)").format(
+                    Identifier(f"{TABLE}_expires_at"), self.table
+                )
+            )
 
     def reserve(self, account_id: str, key: str, fp: str) -> bool:
-        """True when this request now owns the key (new, or expired and replaced)."""
+        """True when this request now owns the key (new, or expired and replaced).
+
+        Each reservation also purges up to PURGE_BATCH expired keys of any account
+        whose request is over (done, or its lease ran out): keys expire at the rate
+        they are made, and each new one removes several, so under any stream of
+        unique keys the table holds about a TTL's worth of them. SKIP LOCKED keeps
+        concurrent reservations from queueing on each other's purges."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
-                SQL("DELETE FROM {} WHERE account_id = %s AND key = %s AND expires_at < now()").format(
-                    self.table
-                ),
-                (account_id, key),
+                SQL(
+                    "WITH own AS (DELETE FROM {t} WHERE account_id = %s AND key = %s AND expires_at < now()),"
+                    " purged AS (DELETE FROM {t} WHERE (account_id, key) IN ("
+                    "   SELECT account_id, key FROM {t} WHERE expires_at < now()"
+                    "   AND (state = 'done' OR lease_until < now())"
+                    "   ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED))"
+                    " SELECT 1"
+                ).format(t=self.table),
+                (account_id, key, PURGE_BATCH),
             )
             curs.execute(
                 SQL(
