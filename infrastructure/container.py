@@ -119,7 +119,7 @@ def build(settings: Settings) -> Container:
         reader = (
             read_datastore(settings, settings.read_conninfo()) if settings.read_database_url else datastore
         )
-        view = PostgresProfilesView(datastore, reader=reader)
+        view = PostgresProfilesView(datastore, application_name=app.name, reader=reader)
         accounts = Accounts(datastore)
         idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
         projection_status = ProjectionStatus(datastore)

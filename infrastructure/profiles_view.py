@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking, WaitInterruptedError
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -37,9 +37,12 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self,
         datastore: PostgresDatastore,
         *,
+        application_name: str,
         table: str = TABLE,
         reader: PostgresDatastore | None = None,
     ) -> None:
+        """application_name: the upstream application whose positions the change
+        feed reports (reached_position) and has_reached asks about by default."""
         super().__init__(datastore, tracking_table_name=TRACKING_TABLE)
         # Where queries read: a replica shows a commit only once it has replayed
         # it, so there waits must see the replica's own tracking position.
@@ -48,7 +51,9 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self.table = table
         self.sql_create_statements.extend(ddl(datastore.schema, table))
         self.writer = RowWriter(datastore.schema, table)
-        self._reached = 0
+        self.application_name = application_name
+        # The last position known applied, per upstream application (tracking is per name).
+        self._reached: dict[str, int] = {}
         self._reached_changed = threading.Condition()
         # Set while a change feed of this process listens for the view's commits
         # (infrastructure/change_feed.py calls reached_position).
@@ -83,22 +88,25 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
                 # when no row changed, since it wakes the waits for these positions.
                 curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True)
         if self._commits_visible_to_readers:
-            self._reached_position(last)
+            self._reached_position(application_name, last)
 
     def reached_position(self, position: int) -> None:
         """Told by the change feed: the projector committed up to position."""
         if self._commits_visible_to_readers:
-            self._reached_position(position)
+            self._reached_position(self.application_name, position)
 
-    def _reached_position(self, position: int) -> None:
+    def _reached_position(self, application_name: str, position: int) -> None:
         with self._reached_changed:
-            if position > self._reached:
-                self._reached = position
+            if position > self._reached.get(application_name, 0):
+                self._reached[application_name] = position
                 self._reached_changed.notify_all()
 
-    def has_reached(self, position: int) -> bool:
+    def has_reached(self, position: int, application_name: str | None = None) -> bool:
         """True when this process knows the readers see position (no I/O)."""
-        return self._reached >= position
+        return self._known(application_name or self.application_name) >= position
+
+    def _known(self, application_name: str) -> int:
+        return self._reached.get(application_name, 0)
 
     def position(self, application_name: str) -> int:
         """The last applied position, as the readers (the replica, if any) see it."""
@@ -106,7 +114,7 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             curs.execute(self._head_statement, (application_name,), prepare=True)
             row: Any = curs.fetchone()
         position = int(row["notification_id"]) if row and row["notification_id"] else 0
-        self._reached_position(position)
+        self._reached_position(application_name, position)
         return position
 
     def wait(
@@ -122,8 +130,9 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         batch the projector commits, whichever process runs it). While nothing
         wakes them the database is polled from 1 ms up to 25 ms (the library
         starts at 100 ms); while the feed listens, only every 100 ms, in case a
-        notification was missed."""
-        if not notification_id or self._reached >= notification_id:
+        notification was missed. A set interrupt ends the wait with
+        WaitInterruptedError (checked before each pause, as the library does)."""
+        if not notification_id or self._known(application_name) >= notification_id:
             return
         deadline = time.monotonic() + timeout
         interval = 0.001
@@ -131,15 +140,17 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         while True:
             if ask and self.position(application_name) >= notification_id:
                 return
+            if interrupt is not None and interrupt.is_set():
+                raise WaitInterruptedError
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"read table has not reached position {notification_id} in {timeout}s")
             pause = FEED_FALLBACK_POLL if self._woken_by_feed() else interval
             with self._reached_changed:
                 self._reached_changed.wait_for(
-                    lambda: self._reached >= notification_id, timeout=min(pause, remaining)
+                    lambda: self._known(application_name) >= notification_id, timeout=min(pause, remaining)
                 )
-            if self._reached >= notification_id:
+            if self._known(application_name) >= notification_id:
                 return
             ask = True
             interval = min(interval * 2, 0.025)
