@@ -77,6 +77,10 @@ class Client:
         self._http.close()
 
     @property
+    def base_url(self) -> str:
+        return self._core.options.base_url
+
+    @property
     def last_position(self) -> int:
         """The highest X-Position seen: what reads wait for."""
         return self._core.positions.highest
