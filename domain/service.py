@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Mapper
-from eventsourcing.utils import EnvType
+from eventsourcing.utils import Environment, EnvType
 
 from domain.errors import (
     ConcurrencyConflict,
@@ -101,6 +101,16 @@ class ProfilesService(Application[UUID]):
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The library's construct_env without its merge of os.environ: the
+        caller's env is the whole configuration (infrastructure's Settings
+        derives it), so no stray POSTGRES_* or RACERPROFILES_* variable can move
+        the event store or change its behaviour behind it."""
+        base = dict(type(self).env)
+        if type(self).is_snapshotting_enabled or type(self).snapshotting_intervals:
+            base["IS_SNAPSHOTTING_ENABLED"] = "y"
+        return Environment(name, {**base, **(env or {})})
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=UpcastingMapper)

@@ -23,7 +23,7 @@ from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.projection_status import ProjectionStatus
 from infrastructure.runner import ProjectionRunner
-from infrastructure.settings import POOL_MIN, Settings
+from infrastructure.settings import POOL_MIN, SCHEMA, Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> Po
         max_overflow=settings.pool_size - POOL_MIN,
         pre_ping=False,
         lock_timeout=settings.db_lock_timeout,
+        schema=SCHEMA,
     )
 
 

@@ -10,8 +10,11 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 POOL_MIN = 2
+# Every table lives in this schema: the event store's (the library's), the
+# read table, tokens, idempotency keys. Pinned, not configurable: statements
+# outside the library name it too.
+SCHEMA = "public"
 
 
 class Settings(BaseSettings):
@@ -74,7 +77,8 @@ class Settings(BaseSettings):
         return max(self.api_threads + 2, POOL_MIN)
 
     def library_env(self) -> dict[str, str]:
-        """The eventsourcing library's environment for the event store."""
+        """The eventsourcing library's whole environment for the event store
+        (ProfilesService.construct_env adds nothing from os.environ)."""
         info = self.conninfo()
         return {
             "PERSISTENCE_MODULE": "infrastructure.recorder:ProfilesFactory",
@@ -93,17 +97,19 @@ class Settings(BaseSettings):
             # the statement, and it is retried on a fresh one (infrastructure/db_retry.py).
             "POSTGRES_PRE_PING": "n",
             "CREATE_TABLE": "y" if self.create_tables else "n",
+            "POSTGRES_SCHEMA": SCHEMA,
+            # The library's insert function takes no table lock (notification ids
+            # could commit out of order) and skips _insert_events (the idempotency
+            # mark, infrastructure/recorder.py): never on.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
             # The library's aggregate cache: a command loads an account's roster
             # from memory and reads only the events stored since (fast-forward,
             # so other processes' writes are seen), instead of replaying up to
             # 99 events after its snapshot. Each get returns a deep copy, so a
             # command that fails half-way leaves the cached roster untouched.
             # Quick benchmark: create-profile on large rosters 272 -> 330 cmd/s.
-            **(
-                {"AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size)}
-                if self.aggregate_cache_size
-                else {}
-            ),
+            # Empty: no cache (the library reads "0" as a cache of size 0).
+            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size) if self.aggregate_cache_size else "",
         }
 
     def with_database(self, url: str) -> Settings:
