@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test fuzz
+.PHONY: run test fuzz dashboard
 
 # The Python client (clients/python, with its Streamlit extra) goes into the same
 # virtualenv: its tests run in `make test`.
@@ -19,6 +19,14 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The example Streamlit dashboard next to a running `make run`: on the account of
+# RACER_PROFILES_TOKEN, else on a new one. Headless, and no usage statistics sent.
+DASHBOARD_PORT ?= 8501
+dashboard: $(VENV)/.installed
+	RACER_PROFILES_TOKEN="$${RACER_PROFILES_TOKEN:-$$($(VENV)/bin/racer-profiles accounts create 'Dashboard demo' | tail -n 1)}" \
+		$(VENV)/bin/streamlit run clients/python/examples/dashboard.py --server.port $(DASHBOARD_PORT) \
+		--server.headless true --browser.gatherUsageStats false
 
 # Schemathesis with many more cases than `make test`: FUZZ_MAX_EXAMPLES fuzzed
 # requests per operation, FUZZ_STATEFUL_EXAMPLES link-following sequences, fresh

@@ -5,10 +5,14 @@ followed, read-your-writes, and the live stream resumed after a drop."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from racer_profiles_client import (
@@ -234,3 +238,18 @@ def test_the_async_client_does_the_same(service: Service, token: str, new_token:
             assert (await client.readiness()).ready
 
     asyncio.run(scenario())
+
+
+def test_the_example_of_the_client_authors_guide_runs_as_written(service: Service, token: str) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "client-authors.md").read_text()
+    source = guide.split("## Python client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    source = source.replace("http://127.0.0.1:8000", service.base_url)  # make run's address
+    env = {**os.environ, "RACER_PROFILES_TOKEN": token}
+    ran = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        "changed meanwhile; now at version 2",
+        "Alexandra 1 ",
+        "Sam 0 default",
+        "Sam",
+    ]

@@ -113,3 +113,23 @@ def test_the_service_down_or_the_token_refused_is_a_message_not_a_traceback(
 def test_no_token_says_where_to_put_one(dashboard: Callable[[str, str], AppTest]) -> None:
     app = dashboard("http://127.0.0.1:9", "")
     assert "RACER_PROFILES_TOKEN" in app.sidebar.error[0].value
+
+
+def test_the_minimal_app_of_the_client_authors_guide_works_as_written(
+    service: Service, token: str, family: tuple[Profile, Profile], client: Client, tmp_path: Path
+) -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "client-authors.md").read_text()
+    source = guide.split("```python\n# app.py\n", 1)[1].split("```", 1)[0]
+    assert 15 <= len(source.strip().splitlines()) <= 25  # "about 20 lines"
+    (tmp_path / "app.py").write_text(source)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RACER_PROFILES_URL", service.base_url)
+        env.setenv("RACER_PROFILES_TOKEN", token)
+        app = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=30).run()
+        assert [h.value for h in app.header] == ["Sam: 1 vehicles"]
+        app.text_input(key="kart").input("Rotax").run()
+        next(b for b in app.button if b.label == "Add").click().run()
+        assert not app.exception
+        assert [v.name for v in client.get_profile(family[1].id).vehicles] == ["Cadet kart", "Rotax"]
+        assert app.text_input(key="kart").value == ""
+        assert [h.value for h in app.header] == ["Sam: 2 vehicles"]
