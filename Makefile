@@ -1,10 +1,14 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 # Both create the virtualenv (.venv) from pyproject.toml on first use.
+# `make run PORT=8001 HOST=0.0.0.0` serves elsewhere; `make stop` (any terminal) stops it.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test fuzz dashboard
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run stop test fuzz dashboard
 
 # The Python client (clients/python, with its Streamlit extra) goes into the same
 # virtualenv: its tests run in `make test`.
@@ -15,7 +19,10 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(VENV)/bin/racer-profiles serve
+	@$(VENV)/bin/racer-profiles serve --host $(HOST) --port $(PORT)
+
+stop: $(VENV)/.installed
+	@$(VENV)/bin/racer-profiles stop
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

@@ -1,22 +1,42 @@
-"""The racer-profiles command line: serve, project, accounts, rebuild, verify."""
+"""The racer-profiles command line: serve, project, accounts, rebuild, verify, ...
+
+Every command ends its own way out: one `error: …` line and status 2 for a
+database it cannot use (api/cli_errors.py), and the embedded server it started
+is stopped on any exit (a signal included: SIGTERM and SIGHUP become an
+ordinary exit here; see infrastructure/embedded.py for a SIGKILL)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from api import cli_db
+from api.cli_errors import EXIT_ERROR, database_error
 from infrastructure.container import Container, build, resolve_database
+from infrastructure.embedded import stop_owned
 from infrastructure.logs import configure as configure_logging
 from infrastructure.settings import Settings
 
 cli = typer.Typer(help="racer-profiles: event-sourced racer profiles.", no_args_is_help=True)
 accounts_cli = typer.Typer(help="Accounts and their tokens.", no_args_is_help=True)
 cli.add_typer(accounts_cli, name="accounts")
+
+
+def fail(message: str) -> typer.Exit:
+    """The one way a command reports a failure it expects: `error: …` on stderr, status 2."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
 
 
 def _container(*, serving: bool = False) -> Container:
@@ -41,32 +61,79 @@ def serve(
     (api/workers.py says why it is not a thread)."""
     import uvicorn
 
+    from api import running
     from api.app import create_app
-    from api.workers import Projectors, reuse_port_socket, supervise
+    from api.workers import Projectors, supervise
 
-    if workers > 1:
-        settings = resolve_database(Settings())
-        build(settings).close()  # tables exist before the workers (which do not create them) start
-        raise typer.Exit(supervise(host, port, workers, str(settings.database_url)))
-    container = _container(serving=True)  # creates the tables before the projector starts
-    projectors = None
-    if projector and container.settings.run_projection:
-        projectors = Projectors(1, str(container.settings.database_url)).watch()
+    address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    # Bound before anything starts, so a port in use is one line, not a log record after start-up.
+    sock = _bind(host, port, reuse_port or workers > 1)
+    settings = Settings()
+    embedded = not settings.database_url
+    with running.registered(settings.embedded_data_path, address) if embedded else contextlib.nullcontext():
+        if workers > 1:
+            sock.close()  # the workers bind their own (SO_REUSEPORT)
+            settings = resolve_database(settings)
+            build(settings).close()  # tables exist before the workers (which do not create them) start
+            typer.echo(f"racer-profiles: serving {address} with {workers} API processes (Ctrl-C stops)")
+            raise typer.Exit(supervise(host, port, workers, str(settings.database_url)))
+        container = _container(serving=True)  # creates the tables before the projector starts
+        projectors = None
+        if projector and container.settings.run_projection:
+            projectors = Projectors(1, str(container.settings.database_url)).watch()
+        try:
+            config = uvicorn.Config(
+                create_app(container), host=host, port=port, log_config=None, access_log=False
+            )
+            server = uvicorn.Server(config)
+            # uvicorn re-raises the signal that stopped it once it has shut down;
+            # with these handlers in place that returns here, so the runner and
+            # the pools are closed below and the process exits 0.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: None)
+            # SIGHUP (a closed terminal, `kill -HUP`) shuts down like SIGTERM; uvicorn leaves it alone.
+            signal.signal(signal.SIGHUP, server.handle_exit)
+            if not reuse_port:  # a worker of serve --workers: the supervisor said where
+                _announce_when_started(server, address, container.settings)
+            server.run(sockets=[sock])
+        finally:
+            if projectors is not None:
+                projectors.stop()
+            container.close()
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    from api.workers import reuse_port_socket
+
     try:
-        config = uvicorn.Config(
-            create_app(container), host=host, port=port, log_config=None, access_log=False
-        )
-        server = uvicorn.Server(config)
-        # uvicorn re-raises the signal that stopped it once it has shut down;
-        # with these handlers in place that returns here, so the runner and
-        # the pools are closed below and the process exits 0.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
-        server.run(sockets=[reuse_port_socket(host, port)] if reuse_port else None)
-    finally:
-        if projectors is not None:
-            projectors.stop()
-        container.close()
+        if reuse_port:
+            return reuse_port_socket(host, port)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        return sock
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise fail(
+                f"{host}:{port} is already in use (another `make run`? `make stop` stops it; "
+                f"or choose another port: `make run PORT={port + 1}`)"
+            ) from None
+        raise fail(f"cannot listen on {host}:{port}: {e.strerror}") from None
+
+
+def _announce_when_started(server: Any, address: str, settings: Settings) -> None:
+    """One plain line once uvicorn accepts requests (its own INFO lines are silenced)."""
+    where = "DATABASE_URL" if settings.database_url and "DATABASE_URL" in os.environ else None
+    database = where or f"embedded PostgreSQL in {Settings().embedded_data_path}"
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            typer.echo(f"racer-profiles: serving {address} (database: {database}); Ctrl-C stops it")
+
+    threading.Thread(target=announce, name="announce", daemon=True).start()
 
 
 @cli.command()
@@ -95,14 +162,18 @@ def project(
         try:
             container.projection_status.skip(container.view, container.app.name, skip, "cli")
         except CannotSkip as e:
+            raise fail(str(e)) from None
+        finally:
             container.close()
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        logging.getLogger("racer_profiles.projection").warning(
-            "skipped the event at position %s without applying it (recorded in racer_profiles_skips)", skip
+        # It exits: the running projector (serve's, restarted within 5 s, or a `project`
+        # started again) goes on past the skipped event.
+        typer.echo(
+            f"skipped the event at position {skip} without applying it (recorded in racer_profiles_skips); "
+            "start the projector again (serve restarts its own within 5 s)"
         )
+        return
     runner = container.start_runner()
-    received = SignalFlag(signal.SIGTERM, signal.SIGINT)
+    received = SignalFlag(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     try:
         while received.signum is None:
             received.sleep(0.5)
@@ -126,8 +197,7 @@ def accounts_create(
         try:
             account = container.accounts.create(name, role)
         except ValueError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(e)) from None
         typer.echo(f"account {account.account_id} ({account.role}) created; its token:")
         typer.echo(account.token)
     finally:
@@ -137,14 +207,16 @@ def accounts_create(
 @cli.command()
 def rebuild() -> None:
     """Replays every event into a fresh read table and swaps it in."""
-    from infrastructure.rebuild import rebuild_read_table
+    from infrastructure.rebuild import RebuildStopped, rebuild_read_table
 
     container = _container()
     try:
         count = rebuild_read_table(container, progress=True)
-        typer.echo(f"rebuilt racer_profiles from {count} events")
+    except RebuildStopped as e:
+        raise fail(str(e)) from None
     finally:
         container.close()
+    typer.echo(f"rebuilt racer_profiles from {count} events")
 
 
 @cli.command()
@@ -191,8 +263,7 @@ def import_legacy_command(
     try:
         report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=not dry_run)
     except LegacyImportError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     finally:
         container.close()
     for line in format_report(report):
@@ -207,11 +278,12 @@ def export(
     """Writes the ordered event log as NDJSON (resumable with --after); prints the last position."""
     import orjson
 
-    from infrastructure.audit import export_record
+    from infrastructure.audit import UNDECODABLE, export_entry
 
     container = _container()
     log = container.audit.log
     last = after
+    undecodable: list[int] = []
     try:
         with (
             out.open("wb") as file,
@@ -220,11 +292,19 @@ def export(
             ) as bar,
         ):
             for logged in log.iterate(after):
-                file.write(orjson.dumps(export_record(logged, log.decode(logged))) + b"\n")
+                entry = export_entry(log, logged)
+                if UNDECODABLE in entry:
+                    undecodable.append(logged.position)
+                file.write(orjson.dumps(entry) + b"\n")
                 bar.update(logged.position - last)
                 last = logged.position
     finally:
         container.close()
+    for position in undecodable:
+        typer.echo(
+            f'warning: the event at position {position} cannot be decoded: written as stored, marked "{UNDECODABLE}"',
+            err=True,
+        )
     typer.echo(f"last position {last}")
 
 
@@ -232,18 +312,24 @@ def export(
 def replay(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="an export's NDJSON file"),
     into: str = typer.Option(
-        ..., "--into", help="URL of the database to load (its event store must be empty)"
+        ...,
+        "--into",
+        help="the database to load (its event store must be empty): a URL, or the name of a "
+        "database on the server in use (created if missing)",
     ),
 ) -> None:
     """Loads an exported log into an empty event store, positions kept."""
-    from infrastructure.replay import NotEmpty, replay_file
+    from infrastructure.replay import NotEmpty, create_database, replay_file
 
+    if "://" not in into and "=" not in into:
+        into = cli_db.with_dbname(str(resolve_database(Settings()).database_url), into)
+    if create_database(into):
+        typer.echo(f"created the database {Settings(database_url=into).conninfo().get('dbname')}")
     container = build(Settings(database_url=into, api_threads=1))
     try:
         count, last = replay_file(file, container.app)
     except (NotEmpty, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     finally:
         container.close()
     typer.echo(f"replayed {count} events up to position {last}; now run rebuild and verify there")
@@ -270,6 +356,47 @@ def openapi_command(
     typer.echo(f"{'wrote' if changed else 'unchanged:'} {out}")
 
 
+@cli.command()
+def stop() -> None:
+    """Stops this project's `make run` servers (from any terminal) and an embedded
+    PostgreSQL left running by a process that was killed."""
+    from api import running
+    from infrastructure.embedded import stop_leftover
+
+    data_dir = Settings().embedded_data_path
+    servers = running.running(data_dir)
+    for server in servers:
+        if running.stop(server):
+            typer.echo(f"stopped racer-profiles serve on {server.address} (pid {server.pid})")
+        else:
+            typer.echo(f"racer-profiles serve on {server.address} (pid {server.pid}) is still stopping")
+    leftover = stop_leftover(data_dir)
+    if leftover is not None:
+        typer.echo(
+            f"stopped the embedded PostgreSQL in {data_dir} (pid {leftover}), left by a killed process"
+        )
+    if not servers and leftover is None:
+        typer.echo("nothing to stop: no racer-profiles serve of this project is running")
+
+
+cli_db.register(cli)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds like any exit: pools closed, the embedded server stopped
+
+
 def main() -> None:
     configure_logging()
-    cli()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+    try:
+        cli()
+    except Exception as e:
+        message = database_error(e)
+        if message is None:
+            raise  # a bug: its traceback is what helps
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(EXIT_ERROR)
+    finally:
+        stop_owned()

@@ -65,6 +65,31 @@ def export_record(logged: LoggedEvent, event: Any) -> dict[str, Any]:
     return record
 
 
+UNDECODABLE = "undecodable"  # the marker of an exported event that could not be decoded
+
+
+def raw_record(logged: LoggedEvent, error: BaseException) -> dict[str, Any]:
+    """An event that cannot be decoded, exported as stored, with the reason under UNDECODABLE:
+    the export goes on past it, and replay still copies it exactly."""
+    return {
+        "position": logged.position,
+        "aggregate_id": str(logged.aggregate_id),
+        "version": logged.version,
+        UNDECODABLE: f"{type(error).__name__}: {error}",
+        "topic": logged.stored.topic,
+        "stored_state": base64.b64encode(logged.stored.state).decode(),
+    }
+
+
+def export_entry(log: EventLog, logged: LoggedEvent) -> dict[str, Any]:
+    """The export line of one event: decoded, or raw with the marker."""
+    try:
+        event = log.decode(logged)
+    except Exception as e:  # any decoding failure: a bad topic, state, upcaster or cipher
+        return raw_record(logged, e)
+    return export_record(logged, event)
+
+
 def _roster_concerns(event: Any, member: str) -> str | None:
     if isinstance(event, Roster.MemberAdded) and event.profile_id == member:
         return "joined the active profiles"

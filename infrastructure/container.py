@@ -34,7 +34,7 @@ def resolve_database(settings: Settings) -> Settings:
     """Settings with a database URL: the given one, or the embedded server's."""
     if settings.database_url:
         return settings
-    return settings.with_database(start_embedded(settings.embedded_data_dir))
+    return settings.with_database(start_embedded(settings.embedded_data_path).url)
 
 
 def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> PostgresDatastore:

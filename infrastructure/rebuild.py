@@ -20,6 +20,20 @@ from infrastructure.profiles_view import TRACKING_TABLE
 from projections.profiles import changes_for
 
 NEXT_TABLE = f"{TABLE}_next"
+
+
+class RebuildStopped(Exception):
+    """An event that cannot be decoded or applied: nothing is swapped in."""
+
+    def __init__(self, position: int, error: BaseException) -> None:
+        super().__init__(
+            f"rebuild stopped at position {position}: {type(error).__name__}: {error}. "
+            f"Nothing was swapped in: the live table is unchanged. See the event with "
+            f"`racer-profiles export --after {position - 1} --out event.ndjson` (its first line)"
+        )
+        self.position = position
+
+
 BATCH = 1000
 
 
@@ -42,7 +56,11 @@ def _replay(
     # Pipelined: the statements of a batch go out without waiting for each reply.
     with curs.connection.pipeline():
         for notification in _notifications(container, after, stop):
-            for change in changes_for(mapper.to_domain_event(notification)):
+            try:
+                changes = changes_for(mapper.to_domain_event(notification))
+            except Exception as e:  # any event the projection cannot take, named by position
+                raise RebuildStopped(notification.id, e) from e
+            for change in changes:
                 writer.execute(curs, change, notification.id)
             count, last = count + 1, notification.id
             if bar is not None:

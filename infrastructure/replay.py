@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
@@ -19,6 +21,21 @@ BATCH = 500
 
 class NotEmpty(Exception):
     """The target event store already holds events."""
+
+
+def create_database(url: str) -> bool:
+    """Creates url's database on its server when it does not exist; True if it did."""
+    info = conninfo_to_dict(url)
+    name = str(info.get("dbname") or info.get("user") or "postgres")
+    try:
+        psycopg.connect(url, connect_timeout=10).close()
+        return False
+    except psycopg.OperationalError as e:
+        if f'database "{name}" does not exist' not in str(e):
+            raise
+    with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(SQL("CREATE DATABASE {}").format(Identifier(name)))
+    return True
 
 
 def _rows(lines: Iterable[str]) -> Iterable[tuple[int, UUID, int, str, bytes]]:

@@ -17,6 +17,15 @@ POOL_MIN = 2
 SCHEMA = "public"
 
 
+def project_root() -> Path:
+    """The checkout this code runs from (where pyproject.toml is: `make run`, an
+    editable install); for an installed copy, the user's data directory."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "pyproject.toml").is_file():
+        return here
+    return Path.home() / ".local" / "share" / "racer-profiles"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
@@ -27,7 +36,8 @@ class Settings(BaseSettings):
         default=None, description="a streaming replica for queries; unset: DATABASE_URL"
     )
     embedded_data_dir: Path = Field(
-        default=Path(".data/postgres"), description="data directory of the embedded server"
+        default=Path(".data/postgres"),
+        description="data directory of the embedded server; relative to the project root",
     )
     api_threads: int = Field(default=8, ge=1, le=200, description="request worker threads")
     db_connect_timeout: int = Field(
@@ -62,6 +72,12 @@ class Settings(BaseSettings):
         if value:
             conninfo_to_dict(value)  # raises a clear error for a malformed URL
         return value or None
+
+    @property
+    def embedded_data_path(self) -> Path:
+        """The embedded data directory: one per project, whatever the current directory."""
+        path = self.embedded_data_dir.expanduser()
+        return path if path.is_absolute() else project_root() / path
 
     def conninfo(self) -> dict[str, Any]:
         if not self.database_url:

@@ -27,7 +27,11 @@ def pg_server_url() -> Iterator[str]:
     from infrastructure.embedded import start_embedded
 
     with tempfile.TemporaryDirectory(prefix="rp-test-pg-") as tmp:
-        yield start_embedded(Path(tmp) / "pgdata", delete_on_exit=True)
+        server = start_embedded(Path(tmp) / "pgdata")
+        try:
+            yield server.url
+        finally:
+            server.stop()  # before the directory goes: stopping reads its postmaster.pid
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from api.deps import ContainerDep, PrincipalDep, scope_of
 from api.openapi import problems
 from api.problems import Problem
 from api.schemas import DefaultTimeline, HistoryPage
-from infrastructure.audit import ProfileTimeline, export_record
+from infrastructure.audit import ProfileTimeline, export_entry
 from infrastructure.container import Container
 from infrastructure.accounts import Principal
 
@@ -174,7 +174,7 @@ def export_events(
         for logged in log.iterate(after, ids):
             if sent == limit:
                 return
-            yield orjson.dumps(export_record(logged, log.decode(logged))) + b"\n"
+            yield orjson.dumps(export_entry(log, logged)) + b"\n"
             sent += 1
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
