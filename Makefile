@@ -15,7 +15,10 @@ PORT ?= 8000
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]' -e './clients/python[streamlit]'
+	# Editable installs make setuptools print a notice ("Editable installation ... be careful
+	# with folders ..."): not a problem of this project, so not shown.
+	PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" \
+		$(PY) -m pip install --quiet -e '.[test]' -e './clients/python[streamlit]'
 	touch $@
 
 run: $(VENV)/.installed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,10 +65,18 @@ def stop(server: Running, timeout: float = 30.0) -> bool:
     try:
         process = psutil.Process(server.pid)
         os.kill(server.pid, signal.SIGTERM)
-        process.wait(timeout)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # Exited, or exited and not yet reaped by its parent (make, a shell, a test).
+            if process.status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
         return False
     server.file.unlink(missing_ok=True)
     return True
