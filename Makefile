@@ -10,13 +10,13 @@ PORT ?= 8000
 
 .PHONY: run stop test fuzz dashboard
 
+# Editable installs make setuptools print a notice ("Editable installation ... be careful
+# with folders ..."): not a problem of this project, so PYTHONWARNINGS hides it.
 # The Python client (clients/python, with its Streamlit extra) goes into the same
 # virtualenv: its tests run in `make test`.
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# Editable installs make setuptools print a notice ("Editable installation ... be careful
-	# with folders ..."): not a problem of this project, so not shown.
 	PYTHONWARNINGS="ignore::UserWarning:setuptools.command.editable_wheel" \
 		$(PY) -m pip install --quiet -e '.[test]' -e './clients/python[streamlit]'
 	touch $@
