@@ -8,7 +8,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run stop test fuzz dashboard
+.PHONY: run stop test check fuzz dashboard
 
 # Editable installs make setuptools print a notice ("Editable installation ... be careful
 # with folders ..."): not a problem of this project, so PYTHONWARNINGS hides it.
@@ -27,7 +27,7 @@ run: $(VENV)/.installed
 stop: $(VENV)/.installed
 	@$(VENV)/bin/racer-profiles stop
 
-test: $(VENV)/.installed
+test: check
 	$(PY) -m pytest
 
 # The example Streamlit dashboard next to a running `make run`: on the account of
@@ -37,6 +37,14 @@ dashboard: $(VENV)/.installed
 	RACER_PROFILES_TOKEN="$${RACER_PROFILES_TOKEN:-$$($(VENV)/bin/racer-profiles accounts create 'Dashboard demo' | tail -n 1)}" \
 		$(VENV)/bin/streamlit run clients/python/examples/dashboard.py --server.port $(DASHBOARD_PORT) \
 		--server.headless true --browser.gatherUsageStats false
+
+# Lint, format, types and the layers' import contracts (configured in pyproject.toml);
+# `make test` runs them first and stops on a violation.
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # Schemathesis with many more cases than `make test`: FUZZ_MAX_EXAMPLES fuzzed
 # requests per operation, FUZZ_STATEFUL_EXAMPLES link-following sequences, fresh

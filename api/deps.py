@@ -7,7 +7,6 @@ from typing import Annotated
 from urllib.parse import unquote
 
 import anyio.to_thread
-
 from fastapi import Depends, Header, Request
 
 from api.problems import Problem
@@ -17,7 +16,6 @@ from domain.values import clean_reason
 from infrastructure.accounts import Principal
 from infrastructure.async_queries import AsyncProfileQueries
 from infrastructure.container import Container
-
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a sync dependency
 # in the thread pool, one hop per dependency per request.

@@ -62,7 +62,7 @@ class BodyLimitsMiddleware:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            return dict(await receive())
 
         await self.app(scope, replay, send)
 

@@ -63,6 +63,8 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         c = self.container
+        head: int | None
+        position: int | None
         try:
             head = c.app.recorder.max_notification_id() or 0
             position = c.view.position(c.app.name)

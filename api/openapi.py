@@ -447,9 +447,12 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
         if canonical is not None:
             parameter["name"] = canonical[0]
             _constrain(parameter["schema"], canonical[1])
-    if method in COMMAND_METHODS and path.startswith("/v1/"):
-        if not any(p["name"] == IDEMPOTENCY_KEY["name"] for p in parameters):
-            parameters.append(IDEMPOTENCY_KEY)
+    if (
+        method in COMMAND_METHODS
+        and path.startswith("/v1/")
+        and not any(p["name"] == IDEMPOTENCY_KEY["name"] for p in parameters)
+    ):
+        parameters.append(IDEMPOTENCY_KEY)
     parameters.append(REQUEST_ID)
     responses = operation.setdefault("responses", {})
     if path.startswith("/v1/"):

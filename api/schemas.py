@@ -16,10 +16,13 @@ class Strict(BaseModel):
 
 # The domain's rules, stated in the document for clients (the domain checks
 # them, after trimming, and answers 422 naming the field).
-NAME_RULES = {"minLength": 1, "maxLength": 80, "pattern": r"\S"}
-CLASS_RULES = {"minLength": 1, "maxLength": 40, "pattern": r"\S"}
-RACE_NUMBER_RULES = {"pattern": r"^[A-Za-z0-9]{1,6}$"}
-DETAILS_RULES = {"maxProperties": 20, "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"\S"}}
+NAME_RULES: dict[str, Any] = {"minLength": 1, "maxLength": 80, "pattern": r"\S"}
+CLASS_RULES: dict[str, Any] = {"minLength": 1, "maxLength": 40, "pattern": r"\S"}
+RACE_NUMBER_RULES: dict[str, Any] = {"pattern": r"^[A-Za-z0-9]{1,6}$"}
+DETAILS_RULES: dict[str, Any] = {
+    "maxProperties": 20,
+    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"\S"},
+}
 NAME = "1-80 printable characters after trimming"
 
 # Why the change was made, recorded on its events (wins over X-Reason).

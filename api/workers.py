@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-
 RESTART_PAUSE = 5.0  # seconds before a stopped projector is started again
 
 

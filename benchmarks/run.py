@@ -34,6 +34,7 @@ if (VENV / "bin" / "python").exists() and Path(sys.prefix).resolve() != VENV.res
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -44,16 +45,15 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
-
 from harness import loadgen, procs, report  # noqa: E402
 from harness.lag import CommitClock, percentile  # noqa: E402
 from harness.report import Figure, Figures  # noqa: E402
+from psycopg import sql  # noqa: E402
+from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 CRUD_SCHEMA = "crud"  # the CRUD baseline's tables, beside the service's in database x
@@ -159,7 +159,7 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="rp-bench-"))
         server = conninfo_to_dict(args.database_url)
         self.server = server
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.stamp = stamp
         base = f"rp_bench_{stamp.lower()}_{os.getpid()}"
         # Two databases: "q" holds the query stages (1,000 then 100,000
@@ -314,7 +314,7 @@ class Bench:
         try:
             fn()
             return True
-        except Exception as e:  # noqa: BLE001 - report, clean up, go on
+        except Exception as e:
             self.failed = True
             self.notes.append(f"{name} failed: {e!r}"[:600])
             log(f"{name} FAILED: {e!r}")
@@ -513,6 +513,7 @@ class Bench:
 
     def stage_small(self) -> None:
         from harness import seed
+
         from infrastructure.container import build
         from infrastructure.settings import Settings
 
@@ -1519,10 +1520,8 @@ class Bench:
         for svc in list(self.started):
             self.stop(svc)
         for container in self.containers.values():
-            try:
+            with contextlib.suppress(Exception):
                 container.close()
-            except Exception:  # noqa: BLE001 - closing pools at exit
-                pass
         if not self.args.keep_db:
             for name in self.dbnames.values():
                 try:
@@ -1608,7 +1607,7 @@ def main() -> int:
         bench.failed = True
         bench.notes.append("interrupted")
         code = 130
-    except Exception as e:  # noqa: BLE001 - report what was measured, then fail
+    except Exception as e:
         bench.failed = True
         bench.notes.append(f"failed: {e!r}")
         traceback.print_exc()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -52,6 +52,10 @@ def digest_of(event: object) -> str:
 class ChainedAggregate(Aggregate):
     """An aggregate whose events form a hash chain (see module docstring)."""
 
+    if TYPE_CHECKING:
+        # Set by Event.apply, not declared as a field: aggregate annotations shape the created event.
+        chain_head: str
+
     class Event(Aggregate.Event):
         prev_hash: str
         event_hash: str
@@ -72,7 +76,7 @@ class ChainedAggregate(Aggregate):
         super().trigger_event(event_class, **kwargs)
 
     @classmethod
-    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
         if id is None:
             raise TypeError(f"{cls.__name__} needs an explicit id")
         if kwargs.get("timestamp") is None:

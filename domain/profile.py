@@ -9,7 +9,6 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from domain.chain import ChainedAggregate
-
 from domain.errors import (
     InvalidValue,
     ProfileArchived,
@@ -35,7 +34,7 @@ class RacerProfile(ChainedAggregate):
     @event(Created)
     def __init__(
         self,
-        id: UUID,  # noqa: A002 - the library takes the aggregate id by this name
+        id: UUID,
         account_id: str,
         name: str,
         vehicles: list[dict[str, Any]],
@@ -141,17 +140,52 @@ class RacerProfile(ChainedAggregate):
 
     # --- events ---------------------------------------------------------
 
-    @event("Renamed")
+    class Renamed(ChainedAggregate.Event):
+        name: str
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class VehicleAdded(ChainedAggregate.Event):
+        vehicle: dict[str, Any]
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class VehicleChanged(ChainedAggregate.Event):
+        vehicle_id: str
+        changes: dict[str, Any]
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class VehicleRemoved(ChainedAggregate.Event):
+        vehicle_id: str
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Archived(ChainedAggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class Restored(ChainedAggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    @event(Renamed)
     def _renamed(self, name: str, actor: str, reason: str | None, request_id: str | None) -> None:
         self.name = name
 
-    @event("VehicleAdded")
+    @event(VehicleAdded)
     def _vehicle_added(
         self, vehicle: dict[str, Any], actor: str, reason: str | None, request_id: str | None
     ) -> None:
         self.vehicles.append(dict(vehicle))
 
-    @event("VehicleChanged")
+    @event(VehicleChanged)
     def _vehicle_changed(
         self,
         vehicle_id: str,
@@ -162,16 +196,16 @@ class RacerProfile(ChainedAggregate):
     ) -> None:
         self.vehicle(vehicle_id).update(changes)
 
-    @event("VehicleRemoved")
+    @event(VehicleRemoved)
     def _vehicle_removed(
         self, vehicle_id: str, actor: str, reason: str | None, request_id: str | None
     ) -> None:
         self.vehicles = [v for v in self.vehicles if v["id"] != vehicle_id]
 
-    @event("Archived")
+    @event(Archived)
     def _archived(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = True
 
-    @event("Restored")
+    @event(Restored)
     def _restored(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = False

@@ -9,7 +9,6 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import event
 
 from domain.chain import ChainedAggregate
-
 from domain.errors import InvalidSuccessor, NotAnActiveMember
 
 ROSTER_NAMESPACE = uuid5(NAMESPACE_URL, "https://racer-profiles/roster")
@@ -32,9 +31,9 @@ class Roster(ChainedAggregate):
         request_id: str | None
 
     @event(Created)
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
-        id: UUID,  # noqa: A002 - the library's name
+        id: UUID,
         account_id: str,
         actor: str,
         reason: str | None,
@@ -129,19 +128,39 @@ class Roster(ChainedAggregate):
 
     # --- events ---------------------------------------------------------
 
-    @event("MemberAdded")
+    class MemberAdded(ChainedAggregate.Event):
+        profile_id: str
+        created_at: str
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class MemberRemoved(ChainedAggregate.Event):
+        profile_id: str
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    class DefaultChanged(ChainedAggregate.Event):
+        previous: str | None
+        new: str | None
+        actor: str
+        reason: str | None
+        request_id: str | None
+
+    @event(MemberAdded)
     def _member_added(
         self, profile_id: str, created_at: str, actor: str, reason: str | None, request_id: str | None
     ) -> None:
         self.members[profile_id] = created_at
 
-    @event("MemberRemoved")
+    @event(MemberRemoved)
     def _member_removed(
         self, profile_id: str, actor: str, reason: str | None, request_id: str | None
     ) -> None:
         del self.members[profile_id]
 
-    @event("DefaultChanged")
+    @event(DefaultChanged)
     def _default_changed(
         self,
         previous: str | None,

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -81,7 +81,7 @@ def project(aggregate: Any, events: Iterable[Any]) -> Any:
 class ProfilesService(Application[UUID]):
     # Table names derive from the name: never change it.
     name = "RacerProfiles"
-    snapshotting_intervals: ClassVar[dict[type[Aggregate], int]] = {
+    snapshotting_intervals = {  # noqa: RUF012 - the library's class attribute
         Roster: 100,
         RacerProfile: 100,
     }

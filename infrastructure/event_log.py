@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from domain.service import ProfilesService
 
@@ -37,7 +37,9 @@ class EventLog:
             Identifier(self.datastore.schema), Identifier(recorder.events_table_name)
         )
 
-    def _select(self, where: Composed, params: Sequence[Any], limit: int | None = None) -> list[LoggedEvent]:
+    def _select(
+        self, where: Composable, params: Sequence[Any], limit: int | None = None
+    ) -> list[LoggedEvent]:
         statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {t}"
             " WHERE {w} ORDER BY notification_id"
@@ -91,8 +93,8 @@ class EventLog:
         batch = self.page(position, 1)
         if not batch:
             return 0.0
-        recorded = self.decode(batch[0]).timestamp
-        return max(0.0, (datetime.now(timezone.utc) - recorded).total_seconds())
+        recorded: datetime = self.decode(batch[0]).timestamp
+        return max(0.0, (datetime.now(UTC) - recorded).total_seconds())
 
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0

@@ -495,9 +495,9 @@ def _optional_text(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        value = int(value)
-    elif isinstance(value, float) and value.is_integer():
+    if (isinstance(value, Decimal) and value == value.to_integral_value()) or (
+        isinstance(value, float) and value.is_integer()
+    ):
         value = int(value)
     text = value if isinstance(value, str) else str(value)
     return text.strip() or None
@@ -580,6 +580,7 @@ def _choose_default(
         return next(r for r in dated if r["updated_at"] == newest)
 
     marked = [r for r in valid if _truthy(r.get("is_default"))] if report.has_is_default else []
+    row: dict[str, Any] | None
     if len(marked) == 1:
         row, reason = marked[0], f"legacy profile {_show(marked[0]['id'])} is the only row marked is_default"
     elif marked:

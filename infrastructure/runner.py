@@ -9,7 +9,6 @@ guards against a double application if two leaders ever overlap.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -184,9 +183,9 @@ class ProjectionRunner:
             self.view.apply_batch(self.app.name, batch)
         except (AlreadyApplied, OperationalError, InterfaceError):
             raise
-        except Exception:
+        except Exception as error:
             if len(notifications) == 1:
-                raise PoisonEvent(notifications[0].id, sys.exc_info()[1]) from None
+                raise PoisonEvent(notifications[0].id, error) from None
             # Find the one that cannot be applied: apply the batch one event at a time.
             for notification in notifications:
                 self._apply([notification], mapper)

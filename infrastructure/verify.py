@@ -26,9 +26,10 @@ def _aggregate_ids(container: Container) -> dict[str, list[UUID]]:
 
 def expected_rows(container: Container) -> dict[UUID, dict[str, Any]]:
     ids = _aggregate_ids(container)
-    rosters = {
-        r.account_id: r for r in (container.app.repository.get(i) for i in ids[get_topic(Roster.Created)])
-    }
+    rosters: dict[str, Roster] = {}
+    for roster_id in ids[get_topic(Roster.Created)]:
+        replayed: Roster = container.app.repository.get(roster_id)
+        rosters[replayed.account_id] = replayed
     rows: dict[UUID, dict[str, Any]] = {}
     for profile_id in ids[get_topic(RacerProfile.Created)]:
         p: RacerProfile = container.app.repository.get(profile_id)

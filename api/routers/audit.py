@@ -17,9 +17,9 @@ from api.deps import ContainerDep, PrincipalDep, scope_of
 from api.openapi import problems
 from api.problems import Problem
 from api.schemas import DefaultTimeline, HistoryPage
+from infrastructure.accounts import Principal
 from infrastructure.audit import ProfileTimeline, export_entry
 from infrastructure.container import Container
-from infrastructure.accounts import Principal
 
 history_router = APIRouter(prefix="/v1/profiles", tags=["audit"])
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -170,12 +170,10 @@ def export_events(
     log = container.audit.log
 
     def lines() -> Iterator[bytes]:
-        sent = 0
-        for logged in log.iterate(after, ids):
+        for sent, logged in enumerate(log.iterate(after, ids)):
             if sent == limit:
                 return
             yield orjson.dumps(export_entry(log, logged)) + b"\n"
-            sent += 1
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

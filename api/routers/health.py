@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from api.metrics import CONTENT_TYPE
-
 from api.deps import ContainerDep
+from api.metrics import CONTENT_TYPE
 from api.schemas import Health, Readiness
 from infrastructure.runner import leader_present
 

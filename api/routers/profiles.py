@@ -33,18 +33,18 @@ from api.openapi import (
     profile_ok,
 )
 from api.problems import Problem
-from api.routers.audit import timeline_for
 from api.responses import (
     FastJSONResponse,
-    etag,
     command_response,
     decode_cursor,
     encode_cursor,
+    etag,
     profile_response,
     public,
     wait_for,
     wait_until,
 )
+from api.routers.audit import timeline_for
 from api.schemas import (
     ArchiveRequest,
     DefaultRequest,

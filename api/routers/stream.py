@@ -169,7 +169,7 @@ def streams_end_on_signals(feed: ChangeFeed) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     loop = asyncio.get_running_loop()
 
     def handler(sig: int, frame: Any) -> None:

@@ -3,6 +3,7 @@ memory and CPU, and the machine's CPU counters."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -275,8 +276,6 @@ class Started:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(5)

@@ -149,7 +149,7 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
         )
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        for i, line in enumerate(lines):
+        for line in lines:
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in line) + " |")
         return "\n".join(out)
     widths = [
@@ -162,7 +162,7 @@ def table(rows: list[dict[str, Any]], markdown: bool = False) -> str:
     ]
     group_at = dict(groups)
     for i, line in enumerate(lines):
-        if i in group_at and group_at[i]:
+        if group_at.get(i):
             out.append(f"[{group_at[i]}]")
         cells = [
             c.ljust(w) if j in (0, 3, 4, 6, 7) else c.rjust(w)

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -82,20 +82,19 @@ def create_accounts(container: Any, n: int, name: str, *, check: bool = True) ->
         rows.append((account_id, f"{name} {i}", token_id, _token_hash(secret)))
         accounts.append(Account(str(account_id), f"rp_{token_id}_{secret}"))
     try:
-        with psycopg.connect(**container.settings.conninfo()) as conn:
-            with conn.cursor() as cur:
-                with cur.copy(
-                    sql.SQL("COPY {} (id, name, role) FROM STDIN").format(_table(schema, "accounts"))
-                ) as cp:
-                    for account_id, label, _, _ in rows:
-                        cp.write_row((account_id, label, "owner"))
-                with cur.copy(
-                    sql.SQL("COPY {} (token_id, account_id, secret_hash) FROM STDIN").format(
-                        _table(schema, "api_tokens")
-                    )
-                ) as cp:
-                    for account_id, _, token_id, secret_hash in rows:
-                        cp.write_row((token_id, account_id, secret_hash))
+        with psycopg.connect(**container.settings.conninfo()) as conn, conn.cursor() as cur:
+            with cur.copy(
+                sql.SQL("COPY {} (id, name, role) FROM STDIN").format(_table(schema, "accounts"))
+            ) as cp:
+                for account_id, label, _, _ in rows:
+                    cp.write_row((account_id, label, "owner"))
+            with cur.copy(
+                sql.SQL("COPY {} (token_id, account_id, secret_hash) FROM STDIN").format(
+                    _table(schema, "api_tokens")
+                )
+            ) as cp:
+                for account_id, _, token_id, secret_hash in rows:
+                    cp.write_row((token_id, account_id, secret_hash))
         ok = not check or all(
             (p := container.accounts.authenticate(a.token)) is not None and p.account_id == a.account_id
             for a in accounts[:: max(1, n // 5)]
@@ -410,7 +409,7 @@ def copy_accounts(
         _account_rows(cur, schema, [template.account_id])
     written = len(template.events)
     sample: list[str] = []
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     done = 0
     while done < n:
         size = min(chunk, n - done)

@@ -4,8 +4,9 @@ saves screenshots under its tmp_path."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 import httpx

@@ -117,7 +117,7 @@ def test_every_error_response_is_a_problem_document(document: dict[str, Any]) ->
 
 
 def test_every_operation_documents_the_statuses_it_can_answer(document: dict[str, Any]) -> None:
-    for path, method, op in _operations(document):
+    for path, _method, op in _operations(document):
         statuses = set(op["responses"])
         name = op["operationId"]
         if path.startswith("/v1/"):

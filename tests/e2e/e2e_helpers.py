@@ -57,7 +57,7 @@ def error_fields(body: dict[str, Any]) -> list[str]:
 
 
 def assert_profile_shape(body: dict[str, Any]) -> None:
-    assert PROFILE_KEYS <= set(body), set(body) ^ PROFILE_KEYS
+    assert set(body) >= PROFILE_KEYS, set(body) ^ PROFILE_KEYS
     UUID(body["id"])
     assert isinstance(body["name"], str)
     assert isinstance(body["is_default"], bool)

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-
 from e2e_helpers import assert_problem, auth, create, list_all
+
 from tests.e2e.conftest import Service, running_service
 
 WAIT = 10.0  # seconds a stream may take to show a change (it takes milliseconds)
@@ -160,7 +160,9 @@ def assert_ordered(reader: Reader, after: int = 0) -> None:
     ids = [int(i) for i, _ in reader.events if i is not None]
     assert ids == sorted(set(ids)), ids
     # The id goes on the last event of each position, so no event is skipped on resume.
-    for (event_id, profile), following in zip(reader.events, reader.events[1:] + [(None, None)]):
+    for (event_id, profile), following in zip(
+        reader.events, [*reader.events[1:], (None, None)], strict=False
+    ):
         last_of_position = following[1] is None or following[1]["position"] != profile["position"]
         assert (event_id == str(profile["position"])) == last_of_position, reader.events
 

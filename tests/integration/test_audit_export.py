@@ -11,10 +11,10 @@ import json
 import subprocess
 import sys
 import uuid
-from urllib.parse import quote
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest

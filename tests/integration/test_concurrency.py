@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from uuid import UUID
 
 import pytest
@@ -138,11 +139,7 @@ def test_racing_first_creates_for_a_new_account_leave_exactly_one_default(
         pids = [uuid.uuid4() for _ in range(THREADS)]
         results = race(
             [
-                (
-                    lambda pid=pid, worker=worker: worker.create_profile(
-                        account, "Racer", [], CAUSE, profile_id=pid
-                    )
-                )
+                (partial(worker.create_profile, account, "Racer", [], CAUSE, profile_id=pid))
                 for pid, worker in zip(pids, workers, strict=True)
             ]
         )
@@ -173,7 +170,7 @@ def test_racing_set_defaults_end_on_the_last_committed_one(container: Container)
     for _ in range(ROUNDS):
         account, pids = create_account(container, THREADS + 1)
         targets = pids[1:]  # pids[0] is the default already: every call moves it
-        results = race([(lambda pid=pid: app.set_default(account, pid, CAUSE)) for pid in targets])
+        results = race([partial(app.set_default, account, pid, CAUSE) for pid in targets])
         done = outcomes(results, ConcurrencyConflict)
         assert done
         settle(container, done)
@@ -196,14 +193,14 @@ def test_archiving_the_default_while_others_set_defaults_keeps_one_active_defaul
     for _ in range(ROUNDS):
         account, p = create_account(container, THREADS)
         calls: list[Callable[[], Outcome]] = [
-            lambda: app.archive(account, p[0], CAUSE),  # the default, no successor
-            lambda: app.archive(account, p[2], CAUSE, successor_id=p[3]),
-            lambda: app.set_default(account, p[2], CAUSE),  # refused if p[2] is archived first
-            lambda: app.archive(account, p[4], CAUSE),
-            lambda: app.set_default(account, p[1], CAUSE),
-            lambda: app.set_default(account, p[0], CAUSE),  # refused if p[0] is archived first
-            lambda: app.archive(account, p[6], CAUSE, successor_id=p[7]),
-            lambda: app.set_default(account, p[5], CAUSE),
+            partial(app.archive, account, p[0], CAUSE),  # the default, no successor
+            partial(app.archive, account, p[2], CAUSE, successor_id=p[3]),
+            partial(app.set_default, account, p[2], CAUSE),  # refused if p[2] is archived first
+            partial(app.archive, account, p[4], CAUSE),
+            partial(app.set_default, account, p[1], CAUSE),
+            partial(app.set_default, account, p[0], CAUSE),  # refused if p[0] is archived first
+            partial(app.archive, account, p[6], CAUSE, successor_id=p[7]),
+            partial(app.set_default, account, p[5], CAUSE),
         ]
         results = race(calls)
         done = outcomes(results, ConcurrencyConflict, IllegalState)

@@ -51,7 +51,7 @@ def poisoned(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
 def test_every_process_sees_where_the_projection_stopped(
     poisoned: tuple[Container, int], settings: Settings
 ) -> None:
-    container, bad = poisoned
+    _container, bad = poisoned
     other = build(settings)  # an API worker without a runner of its own
     try:
         with TestClient(create_app(other)) as client:

@@ -1130,7 +1130,7 @@ def history_problems(
     problems = []
     for position, defaults in history:
         for account in accounts:
-            members, default = index.roster_at(account.account_id, position)
+            _members, default = index.roster_at(account.account_id, position)
             shown = defaults.get(account.account_id)
             if shown != default:
                 problems.append(f"position {position}: read table default {shown}, roster default {default}")

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from urllib.parse import quote
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest

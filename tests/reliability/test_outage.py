@@ -182,7 +182,8 @@ def test_a_database_outage_answers_503_quickly_and_heals_by_itself(
     def overlaps(started: float, ended: float) -> bool:
         # An outage lasts from the stop until the service has recovered.
         return any(
-            started <= up + healed and ended >= down for (down, up), healed in zip(outages, recoveries)
+            started <= up + healed and ended >= down
+            for (down, up), healed in zip(outages, recoveries, strict=False)
         )
 
     inside = [r for r in results if during(r.started, r.ended)]

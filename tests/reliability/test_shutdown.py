@@ -171,7 +171,7 @@ def test_a_server_killed_under_load_restarts_with_every_acknowledged_change(
                 back = time.monotonic()
                 crashes.append((killed, back))
 
-                def answered(after: float = back) -> float | None:
+                def answered(after: float = back, killed: float = killed) -> float | None:
                     ok = [r.ended for r in ledger.snapshot() if r.started >= after and r.acknowledged]
                     return min(ok) - killed if ok else None
 

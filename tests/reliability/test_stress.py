@@ -14,10 +14,10 @@ import pytest
 from reliability_harness import (
     LEADER_LINE,
     MAX_CONFLICT_RATE,
+    REPORT,
     SCALE,
     Ledger,
     Proc,
-    REPORT,
     Sampler,
     ScenarioRow,
     Workload,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 from uuid import UUID, uuid4
@@ -159,7 +160,7 @@ def test_each_event_links_to_the_hash_of_the_one_before(app: ProfilesService) ->
     for aggregate_id in (first, second, roster_id(ACC)):
         events = decoded_of(app, aggregate_id)
         assert events[0].prev_hash == GENESIS
-        for before, after in zip(events, events[1:]):
+        for before, after in itertools.pairwise(events):
             assert after.prev_hash == before.event_hash
         assert len({e.event_hash for e in events}) == len(events)
 

@@ -12,8 +12,8 @@ from eventsourcing.utils import retry
 from psycopg_pool import PoolTimeout
 
 from infrastructure.db_retry import ATTEMPTS, retry_dead_connections, unreachable
-from infrastructure.recorder import ProfilesRecorder, SnapshotsRecorder
 from infrastructure.profiles_view import PostgresProfilesView
+from infrastructure.recorder import ProfilesRecorder, SnapshotsRecorder
 
 
 def failing(errors: list[Exception]) -> tuple[Callable[[], str], list[int]]:

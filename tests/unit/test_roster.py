@@ -56,7 +56,7 @@ def test_open_uses_the_account_derived_uuid5_id_and_records_the_cause() -> None:
 
 def test_roster_namespace_is_stable() -> None:
     # Stored roster ids derive from it: changing it would orphan every roster.
-    assert ROSTER_NAMESPACE == uuid5(NAMESPACE_URL, "https://racer-profiles/roster")
+    assert uuid5(NAMESPACE_URL, "https://racer-profiles/roster") == ROSTER_NAMESPACE
 
 
 # --- join ----------------------------------------------------------------------
