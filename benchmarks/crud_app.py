@@ -32,16 +32,16 @@ from typing import Annotated, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson  # noqa: E402
-import uvicorn  # noqa: E402
-from fastapi import Depends, FastAPI, Header, HTTPException, Request  # noqa: E402
-from fastapi.responses import JSONResponse  # noqa: E402
-from psycopg.rows import dict_row  # noqa: E402
-from psycopg.sql import SQL, Identifier  # noqa: E402
-from psycopg.types.json import Jsonb  # noqa: E402
-from psycopg_pool import AsyncConnectionPool  # noqa: E402
+import orjson
+import uvicorn
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from psycopg.rows import dict_row
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
-from api.schemas import DefaultRequest, ProfileCreate  # noqa: E402
+from api.schemas import DefaultRequest, ProfileCreate
 
 POOL_SIZE = int(os.environ.get("API_THREADS", "8")) + 2  # the service's pool size
 CACHE_SECONDS = 30.0
