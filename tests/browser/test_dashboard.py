@@ -33,8 +33,18 @@ def dashboard_url(ui_service: Service, token: str, tmp_path: Path) -> Iterator[s
     env = {**os.environ, "RACER_PROFILES_URL": ui_service.base_url, "RACER_PROFILES_TOKEN": token}
     with (tmp_path / "streamlit.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(DASHBOARD), *STREAMLIT_FLAGS]
-            + ["--server.address", "127.0.0.1", "--server.port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(DASHBOARD),
+                *STREAMLIT_FLAGS,
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+            ],
             env=env,
             cwd=tmp_path,
             stdout=log,
