@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
@@ -33,7 +33,7 @@ def create_database(url: str) -> bool:
     except psycopg.OperationalError as e:
         if f'database "{name}" does not exist' not in str(e):
             raise
-    with psycopg.connect(**{**info, "dbname": "postgres"}, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True, connect_timeout=10) as conn:
         conn.execute(SQL("CREATE DATABASE {}").format(Identifier(name)))
     return True
 

@@ -29,9 +29,9 @@ def postgres_of(data_dir: Path) -> list[psutil.Process]:
     for process in psutil.process_iter(["name", "cmdline"]):
         try:
             cmdline = process.info["cmdline"] or []
-            if process.info["name"] == "postgres" and str(data_dir) in " ".join(cmdline):
-                found.append(process)
-            elif process.info["name"] == "postgres" and process.ppid() in {p.pid for p in found}:
+            if (process.info["name"] == "postgres" and str(data_dir) in " ".join(cmdline)) or (
+                process.info["name"] == "postgres" and process.ppid() in {p.pid for p in found}
+            ):
                 found.append(process)
         except psutil.Error:
             continue
