@@ -103,6 +103,7 @@ def test_the_service_down_or_the_token_refused_is_a_message_not_a_traceback(
     errors = [e.value for e in app.sidebar.error]
     assert len(errors) == 1 and "cannot be reached" in errors[0], errors
     assert not app.exception
+    assert not app.text_input  # the dashboard stops: no form to fill for a service that is away
 
     app = dashboard(service.base_url, "rp_not_a_token")
     errors = [e.value for e in app.sidebar.error]

@@ -13,10 +13,9 @@ from racer_profiles_client import ProblemError
 from racer_profiles_client.streamlit import connect, profile_switcher
 
 st.set_page_config(page_title="Racing dashboard", page_icon="🏁")
-client = connect()
-profile = profile_switcher(client, clears="what you typed on this page and did not save")
-
 st.title("Racing dashboard")
+client = connect()
+profile = profile_switcher(client, clears="what you typed on this page and did not save", stop_on_error=True)
 if client is None:
     st.stop()
 

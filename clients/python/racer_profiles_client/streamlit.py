@@ -89,6 +89,7 @@ def profile_switcher(
     key: str = "racer_profiles",
     app_state: Iterable[str] | None = None,
     clears: str = "the unsaved input on this page",
+    stop_on_error: bool = False,
 ) -> Profile | None:
     """Renders the profiles in a sidebar expander and returns the active one.
 
@@ -97,29 +98,37 @@ def profile_switcher(
     by default every key not starting with `key`) first asks in a dialog, then
     clears that state and switches. "Set as default" makes the active profile
     the account's default. When the service cannot be reached or refuses the
-    token, the sidebar says so and the result is None."""
+    token, the sidebar says so and the result is None (or, with
+    `stop_on_error`, the app's run stops there: st.stop)."""
     if client is None:
         return None
     keys = _Keys(key)
     try:
         return _render(client, keys, label, app_state, clears)
-    except (Unauthorized, Forbidden) as error:
-        st.sidebar.error(
+    except ProblemError as error:
+        _report(client, error)
+    if stop_on_error:
+        st.stop()
+    return None
+
+
+def _report(client: Client, error: ProblemError) -> None:
+    """One plain sentence in the sidebar: what went wrong and what to do."""
+    if isinstance(error, Unauthorized | Forbidden):
+        message = (
             f"The profile service refused the token ({error.status}): check {TOKEN_SETTING}. "
             f"{error.problem.detail or ''}"
         )
-    except ServiceUnreachable:
-        st.sidebar.error(
+    elif isinstance(error, ServiceUnreachable):
+        message = (
             f"The profile service at {client.base_url} cannot be reached. Is it running? "
             "Reload the page to try again."
         )
-    except Unavailable as error:
-        st.sidebar.error(
-            f"The profile service is unavailable for now: {error.problem.detail}. Try again shortly."
-        )
-    except ProblemError as error:
-        st.sidebar.error(f"The profile service answered {error.status}: {error.problem.detail}")
-    return None
+    elif isinstance(error, Unavailable):
+        message = f"The profile service is unavailable for now: {error.problem.detail}. Try again shortly."
+    else:
+        message = f"The profile service answered {error.status}: {error.problem.detail}"
+    st.sidebar.error(message)
 
 
 def _render(
