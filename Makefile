@@ -30,10 +30,11 @@ stop: $(VENV)/.installed
 test: check
 	$(PY) -m pytest
 
-# The example Streamlit dashboard next to a running `make run`: on the account of
-# RACER_PROFILES_TOKEN, else on a new one. Headless, and no usage statistics sent.
+# The example Streamlit dashboard next to a running `make run` (same HOST and PORT): on the
+# account of RACER_PROFILES_TOKEN, else on a new one. Headless, and no usage statistics sent.
 DASHBOARD_PORT ?= 8501
 dashboard: $(VENV)/.installed
+	RACER_PROFILES_URL="$${RACER_PROFILES_URL:-http://$(HOST):$(PORT)}" \
 	RACER_PROFILES_TOKEN="$${RACER_PROFILES_TOKEN:-$$($(VENV)/bin/racer-profiles accounts create 'Dashboard demo' | tail -n 1)}" \
 		$(VENV)/bin/streamlit run clients/python/examples/dashboard.py --server.port $(DASHBOARD_PORT) \
 		--server.headless true --browser.gatherUsageStats false
