@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from infrastructure.db_retry import ATTEMPTS, unreachable
+from infrastructure.dead_connections import is_dead_async
 from infrastructure.profile_queries import ProfileQueries, Statements, _row, default_and_version
 from infrastructure.settings import Settings
 from projections.rows import ProfileRow
@@ -51,15 +52,21 @@ class AsyncProfileQueries:
         await self.pool.close()
 
     async def _run(self, query: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        # The policy of infrastructure/db_retry.py: a pooled connection that died
-        # (a server restart) is retried on another; a pool timeout is final.
+        # The policy of infrastructure/db_retry.py and dead_connections.py: a
+        # checkout skips a connection whose server went away, the pool then
+        # checks all its idle ones; a statement that failed on a dead connection
+        # is retried after that check; a pool timeout is final.
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.pool.connection() as conn:
-                    return await query(conn)
+                    if attempt == 1 and await is_dead_async(conn):
+                        await conn.close()  # a closed connection given back is discarded
+                    else:
+                        return await query(conn)
             except (psycopg.OperationalError, psycopg.InterfaceError) as e:
                 if attempt == ATTEMPTS or unreachable(e):
                     raise
+            await self.pool.check()
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def default_and_roster_version(

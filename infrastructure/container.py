@@ -17,6 +17,7 @@ from domain.service import ProfilesService
 from infrastructure.accounts import Accounts
 from infrastructure.audit import Audit
 from infrastructure.change_feed import ChangeFeed
+from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.embedded import start_embedded
 from infrastructure.idempotency import IdempotencyStore
 from infrastructure.profile_queries import ProfileQueries
@@ -40,7 +41,7 @@ def resolve_database(settings: Settings) -> Settings:
 def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> PostgresDatastore:
     """A pool on the primary (info None) or on the server info names (a replica)."""
     info = info or settings.conninfo()
-    return PostgresDatastore(
+    return CheckedDatastore(
         dbname=str(info.get("dbname", "postgres")),
         host=str(info.get("host", "127.0.0.1")),
         port=str(info.get("port", "5432")),

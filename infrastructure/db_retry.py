@@ -8,9 +8,12 @@ again, so one request hung for about ten connect timeouts before its 503, and a
 request that made several such calls longer still.
 
 The policy here keeps what the retry is for (a pooled connection that died,
-say after a server restart, fails its statement at once and the next attempt
-gets a fresh one) and drops what hurts: a pool timeout means the database is
-out of reach, and another wait only delays the answer."""
+say after a server restart, fails its statement at once) and drops what hurts:
+a pool timeout means the database is out of reach, and another wait only
+delays the answer. Before the retry the pool checks its idle connections
+(psycopg_pool's `check()`, see dead_connections.py): the next attempt gets a
+live one however many dead ones the pool held, so the count of attempts need
+not exceed the count of dead connections."""
 
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ from typing import Any, TypeVar
 from eventsourcing.persistence import InterfaceError, OperationalError
 from psycopg_pool import PoolTimeout
 
-ATTEMPTS = 3  # a dead connection, then another, then a fresh one
+from infrastructure.dead_connections import check_pool_of
+
+ATTEMPTS = 3  # a dead connection; after the pool's check a live one; one spare
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -48,6 +53,8 @@ def retry_dead_connections(method: F) -> F:
             except (OperationalError, InterfaceError) as e:
                 if attempt == ATTEMPTS or unreachable(e):
                     raise
+                if args:
+                    check_pool_of(args[0])
         raise AssertionError("unreachable")  # the loop returns or raises
 
     return retried  # type: ignore[return-value]

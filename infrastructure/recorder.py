@@ -9,9 +9,11 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.db_retry import retry_dead_connections
+from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.idempotency import TABLE, KeyAlreadyCommitted
 
 
@@ -57,3 +59,9 @@ class ProfilesFactory(PostgresFactory):
 
     aggregate_recorder_class = SnapshotsRecorder
     application_recorder_class = ProfilesRecorder
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        # PostgresFactory builds its PostgresDatastore inline, with no hook for a
+        # subclass; CheckedDatastore adds no state, only its checkout.
+        self.datastore.__class__ = CheckedDatastore

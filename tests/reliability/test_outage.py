@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from reliability_harness import (
     PROBLEM,
     REPORT,
     SCALE,
+    Account,
     Ledger,
     PrivatePostgres,
     Result,
@@ -36,6 +39,7 @@ from reliability_harness import (
     describe_counts,
     end_state_problems,
     load_for,
+    new_accounts,
     open_container,
     poll,
     retry_after_ok,
@@ -308,3 +312,123 @@ def _attempt(call: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def _requests_of_every_kind(
+    http: httpx.Client, account: Account, profile: dict[str, Any]
+) -> list[tuple[str, int]]:
+    """One request of each kind, each on its own pool path: token check and
+    sync reads (read pool), the hot reads (async read pool), a command (events
+    and snapshots pools, then a wait on the view), history (events pool),
+    readiness (events pool and view), a position wait and a stream backlog
+    (view, change feed)."""
+    pid = profile["id"]
+    auth = account.auth()
+    outcomes: list[tuple[str, int]] = []
+
+    def send(kind: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            r = http.request(method, path, **kwargs)
+        except httpx.TransportError as e:
+            say(f"restart: {kind}: {type(e).__name__} {e}")
+            outcomes.append((kind, 0))
+            raise
+        outcomes.append((kind, r.status_code))
+        return r
+
+    send("GET /readyz", "GET", "/readyz")
+    send("GET one profile", "GET", f"/v1/profiles/{pid}", headers=auth)
+    send("GET default", "GET", "/v1/profiles/default", headers=auth)
+    send("GET list", "GET", "/v1/profiles", headers=auth)
+    created = send("POST create", "POST", "/v1/profiles", json={"name": "After"}, headers=auth)
+    current = send("GET one profile", "GET", f"/v1/profiles/{pid}", headers=auth)
+    send(
+        "PATCH rename",
+        "PATCH",
+        f"/v1/profiles/{pid}",
+        json={"name": "Renamed after"},
+        headers={**auth, "If-Match": current.headers.get("etag", "*")},
+    )
+    send("GET history", "GET", f"/v1/profiles/{pid}/history", headers=auth)
+    position = created.headers.get("x-position", "0")
+    send("GET list after a position", "GET", "/v1/profiles", headers={**auth, "X-Min-Position": position})
+    with http.stream("GET", "/v1/profiles/stream", headers=auth, timeout=10) as stream:
+        outcomes.append(("GET stream", stream.status_code))
+        if stream.status_code == 200:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    break
+    return outcomes
+
+
+def _load(server: Server, account: Account, pid: str, threads: int, seconds: float) -> int:
+    """Concurrent requests of every kind, so that every pool grows and then
+    holds idle connections (the ones a restart kills)."""
+    done: list[int] = []
+    stop = time.monotonic() + seconds
+
+    def one(index: int) -> None:
+        with server.client() as http:
+            while time.monotonic() < stop:
+                auth = account.auth()
+                http.get(f"/v1/profiles/{pid}", headers=auth)
+                http.get("/v1/profiles", headers=auth)
+                http.get(f"/v1/profiles/{pid}/history", headers=auth)
+                http.post("/v1/profiles", json={"name": f"Load {index}"}, headers=auth)
+                done.append(4)
+
+    workers = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(seconds + 60)
+    return sum(done)
+
+
+def _connections(url: str, database: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_database_restart_costs_no_request(private_server: PrivatePostgres, rel_logs: Path) -> None:
+    """Load fills every pool with idle connections; PostgreSQL restarts (every
+    one of them dies); the first request of each kind afterwards succeeds."""
+    database = create_database(private_server.url, "rp_restart")
+    name = str(conninfo_to_dict(database)["dbname"])
+    server = start_server(database, rel_logs)
+    try:
+        container = open_container(database)
+        try:
+            (account,) = new_accounts(container, 1, shared=False)
+        finally:
+            container.close()
+        with server.client() as http:
+            first = http.post("/v1/profiles", json={"name": "Before"}, headers=account.auth())
+            assert first.status_code == 201, first.text
+            profile = first.json()
+            loaded = _load(server, account, profile["id"], 2 * SCALE.api_threads, 2.0)
+            cut = _connections(private_server.url, name)
+            private_server.stop()
+            private_server.start()
+            say(f"restart: {loaded} requests of load, then PostgreSQL restarted, cutting {cut} connections")
+            outcomes = _requests_of_every_kind(http, account, profile)
+    finally:
+        server.proc.terminate()
+    failed = [
+        f"{kind}: {status or 'transport error'}" for kind, status in outcomes if not 200 <= status < 300
+    ]
+    say(f"restart: {len(outcomes)} requests after the server was back, {len(failed)} failed {failed}")
+    REPORT.add(
+        ScenarioRow(
+            "database restart",
+            sum(1 for _, status in outcomes if 200 <= status < 300),
+            0,
+            len(failed),
+            0,
+            1,
+            note=f"{cut} connections cut; {len(failed)} of {len(outcomes)} requests failed after the server was back",
+        )
+    )
+    assert cut >= 2 * 3, f"the load left only {cut} connections to cut: the restart proved little"
+    assert not failed, failed
