@@ -290,7 +290,7 @@ def test_a_field_added_with_an_upcast_default_keeps_verify_passing_and_edits_sti
     assert run_cli(c, "verify").exit_code == 0
 
     new_class = add_nickname(how, monkeypatch)
-    created = c.audit.log.decode(c.audit.log.of(p1)[0])
+    created: Any = c.audit.log.decode(c.audit.log.of(p1)[0])
     assert type(created) is new_class and created.nickname == "(none)"  # really upcast
     assert chain_problems(c.audit.log) == []
     result = run_cli(c, "verify")
