@@ -108,7 +108,7 @@ class Core:
         """Retry-After when the service gave one, else exponential backoff with jitter."""
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.options.max_backoff, self.options.backoff * 2**attempt)
+        ceiling: float = min(self.options.max_backoff, self.options.backoff * 2.0**attempt)
         return ceiling * (0.5 + random.random() / 2)
 
     def may_retry(self, attempt: int, retry_after: float | None = None) -> bool:
