@@ -12,7 +12,7 @@ from api import openapi, problems
 from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.request_id import RequestIdMiddleware
-from api.routers import audit, health, profiles, stream, ui
+from api.routers import accounts, audit, health, profiles, stream, ui
 from infrastructure.async_queries import async_queries_for
 from infrastructure.container import Container
 
@@ -82,4 +82,5 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(audit.history_router)
     app.include_router(profiles.router)
     app.include_router(audit.router)
+    app.include_router(accounts.router)
     return app

@@ -7,7 +7,7 @@ from typing import Annotated
 from urllib.parse import unquote
 
 import anyio.to_thread
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from api.problems import Problem
 from domain.errors import InvalidValue
@@ -59,9 +59,14 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def a_role(role: str) -> str:
+    """ "an auditor", "an admin", "an owner": the role with its article."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
 async def get_owner(principal: PrincipalDep) -> Principal:
     if principal.role != "owner":
-        raise Problem(403, "forbidden", "Forbidden", f"a {principal.role} token cannot change profiles")
+        raise Problem(403, "forbidden", "Forbidden", f"{a_role(principal.role)} token cannot change profiles")
     return principal
 
 
@@ -73,6 +78,34 @@ READ_ALL_ROLES = ("auditor", "admin")
 def scope_of(principal: Principal) -> str | None:
     """The account whose data the principal reads; None: every account (auditors)."""
     return None if principal.role in READ_ALL_ROLES else principal.account_id
+
+
+AccountQuery = Annotated[
+    str | None,
+    Query(
+        description="auditors and admins: the account to read (ids from `GET /v1/accounts`);"
+        " owners: their own account or nothing"
+    ),
+]
+
+
+def account_to_read(principal: Principal, account_id: str | None) -> str:
+    """The one account a query reads: an owner's own (another one: 404); the one an
+    auditor or admin names (required: 422)."""
+    scope = scope_of(principal)
+    if scope is None:
+        if not account_id:
+            raise Problem(
+                422,
+                "validation",
+                "Invalid request",
+                f"account_id is required for {a_role(principal.role)} (list accounts with GET /v1/accounts)",
+                errors=[{"field": "account_id", "reason": f"is required for {a_role(principal.role)}"}],
+            )
+        return account_id
+    if account_id not in (None, scope):
+        raise Problem(404, "not-found", "Not found", "no such account")
+    return scope
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,9})"\s*$')

@@ -236,6 +236,9 @@ class HistoryEntry(BaseModel):
     type: str = Field(description="the event's class", examples=["Renamed"])
     recorded_at: datetime
     actor: str | None = Field(description="the account whose token made the change")
+    actor_name: str | None = Field(
+        default=None, description="the actor's account name; null when the actor is no account (`import`)"
+    )
     reason: str | None = Field(description="X-Reason or a body's reason")
     request_id: str | None = Field(description="the X-Request-ID of the request that made it")
     data: dict[str, Any] = Field(description="the event's own fields")
@@ -266,12 +269,33 @@ class DefaultChange(BaseModel):
     from_profile_id: str | None = Field(description="null: the account had no default before")
     to_profile_id: str | None = Field(description="null: the account has no default since")
     actor: str | None
+    actor_name: str | None = Field(
+        default=None, description="the actor's account name; null when the actor is no account (`import`)"
+    )
     reason: str | None
     request_id: str | None
 
 
 class DefaultTimeline(BaseModel):
     items: list[DefaultChange]
+    next_cursor: str | None = Field(
+        description="opaque; pass it as `cursor` for the next page; null on the last page"
+    )
+
+
+class AccountSummary(BaseModel):
+    """An account as auditors and admins see it in the list."""
+
+    id: str
+    name: str
+    role: str = Field(examples=["owner", "auditor", "admin"])
+    created_at: datetime
+    profile_count: int = Field(description="its profiles, archived ones included")
+    active_profile_count: int = Field(description="its active (not archived) profiles")
+
+
+class AccountPage(BaseModel):
+    items: list[AccountSummary]
     next_cursor: str | None = Field(
         description="opaque; pass it as `cursor` for the next page; null on the last page"
     )

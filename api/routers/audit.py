@@ -13,10 +13,11 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import ContainerDep, PrincipalDep, scope_of
+from api.deps import AccountQuery, ContainerDep, PrincipalDep, account_to_read, scope_of
 from api.openapi import problems
 from api.problems import Problem
 from api.schemas import DefaultTimeline, HistoryPage
+from infrastructure.account_directory import AccountDirectory
 from infrastructure.accounts import Principal
 from infrastructure.audit import ProfileTimeline, export_entry
 from infrastructure.container import Container
@@ -71,6 +72,11 @@ def page_of(entries: list[dict[str, Any]], cursor: str | None, limit: int) -> di
     return {"items": page, "next_cursor": encode_cursor(page[-1]["position"]) if len(rest) > limit else None}
 
 
+def _named(container: Container, page: dict[str, Any]) -> dict[str, Any]:
+    """The page with each entry's actor_name (the account's name) beside its actor id."""
+    return {**page, "items": AccountDirectory(container.datastore).with_actor_names(page["items"])}
+
+
 @history_router.get(
     "/{profile_id}/history",
     response_model=HistoryPage,
@@ -91,7 +97,9 @@ def profile_history(
 ) -> JSONResponse:
     """The profile's events and its roster's events about it, in order."""
     timeline = timeline_for(container, principal, profile_id)
-    return JSONResponse(page_of(container.audit.history(timeline, profile_id), cursor, limit))
+    return JSONResponse(
+        _named(container, page_of(container.audit.history(timeline, profile_id), cursor, limit))
+    )
 
 
 @router.get(
@@ -110,22 +118,12 @@ def profile_history(
 def default_timeline(
     principal: PrincipalDep,
     container: ContainerDep,
-    account_id: Annotated[str | None, Query(description="auditors: the account to read")] = None,
+    account_id: AccountQuery = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> JSONResponse:
-    scope = scope_of(principal)
-    if scope is None and not account_id:
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            "account_id is required for an auditor",
-            errors=[{"field": "account_id", "reason": "is required for an auditor"}],
-        )
-    if scope is not None and account_id not in (None, scope):
-        raise Problem(404, "not-found", "Not found", "no such account")
-    return JSONResponse(page_of(container.audit.defaults(account_id or scope or ""), cursor, limit))
+    account = account_to_read(principal, account_id)
+    return JSONResponse(_named(container, page_of(container.audit.defaults(account), cursor, limit)))
 
 
 @router.get(

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import (
+    AccountQuery,
     AsyncQueriesDep,
     CauseDep,
     ContainerDep,
@@ -20,6 +21,7 @@ from api.deps import (
     MinPositionDep,
     OwnerDep,
     PrincipalDep,
+    account_to_read,
     scope_of,
 )
 from api.idempotency import idempotent
@@ -143,7 +145,8 @@ def create_profile(
     description=(
         "The account's profiles in creation order, a page at a time: pass `next_cursor` back as"
         " `cursor` until it is null. Pages are keyset-based, so no profile is skipped or repeated"
-        " while others create or archive profiles."
+        " while others create or archive profiles. Auditors and admins name the account with"
+        " `account_id` (422 without it)."
     ),
     responses=_QUERY_PROBLEMS,
 )
@@ -157,12 +160,12 @@ async def list_profiles(
         str | None, Query(description="the `next_cursor` of the previous page (opaque)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="profiles per page")] = 50,
+    account_id: AccountQuery = None,
 ) -> JSONResponse:
+    account = account_to_read(principal, account_id)
     await wait_until(container, min_position)
     after = decode_cursor(cursor) if cursor else None
-    rows = await queries.page(
-        principal.account_id, include_archived=include_archived, after=after, limit=limit + 1
-    )
+    rows = await queries.page(account, include_archived=include_archived, after=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return FastJSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
 
@@ -174,7 +177,8 @@ async def list_profiles(
     description=(
         "The account's default profile. Its `ETag` is the version of the account's roster (not of"
         " the profile): send it as `If-Match` on `PUT /v1/profiles/default` to refuse overriding a"
-        " default chosen elsewhere in the meantime."
+        " default chosen elsewhere in the meantime. Auditors and admins name the account with"
+        " `account_id` (422 without it)."
     ),
     responses={
         200: profile_ok("The default profile; ETag is the roster's version.", etag="RosterETag"),
@@ -182,14 +186,17 @@ async def list_profiles(
     },
 )
 async def get_default(
-    principal: PrincipalDep, container: ContainerDep, queries: AsyncQueriesDep, min_position: MinPositionDep
+    principal: PrincipalDep,
+    container: ContainerDep,
+    queries: AsyncQueriesDep,
+    min_position: MinPositionDep,
+    account_id: AccountQuery = None,
 ) -> JSONResponse:
+    account = account_to_read(principal, account_id)
     await wait_until(container, min_position)
     # The roster's version and the row come from one snapshot: the ETag always
     # names the roster version of the default shown.
-    row, roster_version = await queries.default_and_roster_version(
-        principal.account_id, roster_id(principal.account_id)
-    )
+    row, roster_version = await queries.default_and_roster_version(account, roster_id(account))
     if row is None:
         raise Problem(404, "no-default", "No default profile", "this account has no active profile")
     response = profile_response(row)

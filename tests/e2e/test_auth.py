@@ -147,11 +147,14 @@ def test_an_auditor_token_reads_but_cannot_change(
         response = client.request(method, path, json=payload, headers=h)
         body = assert_problem(response, 403, "forbidden")
         assert "auditor" in body["detail"]
-    # Reads are allowed (the auditor's own, empty account).
-    listed = client.get("/v1/profiles", headers=h)
+    # Reads name the account (tests/e2e/test_auditor_access.py); without one: 422, not an empty list.
+    assert_problem(client.get("/v1/profiles", headers=h), 422, "validation")
+    assert_problem(client.get("/v1/profiles/default", headers=h), 422, "validation")
+    someone = str(uuid.uuid4())
+    listed = client.get("/v1/profiles", params={"account_id": someone}, headers=h)
     assert listed.status_code == 200
     assert listed.json() == {"items": [], "next_cursor": None}
-    assert_problem(client.get("/v1/profiles/default", headers=h), 404)
+    assert_problem(client.get("/v1/profiles/default", params={"account_id": someone}, headers=h), 404)
     assert_problem(client.get(f"/v1/profiles/{uuid.uuid4()}", headers=h), 404)
 
 

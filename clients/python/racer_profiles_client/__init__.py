@@ -19,6 +19,7 @@ from racer_profiles_client.errors import (
     ValidationFailed,
 )
 from racer_profiles_client.models import (
+    AccountSummary,
     DefaultChange,
     ExportedEvent,
     FieldError,
@@ -32,6 +33,7 @@ from racer_profiles_client.models import (
 
 __all__ = [
     "OPERATIONS",
+    "AccountSummary",
     "UNSET",
     "AsyncClient",
     "Client",

@@ -15,6 +15,7 @@ import httpx
 
 from racer_profiles_client.models import (
     Accepted,
+    AccountSummary,
     DefaultChange,
     ExportedEvent,
     Health,
@@ -47,6 +48,7 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
     "profile_history": ("history", "GET", "/v1/profiles/{profile_id}/history"),
     "default_timeline": ("default_timeline", "GET", "/v1/audit/defaults"),
     "export_events": ("export_events", "GET", "/v1/audit/events"),
+    "list_accounts": ("list_accounts", "GET", "/v1/accounts"),
 }
 
 
@@ -161,9 +163,15 @@ def create_profile(
     return _profile_command("POST", "/v1/profiles", _with_reason(body, reason), None, status=201)
 
 
-def get_default_call(min_position: int | None = None) -> Call[Profile | None]:
+def get_default_call(min_position: int | None = None, account_id: str | None = None) -> Call[Profile | None]:
     return Call(
-        "GET", "/v1/profiles/default", _default, read=True, missing=lambda: None, min_position=min_position
+        "GET",
+        "/v1/profiles/default",
+        _default,
+        params={"account_id": account_id} if account_id is not None else None,
+        read=True,
+        missing=lambda: None,
+        min_position=min_position,
     )
 
 
@@ -254,9 +262,17 @@ def _paged(path: str, params: dict[str, Any], item: Callable[[Any], T], read: bo
     return Call("GET", path, parse, params=params, read=read)
 
 
-def list_profiles(include_archived: bool, page_size: int) -> Call[Page[Profile]]:
-    params = {"include_archived": "true" if include_archived else "false", "limit": page_size}
+def list_profiles(
+    include_archived: bool, page_size: int, account_id: str | None = None
+) -> Call[Page[Profile]]:
+    params: dict[str, Any] = {"include_archived": "true" if include_archived else "false", "limit": page_size}
+    if account_id is not None:
+        params["account_id"] = account_id
     return _paged("/v1/profiles", params, Profile.model_validate, read=True)
+
+
+def list_accounts(page_size: int) -> Call[Page[AccountSummary]]:
+    return _paged("/v1/accounts", {"limit": page_size}, AccountSummary.model_validate)
 
 
 def history(profile_id: UUID | str, page_size: int) -> Call[Page[HistoryEntry]]:

@@ -17,6 +17,7 @@ from racer_profiles_client._calls import UNSET, Call, Page
 from racer_profiles_client._core import STREAM_PATH, STREAM_READ_TIMEOUT, Core, FollowUp, Options, Retry
 from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
+    AccountSummary,
     DefaultChange,
     ExportedEvent,
     Health,
@@ -115,10 +116,14 @@ class AsyncClient:
     # -- profiles -------------------------------------------------------------
 
     def list_profiles(
-        self, include_archived: bool = False, *, page_size: int = 100
+        self, include_archived: bool = False, *, page_size: int = 100, account_id: str | None = None
     ) -> AsyncIterator[Profile]:
-        """Every profile of the account in creation order, page after page."""
-        return self._pages(calls.list_profiles(include_archived, page_size))
+        """Every profile of the account in creation order, page after page (auditors name the account)."""
+        return self._pages(calls.list_profiles(include_archived, page_size, account_id))
+
+    def list_accounts(self, *, page_size: int = 100) -> AsyncIterator[AccountSummary]:
+        """Every account with its profile counts (auditor and admin tokens)."""
+        return self._pages(calls.list_accounts(page_size))
 
     async def get_profile(
         self, profile_id: Id, version: int | None = None, as_of: datetime | None = None
@@ -126,9 +131,9 @@ class AsyncClient:
         """The profile now, or as it was at `version` or at the time `as_of`."""
         return await self._run(calls.get_profile_call(profile_id, version, as_of))
 
-    async def get_default(self) -> Profile | None:
-        """The account's default profile; None when it has no active profile."""
-        return await self._run(calls.get_default_call())
+    async def get_default(self, account_id: str | None = None) -> Profile | None:
+        """The account's default profile; None when it has no active profile (auditors name the account)."""
+        return await self._run(calls.get_default_call(account_id=account_id))
 
     async def set_default(
         self, profile_id: Id, if_match: ETag = None, *, reason: str | None = None

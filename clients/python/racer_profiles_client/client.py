@@ -17,6 +17,7 @@ from racer_profiles_client._calls import UNSET, Call, Page
 from racer_profiles_client._core import STREAM_PATH, STREAM_READ_TIMEOUT, Core, FollowUp, Options, Retry
 from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
+    AccountSummary,
     DefaultChange,
     ExportedEvent,
     Health,
@@ -119,9 +120,15 @@ class Client:
 
     # -- profiles -------------------------------------------------------------
 
-    def list_profiles(self, include_archived: bool = False, *, page_size: int = 100) -> Iterator[Profile]:
-        """Every profile of the account in creation order, page after page."""
-        return self._pages(calls.list_profiles(include_archived, page_size))
+    def list_profiles(
+        self, include_archived: bool = False, *, page_size: int = 100, account_id: str | None = None
+    ) -> Iterator[Profile]:
+        """Every profile of the account in creation order, page after page (auditors name the account)."""
+        return self._pages(calls.list_profiles(include_archived, page_size, account_id))
+
+    def list_accounts(self, *, page_size: int = 100) -> Iterator[AccountSummary]:
+        """Every account with its profile counts (auditor and admin tokens)."""
+        return self._pages(calls.list_accounts(page_size))
 
     def get_profile(
         self, profile_id: Id, version: int | None = None, as_of: datetime | None = None
@@ -129,9 +136,9 @@ class Client:
         """The profile now, or as it was at `version` or at the time `as_of`."""
         return self._run(calls.get_profile_call(profile_id, version, as_of))
 
-    def get_default(self) -> Profile | None:
-        """The account's default profile; None when it has no active profile."""
-        return self._run(calls.get_default_call())
+    def get_default(self, account_id: str | None = None) -> Profile | None:
+        """The account's default profile; None when it has no active profile (auditors name the account)."""
+        return self._run(calls.get_default_call(account_id=account_id))
 
     def set_default(self, profile_id: Id, if_match: ETag = None, *, reason: str | None = None) -> Profile:
         """Makes the profile the default; `if_match` is the roster's ETag (`get_default().roster_etag`)."""

@@ -55,6 +55,7 @@ class HistoryEntry(_Model):
     type: str
     recorded_at: datetime
     actor: str | None = None
+    actor_name: str | None = None
     reason: str | None = None
     request_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -72,8 +73,20 @@ class DefaultChange(_Model):
     from_profile_id: str | None = None
     to_profile_id: str | None = None
     actor: str | None = None
+    actor_name: str | None = None
     reason: str | None = None
     request_id: str | None = None
+
+
+class AccountSummary(_Model):
+    """An account as auditors and admins list it (`Client.list_accounts`)."""
+
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    profile_count: int
+    active_profile_count: int
 
 
 class Health(_Model):
