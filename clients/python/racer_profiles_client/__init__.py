@@ -33,8 +33,8 @@ from racer_profiles_client.models import (
 
 __all__ = [
     "OPERATIONS",
-    "AccountSummary",
     "UNSET",
+    "AccountSummary",
     "AsyncClient",
     "Client",
     "Conflict",
