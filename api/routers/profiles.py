@@ -148,7 +148,9 @@ def create_profile(
         " while others create or archive profiles. Auditors and admins name the account with"
         " `account_id` (422 without it)."
     ),
-    responses=_QUERY_PROBLEMS,
+    responses=problems(
+        401, 404, 422, 503, s404="`account_id` names another account than the token's (owners)."
+    ),
 )
 async def list_profiles(
     principal: PrincipalDep,
@@ -182,7 +184,14 @@ async def list_profiles(
     ),
     responses={
         200: profile_ok("The default profile; ETag is the roster's version.", etag="RosterETag"),
-        **problems(401, 404, 422, 503, s404="The account has no active profile (type `no-default`)."),
+        **problems(
+            401,
+            404,
+            422,
+            503,
+            s404="The account has no active profile (type `no-default`), or `account_id` names another"
+            " account than the token's (owners).",
+        ),
     },
 )
 async def get_default(
