@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from racer_profiles_client import OPERATIONS, AsyncClient, Client, RateLimited
+from racer_profiles_client import OPERATIONS, AsyncClient, Client, RateLimited, Unavailable
 from racer_profiles_client.sse import EventDecoder
 
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -77,6 +77,22 @@ def test_429_is_retried_as_retry_after_says_then_raised(monkeypatch: pytest.Monk
     with pytest.raises(RateLimited) as limited:
         client.get_default()
     assert len(seen) == 4 and limited.value.retry_after == 0.0  # the first try and 3 retries
+
+
+def test_503_is_retried_then_raised_as_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("racer_profiles_client.client.time.sleep", waits.append)
+    client, seen = fake(lambda request: problem(503, "unavailable", "1"))
+    with pytest.raises(Unavailable) as unavailable:
+        client.list_profiles().__next__()
+    assert len(seen) == 4 and waits == [1.0, 1.0, 1.0] and unavailable.value.retry_after == 1.0
+    # Without Retry-After: exponential backoff, with jitter, from `backoff`.
+    waits.clear()
+    client, seen = fake(lambda request: httpx.Response(503, text="<html>proxy error</html>"))
+    with pytest.raises(Unavailable) as unavailable:
+        client.get_default()
+    assert unavailable.value.problem.detail == "<html>proxy error</html>"
+    assert len(waits) == 3 and all(0.5 * 0.001 * 2**i <= w <= 0.001 * 2**i for i, w in enumerate(waits))
 
 
 def test_a_retry_after_beyond_the_bound_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:

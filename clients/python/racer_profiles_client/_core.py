@@ -13,8 +13,9 @@ import httpx
 
 from racer_profiles_client._calls import Call
 from racer_profiles_client._version import __version__
-from racer_profiles_client.errors import ProblemError, error_for
-from racer_profiles_client.models import Accepted
+from racer_profiles_client.errors import ProblemError, error_for, unreachable
+from racer_profiles_client.models import Accepted, Profile
+from racer_profiles_client.sse import EventDecoder
 
 T = TypeVar("T")
 
@@ -98,12 +99,6 @@ class Core:
             kwargs["json"] = call.body
         return kwargs
 
-    def stream_headers(self, last_event_id: int | None) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = str(last_event_id)
-        return headers
-
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Retry-After when the service gave one, else exponential backoff with jitter."""
         if retry_after is not None:
@@ -131,6 +126,51 @@ class Core:
         if _transient(error) and self.may_retry(attempt, error.retry_after):
             return Retry(self.delay(attempt, error.retry_after))
         raise error
+
+
+class StreamCursor:
+    """Where a live stream is: the last event id to resume after, the wait
+    before reconnecting (the server's `retry:`), the failures in a row."""
+
+    def __init__(self, core: Core, last_event_id: int | None) -> None:
+        self._core = core
+        self.last = last_event_id
+        self.wait = 1.0
+        self._failures = 0
+        self._decoder = EventDecoder()
+        self._refusal: Call[None] = Call("GET", STREAM_PATH, lambda response: None)
+
+    def request(self) -> dict[str, Any]:
+        headers = {"Accept": "text/event-stream"}
+        if self.last is not None:
+            headers["Last-Event-ID"] = str(self.last)
+        timeout = httpx.Timeout(self._core.options.timeout, read=STREAM_READ_TIMEOUT)
+        return {"method": "GET", "url": STREAM_PATH, "headers": headers, "timeout": timeout}
+
+    def connected(self) -> None:
+        self._failures = 0
+        self._decoder = EventDecoder()
+
+    def refused(self, response: httpx.Response) -> float:
+        """A non-200 answer (read): the wait before trying again; raises unless transient."""
+        step = self._core.outcome(self._refusal, response, self._failures)
+        self._failures += 1
+        return step.delay if isinstance(step, Retry) else 0.0
+
+    def dropped(self, error: httpx.TransportError) -> None:
+        if not self._core.may_retry(self._failures):
+            raise unreachable(self._core.options.base_url, error) from error
+        self._failures += 1
+
+    def feed(self, line: str) -> Profile | None:
+        event = self._decoder.feed(line)
+        if event is None:
+            return None
+        if event.retry is not None:
+            self.wait = event.retry / 1000
+        if event.id and event.id.isdigit():
+            self.last = int(event.id)  # the stream's ids are positions
+        return Profile.model_validate_json(event.data) if event.event == "profile" else None
 
 
 def retry_after(response: httpx.Response) -> float | None:

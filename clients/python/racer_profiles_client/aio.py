@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -14,7 +13,7 @@ import httpx
 
 from racer_profiles_client import _calls as calls
 from racer_profiles_client._calls import UNSET, Call, Page
-from racer_profiles_client._core import STREAM_PATH, STREAM_READ_TIMEOUT, Core, FollowUp, Options, Retry
+from racer_profiles_client._core import Core, FollowUp, Options, Retry, StreamCursor
 from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
     AccountSummary,
@@ -26,7 +25,6 @@ from racer_profiles_client.models import (
     Readiness,
     VehicleInput,
 )
-from racer_profiles_client.sse import EventDecoder
 
 T = TypeVar("T")
 Id = UUID | str
@@ -237,36 +235,18 @@ class AsyncClient:
         dropped connection is resumed with Last-Event-ID (nothing is lost); it
         gives up with ServiceUnreachable after `retries` failed reconnections
         in a row. Break out of the loop (or close the generator) to stop."""
-        last = last_event_id
-        failures = 0
-        wait_ms = 1000
-        timeout = httpx.Timeout(self._core.options.timeout, read=STREAM_READ_TIMEOUT)
+        stream = StreamCursor(self._core, last_event_id)
         while True:
-            call: Call[None] = Call("GET", STREAM_PATH, lambda r: None)
             try:
-                async with self._http.stream(
-                    "GET", STREAM_PATH, headers=self._core.stream_headers(last), timeout=timeout
-                ) as response:
+                async with self._http.stream(**stream.request()) as response:
                     if response.status_code != 200:
                         await response.aread()
-                        step = self._core.outcome(call, response, failures)  # raises unless transient
-                        failures += 1
-                        await asyncio.sleep(step.delay if isinstance(step, Retry) else 0)
+                        await asyncio.sleep(stream.refused(response))
                         continue
-                    failures = 0
-                    decoder = EventDecoder()
+                    stream.connected()
                     async for line in response.aiter_lines():
-                        event = decoder.feed(line)
-                        if event is None:
-                            continue
-                        if event.retry is not None:
-                            wait_ms = event.retry
-                        if event.event == "profile":
-                            yield Profile.model_validate(json.loads(event.data))
-                        if event.id and event.id.isdigit():
-                            last = int(event.id)
+                        if (profile := stream.feed(line)) is not None:
+                            yield profile
             except httpx.TransportError as error:
-                if not self._core.may_retry(failures):
-                    raise unreachable(self._core.options.base_url, error) from error
-                failures += 1
-            await asyncio.sleep(wait_ms / 1000)  # the server ended the stream, or the connection broke
+                stream.dropped(error)
+            await asyncio.sleep(stream.wait)  # the server ended the stream, or the connection broke
