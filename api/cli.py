@@ -171,8 +171,10 @@ def project(
             "start the projector again (serve restarts its own within 5 s)"
         )
         return
-    runner = container.start_runner()
+    # Handlers first: the runner announces its leadership from its own thread,
+    # and a signal sent on that cue must find them in place.
     received = SignalFlag(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    runner = container.start_runner()
     try:
         while received.signum is None:
             received.sleep(0.5)
@@ -182,6 +184,8 @@ def project(
                 typer.echo(f"projection stopped: {runner.status()}", err=True)
                 raise typer.Exit(1)
     finally:
+        if received.signum is not None:
+            received.ignore_more()
         container.close()
 
 

@@ -41,8 +41,16 @@ class SignalFlag:
 
     def __init__(self, *signums: int) -> None:
         self.signum: int | None = None
+        self.signums = signums
         for signum in signums:
             signal.signal(signum, self._handle)
+
+    def ignore_more(self) -> None:
+        """For a process that is stopping: Python's finalisation puts the default
+        handlers back, and a signal arriving then would kill the process (exit
+        143) instead of letting it finish its clean stop."""
+        for signum in self.signums:
+            signal.signal(signum, signal.SIG_IGN)
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.signum = signum

@@ -44,6 +44,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
@@ -120,6 +121,11 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
         help="run one comparison alone: crud = the service against the CRUD baseline on its four "
         "figures (about 3 minutes; with --quick about 1)",
     )
+    p.add_argument(
+        "--long-events",
+        type=int,
+        help="events of the long-history account (default 10000; quick 3000)",
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
     p.add_argument("--keep-logs", action="store_true", help="keep the service logs (always kept on failure)")
     a = p.parse_args()
@@ -132,7 +138,7 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
         query_accounts=1000,
         large_accounts=a.accounts or (10_000 if quick else 100_000),
         command_accounts=1000,
-        long_events=3_000 if quick else 10_000,
+        long_events=a.long_events or (3_000 if quick else 10_000),
         sequential_commands=20 if quick else 100,
         budget=a.budget if not quick else min(a.budget, 170.0),
         quick=quick,
@@ -868,6 +874,8 @@ class Bench:
             f"commands: PUT /v1/profiles/default, {cfg.long_events:,}-event account vs fresh ones, one at a time"
         )
         self.long_vs_fresh(port, long[0], fresh)
+        log(f"commands: audit reads, {cfg.long_events:,}-event account vs fresh ones, one at a time")
+        self.audit_long_vs_fresh(port, long[0], fresh)
         self.rss_after_commands = svc.own_rss_mb()
         self.rss_serve_total_after_commands = svc.rss_mb()
         self.stop(svc)
@@ -968,15 +976,7 @@ class Bench:
             warm()
         ratios, long_p50, fresh_p50, rounds = [], [], [], []
         for i in range(cfg.rounds):
-            fresh_once = runner(fresh[i])
-            a, b = [], []
-            for j in range(cfg.sequential_commands):
-                if j % 2:
-                    a.append(long_once())
-                    b.append(fresh_once())
-                else:
-                    b.append(fresh_once())
-                    a.append(long_once())
+            a, b = alternating(long_once, runner(fresh[i]), cfg.sequential_commands)
             la, lb = statistics.median(a), statistics.median(b)
             long_p50.append(la)
             fresh_p50.append(lb)
@@ -1013,6 +1013,67 @@ class Bench:
                 group="history",
             )
         )
+
+    def audit_long_vs_fresh(self, port: int, long: Any, fresh: list[Any]) -> None:
+        """Sequential audit reads of the first profile (one connection each), the
+        long-history account and a fresh one alternating: each read costs its
+        page, not the account's history (the audit index)."""
+        import http.client
+
+        cfg = self.cfg
+        reads = [
+            ("A", "history?limit=1", "/v1/profiles/{id}/history?limit=1"),
+            ("V", "?version=1", "/v1/profiles/{id}?version=1"),
+            ("D", "audit/defaults?limit=1", "/v1/audit/defaults?limit=1"),
+        ]
+
+        def reader(account: Any, path: str) -> Any:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            auth = {"Authorization": f"Bearer {account.token}"}
+            target = path.format(id=account.profiles[0])
+
+            def once() -> float:
+                t = time.perf_counter()
+                status, _, payload = procs.http_request(port, "GET", target, headers=auth, conn=conn)
+                dt = (time.perf_counter() - t) * 1000
+                if status != 200:
+                    raise RuntimeError(f"GET {target}: {status} {payload[:300]!r}")
+                return dt
+
+            return once
+
+        events = self.raw["long_account"]["events"]
+        for key, label, path in reads:
+            long_once, warm = reader(long, path), reader(fresh[-1], path)
+            for _ in range(5):
+                long_once()
+                warm()
+            long_p50, fresh_p50, rounds = [], [], []
+            for i in range(cfg.rounds):
+                a, b = alternating(long_once, reader(fresh[i], path), cfg.sequential_commands)
+                la, lb = statistics.median(a), statistics.median(b)
+                long_p50.append(la)
+                fresh_p50.append(lb)
+                rounds.append(
+                    {"long_p50_ms": round(la, 3), "fresh_p50_ms": round(lb, 3), "reads_each": len(a)}
+                )
+                log(f"  {label}: long {la:.2f} ms vs fresh {lb:.2f} ms (p50)")
+            self.figures.add(
+                Figure(f"{key}0", f"GET {label} p50, fresh account", "ms", fresh_p50, group="audit")
+            )
+            self.figures.add(
+                Figure(
+                    f"{key}1",
+                    f"GET {label} p50, account with {events:,} events",
+                    "ms",
+                    long_p50,
+                    baseline=f"{key}0",
+                    target="<= 1.5x",
+                    check=lambda v, r: r is not None and r <= 1.5,
+                    group="audit",
+                    detail={"rounds": rounds},
+                )
+            )
 
     # --- against the CRUD baseline ---------------------------------------------------
 
@@ -1553,6 +1614,22 @@ METHODS = {
     "memory": "VmRSS from /proc: M1-M3 of the API process alone (serve's own process), M4 of serve with its "
     "projector child",
 }
+
+
+def alternating(
+    first: Callable[[], float], second: Callable[[], float], n: int
+) -> tuple[list[float], list[float]]:
+    """n timings of each, taken in alternating order so that drift hits both alike."""
+    a: list[float] = []
+    b: list[float] = []
+    for j in range(n):
+        if j % 2:
+            a.append(first())
+            b.append(second())
+        else:
+            b.append(second())
+            a.append(first())
+    return a, b
 
 
 def _problems(what: str, runs: list[loadgen.WrkResult]) -> str | None:

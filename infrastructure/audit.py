@@ -1,18 +1,24 @@
-"""Audit views replayed from the events alone: a profile's history, the
-profile as it was at a version or a time, the default timeline, the export."""
+"""Audit views: a profile's history, the profile as it was at a version or a
+time, the default timeline, the export. The projection's audit index says
+which events to read; the events themselves are the record shown."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.sql import SQL, Composed, Identifier
+
 from domain.profile import RacerProfile
-from domain.roster import Roster, roster_id
+from domain.roster import roster_id
 from domain.service import ProfilesService
 from infrastructure.event_log import EventLog, LoggedEvent
+from infrastructure.profiles_sql import TABLE, account_events_table, history_table
 
 METADATA = {
     "originator_id",
@@ -90,52 +96,77 @@ def export_entry(log: EventLog, logged: LoggedEvent) -> dict[str, Any]:
     return export_record(logged, event)
 
 
-def _roster_concerns(event: Any, member: str) -> str | None:
-    if isinstance(event, Roster.MemberAdded) and event.profile_id == member:
-        return "joined the active profiles"
-    if isinstance(event, Roster.MemberRemoved) and event.profile_id == member:
-        return "left the active profiles"
-    if isinstance(event, Roster.DefaultChanged):
-        if event.new == member:
-            return "became the default"
-        if event.previous == member:
-            return "stopped being the default"
-    return None
+@dataclass(frozen=True)
+class ProfileRef:
+    """A profile that exists, and its account (for the owner check)."""
+
+    profile_id: UUID
+    account_id: str
 
 
 @dataclass(frozen=True)
-class ProfileTimeline:
-    """A profile's own events and its roster's events, each with its position."""
+class Entry:
+    """One row of a profile's history index: the profile after the event."""
 
-    account_id: str
-    profile: list[tuple[LoggedEvent, Any]]
-    roster: list[tuple[LoggedEvent, Any]]
+    position: int
+    version: int
+    is_default: bool
+    concerns: str | None
+
+
+# A command writes at most a profile event and three roster events, all at
+# consecutive positions: the window searched for the rest of a command.
+COMMAND_SPAN = 8
 
 
 class Audit:
-    def __init__(self, app: ProfilesService) -> None:
+    """Audit reads through the index the projection keeps (projections/history.py):
+    each costs the page asked for, not the account's history. Entries are read
+    from `reader` (where the read table is); the events from the event store."""
+
+    def __init__(self, app: ProfilesService, reader: PostgresDatastore, table: str = TABLE) -> None:
         self.app = app
         self.log = EventLog(app)
+        self.reader = reader
+        schema = Identifier(reader.schema)
+        self.history_table = SQL("{}.{}").format(schema, Identifier(history_table(table)))
+        self.account_table = SQL("{}.{}").format(schema, Identifier(account_events_table(table)))
 
-    def timeline(self, profile_id: UUID) -> ProfileTimeline | None:
-        profile_events = [(e, self.log.decode(e)) for e in self.log.of(profile_id)]
-        if not profile_events or not isinstance(profile_events[0][1], RacerProfile.Created):
+    def _rows(self, statement: Composed, params: Sequence[Any]) -> list[Any]:
+        with self.reader.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, list(params), prepare=True)
+            return curs.fetchall()
+
+    def timeline(self, profile_id: UUID) -> ProfileRef | None:
+        """The profile and its account, from its first event; None when there is no such profile."""
+        first = self.log.version_of(profile_id, 1)
+        event = self.log.decode(first) if first is not None else None
+        if not isinstance(event, RacerProfile.Created):
             return None
-        account_id = profile_events[0][1].account_id
-        roster_events = [(e, self.log.decode(e)) for e in self.log.of(roster_id(account_id))]
-        return ProfileTimeline(account_id, profile_events, roster_events)
+        return ProfileRef(profile_id, event.account_id)
 
-    def history(self, timeline: ProfileTimeline, profile_id: UUID) -> list[dict[str, Any]]:
-        entries = [describe(logged, event) for logged, event in timeline.profile]
-        for logged, event in timeline.roster:
-            concerns = _roster_concerns(event, str(profile_id))
-            if concerns:
-                entries.append({**describe(logged, event), "concerns": concerns})
-        return sorted(entries, key=lambda entry: entry["position"])
+    def history(self, ref: ProfileRef, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The profile's events and its roster's events about it, after a position, in order."""
+        rows = self._rows(
+            SQL(
+                "SELECT position, concerns FROM {} WHERE profile_id = %s AND position > %s"
+                " ORDER BY position LIMIT %s"
+            ).format(self.history_table),
+            (ref.profile_id, after, limit),
+        )
+        events = {logged.position: logged for logged in self.log.at([r["position"] for r in rows])}
+        entries = []
+        for row in rows:
+            logged = events[row["position"]]
+            entry = describe(logged, self.log.decode(logged))
+            if row["concerns"] is not None:
+                entry["concerns"] = row["concerns"]
+            entries.append(entry)
+        return entries
 
     def as_it_was(
         self,
-        timeline: ProfileTimeline,
+        ref: ProfileRef,
         *,
         version: int | None = None,
         as_of: datetime | None = None,
@@ -144,73 +175,130 @@ class Audit:
         left things) or a time; None when it did not exist yet or the version is
         beyond the last. Each command counts as one moment: its roster events
         (a new default, say) belong to the same moment as its profile event."""
-        if version is not None and not 1 <= version <= len(timeline.profile):
-            return None
-        included: list[Any] = []
-        for started, events in _commands(timeline):
-            if as_of is not None and started > as_of:
-                break
-            included.extend(events)
-            if version is not None and any(
-                isinstance(e, RacerProfile.Event) and e.originator_version == version for e in events
-            ):
-                break
-        seen_version = sum(isinstance(e, RacerProfile.Event) for e in included)
-        if seen_version == 0:
-            return None
-        default = None
-        for event in included:
-            if isinstance(event, Roster.DefaultChanged):
-                default = event.new
-        profile = self.app.get_profile(timeline.profile[0][0].aggregate_id, version=seen_version)
-        return profile_state(profile, default == str(profile.id))
-
-    def defaults(self, account_id: str) -> list[dict[str, Any]]:
-        """Every change of the account's default: when, from, to, who, why."""
-        changes = []
-        for logged in self.log.of(roster_id(account_id)):
-            event = self.log.decode(logged)
-            if isinstance(event, Roster.DefaultChanged):
-                changes.append(
-                    {
-                        "position": logged.position,
-                        "changed_at": event.timestamp.isoformat(),
-                        "from_profile_id": event.previous,
-                        "to_profile_id": event.new,
-                        "actor": getattr(event, "actor", None),
-                        "reason": getattr(event, "reason", None),
-                        "request_id": getattr(event, "request_id", None),
-                    }
+        bound: int | None = None  # the last position included; None: all
+        if version is not None:
+            made = self.log.version_of(ref.profile_id, version) if version >= 1 else None
+            if made is None:
+                return None
+            bound = self._command_edge(ref, made.position, forward=True)
+        if as_of is not None:
+            later = self._rows(
+                SQL(
+                    "SELECT position FROM {} WHERE profile_id = %s AND recorded_at > %s"
+                    " ORDER BY recorded_at, position LIMIT 1"
+                ).format(self.history_table),
+                (ref.profile_id, as_of),
+            )
+            if later:
+                first_later = later[0]["position"]
+                started = self._command_start_time(ref, first_later)
+                # A command that began by the moment counts whole.
+                moment = (
+                    self._command_edge(ref, first_later, forward=True)
+                    if started <= as_of
+                    else first_later - 1
                 )
+                bound = moment if bound is None else min(bound, moment)
+        entry = self._entry_at(ref, bound)
+        if entry is None:
+            return None
+        profile = self.app.get_profile(ref.profile_id, version=entry.version)
+        return profile_state(profile, entry.is_default)
+
+    def _entry_at(self, ref: ProfileRef, bound: int | None) -> Entry | None:
+        rows = self._rows(
+            SQL(
+                "SELECT position, version, is_default, concerns FROM {} WHERE profile_id = %s"
+                " AND position <= %s ORDER BY position DESC LIMIT 1"
+            ).format(self.history_table),
+            (ref.profile_id, bound if bound is not None else 2**62),
+        )
+        return Entry(**rows[0]) if rows else None
+
+    def _command(self, ref: ProfileRef, position: int) -> list[tuple[LoggedEvent, Any]]:
+        """The profile's and its roster's events around a position."""
+        nearby = self.log.between(
+            position - COMMAND_SPAN, position + COMMAND_SPAN, [ref.profile_id, roster_id(ref.account_id)]
+        )
+        return [(logged, self.log.decode(logged)) for logged in nearby]
+
+    def _same_command(self, ref: ProfileRef, position: int) -> list[tuple[LoggedEvent, Any]]:
+        """The events of the command that wrote position: stored in one transaction,
+        they are consecutive in position and share a request id."""
+        nearby = self._command(ref, position)
+        at = next(i for i, (logged, _) in enumerate(nearby) if logged.position == position)
+        request = getattr(nearby[at][1], "request_id", None)
+        if not request:
+            return [nearby[at]]
+        first = last = at
+        while first > 0 and _joined(nearby[first - 1], nearby[first], request):
+            first -= 1
+        while last + 1 < len(nearby) and _joined(nearby[last], nearby[last + 1], request):
+            last += 1
+        return nearby[first : last + 1]
+
+    def _command_edge(self, ref: ProfileRef, position: int, *, forward: bool) -> int:
+        command = self._same_command(ref, position)
+        return command[-1 if forward else 0][0].position
+
+    def _command_start_time(self, ref: ProfileRef, position: int) -> datetime:
+        return self._same_command(ref, position)[0][1].timestamp  # type: ignore[no-any-return]
+
+    def defaults(self, account_id: str, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The account's changes of its default, after a position: when, from, to, who, why."""
+        rows = self._rows(
+            SQL(
+                "SELECT position FROM {} WHERE account_id = %s AND default_change AND position > %s"
+                " ORDER BY position LIMIT %s"
+            ).format(self.account_table),
+            (account_id, after, limit),
+        )
+        changes = []
+        for logged in self.log.at([r["position"] for r in rows]):
+            event = self.log.decode(logged)
+            changes.append(
+                {
+                    "position": logged.position,
+                    "changed_at": event.timestamp.isoformat(),
+                    "from_profile_id": event.previous,
+                    "to_profile_id": event.new,
+                    "actor": getattr(event, "actor", None),
+                    "reason": getattr(event, "reason", None),
+                    "request_id": getattr(event, "request_id", None),
+                }
+            )
         return changes
 
-    def account_aggregates(self, account_id: str) -> list[UUID]:
-        """The account's roster and every profile that ever joined it (all do, at creation)."""
-        rid = roster_id(account_id)
-        ids = [rid]
-        for logged in self.log.of(rid):
-            event = self.log.decode(logged)
-            if isinstance(event, Roster.MemberAdded):
-                member = UUID(event.profile_id)
-                if member not in ids:
-                    ids.append(member)
-        return ids
+    def listed(self, upto: int) -> int:
+        """How many events up to a position the index lists under their account."""
+        rows = self._rows(
+            SQL("SELECT count(*) AS n FROM {} WHERE position <= %s").format(self.account_table), (upto,)
+        )
+        return int(rows[0]["n"])
+
+    def account_events(self, account_id: str, after: int = 0, page: int = 500) -> Iterator[LoggedEvent]:
+        """Every event of the account after a position, in order, a page at a time."""
+        while True:
+            rows = self._rows(
+                SQL(
+                    "SELECT position FROM {} WHERE account_id = %s AND position > %s ORDER BY position LIMIT %s"
+                ).format(self.account_table),
+                (account_id, after, page),
+            )
+            if not rows:
+                return
+            yield from self.log.at([r["position"] for r in rows])
+            if len(rows) < page:
+                return
+            after = rows[-1]["position"]
 
 
-def _commands(timeline: ProfileTimeline) -> list[tuple[datetime, list[Any]]]:
-    """The timeline's events grouped by command: a command's events are stored
-    in one transaction, so they are contiguous in position and share a request id."""
-    merged = sorted(timeline.profile + timeline.roster, key=lambda pair: pair[0].position)
-    groups: list[tuple[datetime, list[Any]]] = []
-    last_position, last_request = -1, None
-    for logged, event in merged:
-        request_id = getattr(event, "request_id", None)
-        if groups and request_id and request_id == last_request and logged.position == last_position + 1:
-            groups[-1][1].append(event)
-        else:
-            groups.append((event.timestamp, [event]))
-        last_position, last_request = logged.position, request_id
-    return groups
+def _joined(earlier: tuple[LoggedEvent, Any], later: tuple[LoggedEvent, Any], request: str) -> bool:
+    return (
+        later[0].position == earlier[0].position + 1
+        and getattr(earlier[1], "request_id", None) == request
+        and getattr(later[1], "request_id", None) == request
+    )
 
 
 def profile_state(profile: RacerProfile, is_default: bool) -> dict[str, Any]:

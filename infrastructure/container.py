@@ -138,7 +138,7 @@ def build(settings: Settings) -> Container:
         queries=ProfileQueries(reader, events_table=app.recorder.events_table_name),  # type: ignore[attr-defined]
         reader=reader,
         accounts=accounts,
-        audit=Audit(app),
+        audit=Audit(app, reader),
         idempotency=idempotency,
         projection_status=projection_status,
         feed=ChangeFeed(

@@ -61,6 +61,24 @@ class EventLog:
         """Every event of the given aggregates, in position order."""
         return self._select(SQL("originator_id = ANY(%s)"), [list(aggregate_ids)])
 
+    def at(self, positions: Sequence[int]) -> list[LoggedEvent]:
+        """The events at these positions, in position order."""
+        return self._select(SQL("notification_id = ANY(%s)"), [list(positions)]) if positions else []
+
+    def between(self, first: int, last: int, aggregate_ids: Sequence[UUID]) -> list[LoggedEvent]:
+        """The given aggregates' events at positions first..last, in order."""
+        return self._select(
+            SQL("notification_id BETWEEN %s AND %s AND originator_id = ANY(%s)"),
+            [first, last, list(aggregate_ids)],
+        )
+
+    def version_of(self, aggregate_id: UUID, version: int) -> LoggedEvent | None:
+        """The event that made an aggregate's version (the events' primary key)."""
+        found = self._select(
+            SQL("originator_id = %s AND originator_version = %s"), [aggregate_id, version], limit=1
+        )
+        return found[0] if found else None
+
     def page(self, after: int, limit: int, aggregate_ids: Sequence[UUID] | None = None) -> list[LoggedEvent]:
         """Events after a position, in position order, optionally of some aggregates only."""
         if aggregate_ids is None:
@@ -95,6 +113,13 @@ class EventLog:
             return 0.0
         recorded: datetime = self.decode(batch[0]).timestamp
         return max(0.0, (datetime.now(UTC) - recorded).total_seconds())
+
+    def count(self, upto: int) -> int:
+        """How many events the log holds up to a position."""
+        statement = SQL("SELECT count(*) AS n FROM {t} WHERE notification_id <= %s").format(t=self.table)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (upto,))
+            return int(curs.fetchone()["n"])
 
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0

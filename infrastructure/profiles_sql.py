@@ -17,11 +17,22 @@ from projections.rows import (
     ChangeDefault,
     ChangeVehicle,
     InsertProfile,
+    ListEvent,
     RemoveVehicle,
     UpdateProfile,
 )
 
 TABLE = "racer_profiles"
+
+
+def history_table(table: str) -> str:
+    """A profile's history entries (projections/history.py), kept beside its read table."""
+    return f"{table}_history"
+
+
+def account_events_table(table: str) -> str:
+    """Every event of an account by position (the export; default changes flagged)."""
+    return f"{table}_account_events"
 
 
 def ddl(schema: str, table: str) -> list[Composed]:
@@ -53,6 +64,37 @@ def ddl(schema: str, table: str) -> list[Composed]:
         SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
             i=Identifier(f"{table}_account_order"), t=t
         ),
+        *_audit_index_ddl(schema, table),
+    ]
+
+
+# Index names of the audit tables, by suffix (rebuild renames them on its swap).
+AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_defaults")
+
+
+def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
+    h = SQL("{}.{}").format(Identifier(schema), Identifier(history_table(table)))
+    a = SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(table)))
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {h} ("
+            " profile_id uuid NOT NULL, position bigint NOT NULL, version integer NOT NULL,"
+            " is_default boolean NOT NULL, concerns text, recorded_at timestamptz NOT NULL,"
+            " CONSTRAINT {pk} PRIMARY KEY (profile_id, position))"
+        ).format(h=h, pk=Identifier(f"{table}_history_pkey")),
+        # as_of: the first entry after a moment.
+        SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(
+            i=Identifier(f"{table}_history_at"), h=h
+        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {a} ("
+            " account_id text NOT NULL, position bigint NOT NULL, default_change boolean NOT NULL,"
+            " CONSTRAINT {pk} PRIMARY KEY (account_id, position))"
+        ).format(a=a, pk=Identifier(f"{table}_account_events_pkey")),
+        # The default timeline: an account's default changes without its other events.
+        SQL("CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change").format(
+            i=Identifier(f"{table}_account_defaults"), a=a
+        ),
     ]
 
 
@@ -76,7 +118,17 @@ def _text(table: Table, template: str, columns: tuple[str, ...] = ()) -> str:
     """A statement as text, rendered once per table and template: psycopg renders
     a Composed on every execute, which showed in profiles of the rebuild."""
     sets = SQL("").join(SQL("{} = %s, ").format(Identifier(col)) for col in columns)
-    return SQL(template).format(t=SQL("{}.{}").format(*map(Identifier, table)), sets=sets).as_string()
+    schema, name = table
+    return (
+        SQL(template)
+        .format(
+            t=SQL("{}.{}").format(Identifier(schema), Identifier(name)),
+            h=SQL("{}.{}").format(Identifier(schema), Identifier(history_table(name))),
+            a=SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(name))),
+            sets=sets,
+        )
+        .as_string()
+    )
 
 
 @singledispatch
@@ -171,4 +223,25 @@ def _(c: ChangeDefault, table: Table, position: int) -> tuple[list[str], list[An
     if c.new is not None:
         parts.append(mark)
         args.append((position, c.new))
+    return parts, args
+
+
+@_statement.register
+def _(c: ListEvent, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    # The account and the profile's version and default flag come from the read
+    # table's rows, which this event's own row changes have just brought up to date.
+    account = _text(
+        table,
+        "INSERT INTO {a} (account_id, position, default_change)"
+        " VALUES (coalesce(%s, (SELECT account_id FROM {t} WHERE id = %s)), %s, %s)",
+    )
+    entry = _text(
+        table,
+        "INSERT INTO {h} (profile_id, position, version, is_default, concerns, recorded_at)"
+        " SELECT id, %s, version, is_default, %s, %s FROM {t} WHERE id = %s",
+    )
+    parts, args = [account], [(c.account_id, c.account_of, position, c.default_change)]
+    for profile_id, concerns in c.profiles:
+        parts.append(entry)
+        args.append((position, concerns, c.recorded_at, profile_id))
     return parts, args

@@ -15,7 +15,14 @@ from eventsourcing.persistence import Notification, Tracking
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.container import Container
-from infrastructure.profiles_sql import TABLE, RowWriter, ddl
+from infrastructure.profiles_sql import (
+    AUDIT_INDEXES,
+    TABLE,
+    RowWriter,
+    account_events_table,
+    ddl,
+    history_table,
+)
 from infrastructure.profiles_view import TRACKING_TABLE
 from projections.profiles import changes_for
 
@@ -74,7 +81,8 @@ def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
     writer = RowWriter(schema, NEXT_TABLE)
     head = container.app.recorder.max_notification_id() or 0
     with datastore.transaction(commit=True) as curs:
-        curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(NEXT_TABLE)))
+        for name in _tables(NEXT_TABLE):
+            curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(name)))
         for statement in ddl(schema, NEXT_TABLE):
             curs.execute(statement)
 
@@ -116,11 +124,17 @@ def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
     return replayed
 
 
+def _tables(table: str) -> tuple[str, ...]:
+    """The read table and the audit index tables kept beside it."""
+    return table, history_table(table), account_events_table(table)
+
+
 def _swap(curs: Any, schema: str) -> None:
     s = Identifier(schema)
-    curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(s, Identifier(TABLE)))
-    curs.execute(SQL("ALTER TABLE {}.{} RENAME TO {}").format(s, Identifier(NEXT_TABLE), Identifier(TABLE)))
-    for suffix in ("one_default", "account_order", "pkey"):
+    for live, fresh in zip(_tables(TABLE), _tables(NEXT_TABLE), strict=True):
+        curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(s, Identifier(live)))
+        curs.execute(SQL("ALTER TABLE {}.{} RENAME TO {}").format(s, Identifier(fresh), Identifier(live)))
+    for suffix in ("one_default", "account_order", "pkey", *AUDIT_INDEXES):
         curs.execute(
             SQL("ALTER INDEX {}.{} RENAME TO {}").format(
                 s, Identifier(f"{NEXT_TABLE}_{suffix}"), Identifier(f"{TABLE}_{suffix}")

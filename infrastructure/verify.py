@@ -88,6 +88,12 @@ def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> lis
     except Exception as e:  # a tampered event may not even load
         return [*problems, f"the events cannot be replayed: {e!r}"]
     problems += _invariant_problems(container, expected)
+    listed, stored = container.audit.listed(head), container.audit.log.count(head)
+    if listed != stored:
+        # e.g. a database made before the audit index existed: `rebuild` fills it.
+        problems.append(
+            f"audit index lists {listed} of the {stored} events up to position {head}: run racer-profiles rebuild"
+        )
     actual = {row.id: row for row in container.queries.all_rows()}
     for pid in sorted(set(expected) | set(actual), key=str):
         want, have = expected.get(pid), actual.get(pid)

@@ -1,7 +1,8 @@
 """The racer_profiles projection: one handler per event type.
 
 `changes_for` is pure (event in, row changes out), so the same mapping serves
-the live runner, the rebuild and the unit tests.
+the live runner, the inline projection, the rebuild and the unit tests. Every
+event's changes end with its entry in the audit index (projections/history.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from eventsourcing.projection import Projection
 
 from domain.profile import RacerProfile
 from domain.roster import Roster
+from projections.history import history_entry
 from projections.rows import (
     AddVehicle,
     ChangeDefault,
@@ -37,14 +39,19 @@ class RacerProfilesProjection(Projection[ProfilesView]):
         self.view.apply(changes_for(domain_event), tracking)
 
 
-@singledispatch
 def changes_for(event: object) -> list[RowChange]:
+    """The event's row changes, then its audit index entry (if it has one)."""
+    return [*row_changes(event), *history_entry(event)]
+
+
+@singledispatch
+def row_changes(event: object) -> list[RowChange]:
     """Events that do not touch the table (roster membership, ...) change no
     row, but they are still tracked."""
     return []
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.Created) -> list[RowChange]:
     return [
         InsertProfile(
@@ -59,37 +66,37 @@ def _(e: RacerProfile.Created) -> list[RowChange]:
     ]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.Renamed) -> list[RowChange]:
     return [UpdateProfile(e.originator_id, e.originator_version, e.timestamp, {"name": e.name})]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.Archived) -> list[RowChange]:
     return [UpdateProfile(e.originator_id, e.originator_version, e.timestamp, {"archived": True})]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.Restored) -> list[RowChange]:
     return [UpdateProfile(e.originator_id, e.originator_version, e.timestamp, {"archived": False})]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.VehicleAdded) -> list[RowChange]:
     return [AddVehicle(e.originator_id, e.originator_version, e.timestamp, dict(e.vehicle))]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.VehicleChanged) -> list[RowChange]:
     return [ChangeVehicle(e.originator_id, e.originator_version, e.timestamp, e.vehicle_id, dict(e.changes))]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: RacerProfile.VehicleRemoved) -> list[RowChange]:
     return [RemoveVehicle(e.originator_id, e.originator_version, e.timestamp, e.vehicle_id)]
 
 
-@changes_for.register
+@row_changes.register
 def _(e: Roster.DefaultChanged) -> list[RowChange]:
     return [
         ChangeDefault(

@@ -67,7 +67,27 @@ class ChangeDefault:
     new: UUID | None
 
 
-RowChange = InsertProfile | UpdateProfile | AddVehicle | ChangeVehicle | RemoveVehicle | ChangeDefault
+@dataclass(frozen=True)
+class ListEvent:
+    """Lists the event at this position in the audit index, so that audit reads
+    cost a page, not the account's history: under its account (the export, and
+    the default timeline when default_change) and in the history of each of
+    `profiles`, with what a roster event meant for that profile (None: the
+    profile's own event). The account is `account_id` or, for events that do
+    not name it, that of the read table's row of `account_of`. Written after the
+    event's row changes, so each history entry also keeps the profile's version
+    and default flag as they stood after the event."""
+
+    recorded_at: datetime
+    account_id: str | None
+    account_of: UUID | None
+    profiles: tuple[tuple[UUID, str | None], ...] = ()
+    default_change: bool = False
+
+
+RowChange = (
+    InsertProfile | UpdateProfile | AddVehicle | ChangeVehicle | RemoveVehicle | ChangeDefault | ListEvent
+)
 
 
 @dataclass(frozen=True)

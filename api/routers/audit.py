@@ -13,26 +13,27 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import AccountQuery, ContainerDep, PrincipalDep, account_to_read, scope_of
+from api.deps import AccountQuery, ContainerDep, MinPositionDep, PrincipalDep, account_to_read, scope_of
 from api.openapi import problems
 from api.problems import Problem
+from api.responses import wait_for
 from api.schemas import DefaultTimeline, HistoryPage
 from infrastructure.account_directory import AccountDirectory
 from infrastructure.accounts import Principal
-from infrastructure.audit import ProfileTimeline, export_entry
+from infrastructure.audit import ProfileRef, export_entry
 from infrastructure.container import Container
 
 history_router = APIRouter(prefix="/v1/profiles", tags=["audit"])
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def timeline_for(container: Container, principal: Principal, profile_id: UUID) -> ProfileTimeline:
-    """The profile's timeline if the principal may read it; 404 otherwise."""
-    timeline = container.audit.timeline(profile_id)
+def timeline_for(container: Container, principal: Principal, profile_id: UUID) -> ProfileRef:
+    """The profile if the principal may read it; 404 otherwise."""
+    ref = container.audit.timeline(profile_id)
     scope = scope_of(principal)
-    if timeline is None or (scope is not None and timeline.account_id != scope):
+    if ref is None or (scope is not None and ref.account_id != scope):
         raise Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
-    return timeline
+    return ref
 
 
 _CURSOR = re.compile(r"^after:(\d{1,18})$")
@@ -64,12 +65,12 @@ def decode_cursor(cursor: str | None) -> int:
     return int(match.group(1))
 
 
-def page_of(entries: list[dict[str, Any]], cursor: str | None, limit: int) -> dict[str, Any]:
-    """Keyset paging over entries in position order: stable while new entries are appended."""
-    after = decode_cursor(cursor)
-    rest = [e for e in entries if e["position"] > after]
-    page = rest[:limit]
-    return {"items": page, "next_cursor": encode_cursor(page[-1]["position"]) if len(rest) > limit else None}
+def page_of(entries: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """A page from up to limit + 1 entries in position order (keyset paging: stable
+    while new entries are appended); the extra one only says there is more."""
+    page = entries[:limit]
+    more = len(entries) > limit
+    return {"items": page, "next_cursor": encode_cursor(page[-1]["position"]) if more else None}
 
 
 def _named(container: Container, page: dict[str, Any]) -> dict[str, Any]:
@@ -92,14 +93,15 @@ def profile_history(
     profile_id: UUID,
     principal: PrincipalDep,
     container: ContainerDep,
+    min_position: MinPositionDep,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> JSONResponse:
     """The profile's events and its roster's events about it, in order."""
-    timeline = timeline_for(container, principal, profile_id)
-    return JSONResponse(
-        _named(container, page_of(container.audit.history(timeline, profile_id), cursor, limit))
-    )
+    after = decode_cursor(cursor)
+    wait_for(container, min_position)
+    ref = timeline_for(container, principal, profile_id)
+    return JSONResponse(_named(container, page_of(container.audit.history(ref, after, limit + 1), limit)))
 
 
 @router.get(
@@ -118,12 +120,17 @@ def profile_history(
 def default_timeline(
     principal: PrincipalDep,
     container: ContainerDep,
+    min_position: MinPositionDep,
     account_id: AccountQuery = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 50,
 ) -> JSONResponse:
     account = account_to_read(principal, account_id)
-    return JSONResponse(_named(container, page_of(container.audit.defaults(account), cursor, limit)))
+    after = decode_cursor(cursor)
+    wait_for(container, min_position)
+    return JSONResponse(
+        _named(container, page_of(container.audit.defaults(account, after, limit + 1), limit))
+    )
 
 
 @router.get(
@@ -159,16 +166,19 @@ def default_timeline(
 def export_events(
     principal: PrincipalDep,
     container: ContainerDep,
+    min_position: MinPositionDep,
     after: Annotated[int, Query(ge=0, description="resume after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> StreamingResponse:
     """NDJSON, one event per line, in position order (the account's, or all for an auditor)."""
     scope = scope_of(principal)
-    ids = None if scope is None else container.audit.account_aggregates(scope)
+    wait_for(container, min_position)
     log = container.audit.log
+    # An owner's events through the audit index; an auditor's are the whole log.
+    events = log.iterate(after) if scope is None else container.audit.account_events(scope, after)
 
     def lines() -> Iterator[bytes]:
-        for sent, logged in enumerate(log.iterate(after, ids)):
+        for sent, logged in enumerate(events):
             if sent == limit:
                 return
             yield orjson.dumps(export_entry(log, logged)) + b"\n"

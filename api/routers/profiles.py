@@ -269,9 +269,9 @@ def get_profile(
         datetime | None, Query(description="the profile as it was at this RFC 3339 time (replayed)")
     ] = None,
 ) -> JSONResponse:
+    wait_for(container, min_position)
     if version is not None or as_of is not None:
         return _as_it_was(container, principal, profile_id, version, as_of)
-    wait_for(container, min_position)
     row = container.queries.get(scope_of(principal), profile_id)
     if row is None:
         raise _not_found(profile_id)

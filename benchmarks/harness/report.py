@@ -41,6 +41,7 @@ GROUPS = [
     "against the CRUD baseline",
     "commands",
     "history",
+    "audit",
     "queries",
     "rebuild",
     "memory",

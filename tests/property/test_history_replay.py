@@ -3,8 +3,8 @@ account: every version of the profile, and every moment between commands,
 replays (Audit.as_it_was) to exactly what a simple model said at that step:
 name, archived, vehicle names and whether it was the default.
 
-PostgreSQL (the audit reads the event table with SQL): one database for the
-module, a fresh account for every example."""
+PostgreSQL (the audit reads the projection's audit index and the event table):
+one database for the module, a fresh account for every example."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def store(pg_server_url: str) -> Iterator[Container]:
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     built = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=2))
-    yield built  # no projection runner: the audit replays the events alone
+    built.start_runner()  # the audit reads through the index the projection keeps
+    yield built
     built.close()
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -184,9 +185,10 @@ def test_every_version_and_moment_replays_to_the_model(
                 by_version[model.version] = model.summary()
             moments.append((datetime.now(UTC), model.summary()))
 
+    c.view.wait(c.app.name, c.audit.log.head(), timeout=30)  # the audit index is up to date
     timeline = c.audit.timeline(ids[ONE])
     assert timeline is not None
-    assert len(timeline.profile) == model.version
+    assert len(c.audit.log.of(ids[ONE])) == model.version
     for version, expected in by_version.items():
         state = c.audit.as_it_was(timeline, version=version)
         assert summary(state) == expected, f"version {version}"

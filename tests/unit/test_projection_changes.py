@@ -1,4 +1,5 @@
-"""changes_for: each event maps to the row change the racer_profiles view executes."""
+"""changes_for: each event maps to the row changes the racer_profiles view executes,
+then to its entry in the audit index (row_changes and history_entry)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from eventsourcing.persistence import Tracking
 
 from domain.profile import RacerProfile
 from domain.roster import Roster
-from projections.profiles import RacerProfilesProjection, changes_for
+from projections.history import BECAME_DEFAULT, JOINED, LEFT, STOPPED_DEFAULT, history_entry
+from projections.profiles import RacerProfilesProjection, changes_for, row_changes
 from projections.rows import (
     AddVehicle,
     ChangeDefault,
     ChangeVehicle,
     InsertProfile,
+    ListEvent,
     RemoveVehicle,
     UpdateProfile,
 )
@@ -40,7 +43,7 @@ def test_created_inserts_the_profile_row() -> None:
     pid, events = profile_events()
     created = events[0]
 
-    assert changes_for(created) == [
+    assert row_changes(created) == [
         InsertProfile(
             profile_id=pid,
             account_id="acc-1",
@@ -55,7 +58,7 @@ def test_created_inserts_the_profile_row() -> None:
 
 def test_inserted_vehicles_and_details_are_copies_of_the_events() -> None:
     _, events = profile_events()
-    [insert] = changes_for(events[0])
+    [insert] = row_changes(events[0])
     insert.vehicles[0]["name"] = "changed"
     insert.details["team"] = "changed"
     assert (events[0].vehicles[0]["name"], events[0].details["team"]) == ("Kart", "Red")
@@ -68,12 +71,12 @@ def test_each_profile_change_maps_to_its_row_change_with_version_and_time() -> N
     def at(e: Any) -> tuple[UUID, int, Any]:
         return pid, e.originator_version, e.timestamp
 
-    assert changes_for(renamed) == [UpdateProfile(*at(renamed), {"name": "Bea"})]
-    assert changes_for(added) == [AddVehicle(*at(added), {**KART, "id": "v2"})]
-    assert changes_for(changed) == [ChangeVehicle(*at(changed), "v2", {"race_number": "8"})]
-    assert changes_for(removed) == [RemoveVehicle(*at(removed), "v1")]
-    assert changes_for(archived) == [UpdateProfile(*at(archived), {"archived": True})]
-    assert changes_for(restored) == [UpdateProfile(*at(restored), {"archived": False})]
+    assert row_changes(renamed) == [UpdateProfile(*at(renamed), {"name": "Bea"})]
+    assert row_changes(added) == [AddVehicle(*at(added), {**KART, "id": "v2"})]
+    assert row_changes(changed) == [ChangeVehicle(*at(changed), "v2", {"race_number": "8"})]
+    assert row_changes(removed) == [RemoveVehicle(*at(removed), "v1")]
+    assert row_changes(archived) == [UpdateProfile(*at(archived), {"archived": True})]
+    assert row_changes(restored) == [UpdateProfile(*at(restored), {"archived": False})]
     assert [e.originator_version for e in events] == list(range(1, 8))
 
 
@@ -91,7 +94,7 @@ def roster_events() -> list[Any]:
 
 
 def test_default_changes_map_to_change_default_with_uuids_or_none() -> None:
-    changes = [changes_for(e) for e in roster_events() if type(e) is Roster.DefaultChanged]
+    changes = [row_changes(e) for e in roster_events() if type(e) is Roster.DefaultChanged]
     assert changes == [
         [ChangeDefault(previous=None, new=P1)],
         [ChangeDefault(previous=P1, new=P2)],
@@ -104,10 +107,10 @@ def test_default_changes_map_to_change_default_with_uuids_or_none() -> None:
 def test_roster_membership_events_change_no_row(event_type: type) -> None:
     matching = [e for e in roster_events() if type(e) is event_type]
     assert matching
-    assert all(changes_for(e) == [] for e in matching)
+    assert all(row_changes(e) == [] for e in matching)
 
 
-def test_unknown_objects_change_no_row() -> None:
+def test_unknown_objects_change_no_row_and_are_not_listed() -> None:
     assert changes_for(object()) == []
 
 
@@ -129,4 +132,36 @@ def test_projection_applies_the_events_changes_with_its_tracking() -> None:
     projection.process_event(events[1], tracking[0])
     projection.process_event(membership, tracking[1])
 
-    assert view.applied == [(changes_for(events[1]), tracking[0]), ([], tracking[1])]
+    assert view.applied == [
+        (changes_for(events[1]), tracking[0]),
+        (history_entry(membership), tracking[1]),
+    ]
+
+
+def test_every_profile_event_is_listed_under_its_profile_after_its_row_changes() -> None:
+    pid, events = profile_events()
+    for event in events:
+        *rows, entry = changes_for(event)
+        assert rows == row_changes(event)
+        account = "acc-1" if event is events[0] else None
+        assert entry == ListEvent(event.timestamp, account, pid, ((pid, None),))
+
+
+def test_roster_events_are_listed_in_the_history_of_the_profiles_they_concern() -> None:
+    events = roster_events()
+    listed = [(type(e).__name__, history_entry(e)) for e in events]
+    assert [
+        (name, [(e.account_id, e.account_of, e.profiles, e.default_change) for e in entries])
+        for name, entries in listed
+    ] == [
+        ("Created", [("acc-1", None, (), False)]),
+        ("MemberAdded", [(None, P1, ((P1, JOINED),), False)]),
+        ("DefaultChanged", [(None, P1, ((P1, BECAME_DEFAULT),), True)]),
+        ("MemberAdded", [(None, P2, ((P2, JOINED),), False)]),
+        ("DefaultChanged", [(None, P2, ((P2, BECAME_DEFAULT), (P1, STOPPED_DEFAULT)), True)]),
+        ("MemberRemoved", [(None, P2, ((P2, LEFT),), False)]),
+        ("DefaultChanged", [(None, P1, ((P1, BECAME_DEFAULT), (P2, STOPPED_DEFAULT)), True)]),
+        ("MemberRemoved", [(None, P1, ((P1, LEFT),), False)]),
+        ("DefaultChanged", [(None, P1, ((P1, STOPPED_DEFAULT),), True)]),
+    ]
+    assert [entries[0].recorded_at for _, entries in listed] == [e.timestamp for e in events]
