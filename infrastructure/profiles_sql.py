@@ -240,7 +240,8 @@ def _(c: ListEvent, table: Table, position: int) -> tuple[list[str], list[Any]]:
         "INSERT INTO {h} (profile_id, position, version, is_default, concerns, recorded_at)"
         " SELECT id, %s, version, is_default, %s, %s FROM {t} WHERE id = %s",
     )
-    parts, args = [account], [(c.account_id, c.account_of, position, c.default_change)]
+    parts: list[str] = [account]
+    args: list[tuple[Any, ...]] = [(c.account_id, c.account_of, position, c.default_change)]
     for profile_id, concerns in c.profiles:
         parts.append(entry)
         args.append((position, concerns, c.recorded_at, profile_id))
