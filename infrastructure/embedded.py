@@ -24,6 +24,8 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,7 @@ import psutil
 log = logging.getLogger(__name__)
 
 PACKAGE_HANDLES = ".handle_pids.json"  # the package's own handle list (switched off)
+START_ATTEMPTS = 3
 
 _owned: list[EmbeddedServer] = []
 _atexit_registered = False
@@ -133,8 +136,6 @@ def _pg_stop(data_dir: Path, system_user: str | None) -> None:
     postmaster = _postmaster(data_dir)
     if postmaster is None:
         return
-    import subprocess
-
     try:
         _package().pg_ctl(["-w", "-m", "fast", "-t", "30", "stop"], pgdata=data_dir, user=system_user)
     except subprocess.CalledProcessError:
@@ -200,13 +201,28 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
         if not _atexit_registered:
             atexit.register(stop_owned)
             _atexit_registered = True
-        handle = package.PostgresServer(data_dir, cleanup_mode=None)
+        handle = _start(package, data_dir)
         # The package's handle list and exit hook: replaced by the owner rule above.
         atexit.unregister(handle._cleanup)
         package.PostgresServer._instances.pop(data_dir, None)
         (data_dir / PACKAGE_HANDLES).unlink(missing_ok=True)
         server.url = handle.get_uri()
     return server
+
+
+def _start(package: Any, data_dir: Path) -> Any:
+    """The package's server handle. It gives `pg_ctl start` 10 s, which a loaded
+    machine can exceed (seen under a parallel test load): the server then
+    usually comes up anyway, and the next attempt finds it running."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return package.PostgresServer(data_dir, cleanup_mode=None)
+        except (subprocess.SubprocessError, OSError) as e:
+            if attempt == START_ATTEMPTS:
+                raise
+            log.warning("the embedded PostgreSQL did not start in time (%s); trying again", e)
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def running_url(data_dir: Path) -> str | None:
