@@ -200,7 +200,7 @@ class Audit:
                 )
                 bound = moment if bound is None else min(bound, moment)
         entry = self._entry_at(ref, bound)
-        if entry is None:
+        if entry is None or entry.version == 0:  # 0: listed before its first event
             return None
         profile = self.app.get_profile(ref.profile_id, version=entry.version)
         return profile_state(profile, entry.is_default)

@@ -35,6 +35,11 @@ def account_events_table(table: str) -> str:
     return f"{table}_account_events"
 
 
+def rosters_table(table: str) -> str:
+    """Each roster's account, as its first event named it."""
+    return f"{table}_rosters"
+
+
 def ddl(schema: str, table: str) -> list[Composed]:
     t = SQL("{}.{}").format(Identifier(schema), Identifier(table))
     return [
@@ -69,7 +74,7 @@ def ddl(schema: str, table: str) -> list[Composed]:
 
 
 # Index names of the audit tables, by suffix (rebuild renames them on its swap).
-AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_defaults")
+AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_defaults", "rosters_pkey")
 
 
 def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
@@ -94,6 +99,13 @@ def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
         # The default timeline: an account's default changes without its other events.
         SQL("CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change").format(
             i=Identifier(f"{table}_account_defaults"), a=a
+        ),
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {r} (roster_id uuid NOT NULL, account_id text NOT NULL,"
+            " CONSTRAINT {pk} PRIMARY KEY (roster_id))"
+        ).format(
+            r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(table))),
+            pk=Identifier(f"{table}_rosters_pkey"),
         ),
     ]
 
@@ -125,6 +137,7 @@ def _text(table: Table, template: str, columns: tuple[str, ...] = ()) -> str:
             t=SQL("{}.{}").format(Identifier(schema), Identifier(name)),
             h=SQL("{}.{}").format(Identifier(schema), Identifier(history_table(name))),
             a=SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(name))),
+            r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(name))),
             sets=sets,
         )
         .as_string()
@@ -230,19 +243,29 @@ def _(c: ChangeDefault, table: Table, position: int) -> tuple[list[str], list[An
 def _(c: ListEvent, table: Table, position: int) -> tuple[list[str], list[Any]]:
     # The account and the profile's version and default flag come from the read
     # table's rows, which this event's own row changes have just brought up to date.
+    # A profile not there yet (its first event later in the log) is at version 0.
     account = _text(
         table,
-        "INSERT INTO {a} (account_id, position, default_change)"
-        " VALUES (coalesce(%s, (SELECT account_id FROM {t} WHERE id = %s)), %s, %s)",
+        "INSERT INTO {a} (account_id, position, default_change) VALUES (coalesce(%s,"
+        " (SELECT account_id FROM {t} WHERE id = %s), (SELECT account_id FROM {r} WHERE roster_id = %s)),"
+        " %s, %s)",
     )
     entry = _text(
         table,
         "INSERT INTO {h} (profile_id, position, version, is_default, concerns, recorded_at)"
-        " SELECT id, %s, version, is_default, %s, %s FROM {t} WHERE id = %s",
+        " VALUES (%s, %s, coalesce((SELECT version FROM {t} WHERE id = %s), 0),"
+        " coalesce((SELECT is_default FROM {t} WHERE id = %s), false), %s, %s)",
     )
-    parts: list[str] = [account]
-    args: list[tuple[Any, ...]] = [(c.account_id, c.account_of, position, c.default_change)]
+    parts: list[str] = []
+    args: list[tuple[Any, ...]] = []
+    if c.roster is not None and c.account_id is not None:
+        parts.append(
+            _text(table, "INSERT INTO {r} (roster_id, account_id) VALUES (%s, %s) ON CONFLICT DO NOTHING")
+        )
+        args.append((c.roster, c.account_id))
+    parts.append(account)
+    args.append((c.account_id, c.account_of, c.roster, position, c.default_change))
     for profile_id, concerns in c.profiles:
         parts.append(entry)
-        args.append((position, concerns, c.recorded_at, profile_id))
+        args.append((profile_id, position, profile_id, profile_id, concerns, c.recorded_at))
     return parts, args

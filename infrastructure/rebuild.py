@@ -22,6 +22,7 @@ from infrastructure.profiles_sql import (
     account_events_table,
     ddl,
     history_table,
+    rosters_table,
 )
 from infrastructure.profiles_view import TRACKING_TABLE
 from projections.profiles import changes_for
@@ -126,7 +127,7 @@ def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
 
 def _tables(table: str) -> tuple[str, ...]:
     """The read table and the audit index tables kept beside it."""
-    return table, history_table(table), account_events_table(table)
+    return table, history_table(table), account_events_table(table), rosters_table(table)
 
 
 def _swap(curs: Any, schema: str) -> None:

@@ -30,22 +30,25 @@ def history_entry(event: object) -> list[ListEvent]:
 def _(e: RacerProfile.Event) -> list[ListEvent]:
     # Every profile event, those of later kinds included: a profile's own events
     # are all in its history and its account's export.
-    account = getattr(e, "account_id", None) if isinstance(e, RacerProfile.Created) else None
-    return [ListEvent(e.timestamp, account, e.originator_id, ((e.originator_id, None),))]
+    account = e.account_id if isinstance(e, RacerProfile.Created) else None
+    return [ListEvent(e.timestamp, account, account_of=e.originator_id, profiles=((e.originator_id, None),))]
 
 
 @history_entry.register
 def _(e: Roster.Event) -> list[ListEvent]:
+    # The roster names its account once, in its first event; the others are
+    # listed under the account remembered for the roster (not through a member
+    # profile, whose own first event may come later in the log).
+    roster = e.originator_id
     if isinstance(e, Roster.Created):
-        return [ListEvent(e.timestamp, e.account_id, None)]
+        return [ListEvent(e.timestamp, e.account_id, roster=roster)]
     if isinstance(e, Roster.MemberAdded):
-        return [ListEvent(e.timestamp, None, UUID(e.profile_id), ((UUID(e.profile_id), JOINED),))]
+        return [ListEvent(e.timestamp, None, roster=roster, profiles=((UUID(e.profile_id), JOINED),))]
     if isinstance(e, Roster.MemberRemoved):
-        return [ListEvent(e.timestamp, None, UUID(e.profile_id), ((UUID(e.profile_id), LEFT),))]
-    if isinstance(e, Roster.DefaultChanged) and (e.new or e.previous):
+        return [ListEvent(e.timestamp, None, roster=roster, profiles=((UUID(e.profile_id), LEFT),))]
+    if isinstance(e, Roster.DefaultChanged):
         concerned = [(UUID(e.new), BECAME_DEFAULT)] if e.new else []
         if e.previous:
             concerned.append((UUID(e.previous), STOPPED_DEFAULT))
-        return [ListEvent(e.timestamp, None, concerned[0][0], tuple(concerned), default_change=True)]
-    # A roster event naming no profile has no row to find its account by.
-    return []
+        return [ListEvent(e.timestamp, None, roster=roster, profiles=tuple(concerned), default_change=True)]
+    return [ListEvent(e.timestamp, None, roster=roster)]

@@ -73,14 +73,16 @@ class ListEvent:
     cost a page, not the account's history: under its account (the export, and
     the default timeline when default_change) and in the history of each of
     `profiles`, with what a roster event meant for that profile (None: the
-    profile's own event). The account is `account_id` or, for events that do
-    not name it, that of the read table's row of `account_of`. Written after the
-    event's row changes, so each history entry also keeps the profile's version
-    and default flag as they stood after the event."""
+    profile's own event). The account is `account_id` where the event names it,
+    else that of the read table's row of profile `account_of`, else that of
+    `roster` (a roster's first event names its account, and is remembered).
+    Written after the event's row changes, so each history entry also keeps the
+    profile's version and default flag as they stood after the event."""
 
     recorded_at: datetime
     account_id: str | None
-    account_of: UUID | None
+    account_of: UUID | None = None
+    roster: UUID | None = None
     profiles: tuple[tuple[UUID, str | None], ...] = ()
     default_change: bool = False
 

@@ -80,3 +80,32 @@ def test_a_history_page_starts_after_the_cursor_position(container: Container) -
     assert c.audit.history(ref, limit=2) == whole[:2]
     assert c.audit.history(ref, after=whole[1]["position"], limit=3) == whole[2:5]
     assert c.audit.history(ref, after=whole[-1]["position"]) == []
+
+
+def test_roster_events_stored_before_their_profiles_are_listed_under_the_account(
+    container: Container,
+) -> None:
+    """A bulk writer may save the roster before the profiles that join it (the
+    benchmark's seeding does): the index must not depend on the profile's row."""
+    from uuid import uuid4
+
+    from domain.profile import RacerProfile
+    from domain.roster import Roster
+
+    c = container
+    roster = Roster.open("acct-bulk", "bulk")
+    profiles = []
+    for name in ("Ann", "Bob"):
+        profile = RacerProfile.start(uuid4(), "acct-bulk", name, [], "bulk")
+        roster.join(profile.id, profile.created_at.isoformat(), "bulk")
+        profiles.append(profile)
+    last = c.app.save(roster, *profiles)[-1].notification.id
+    c.view.wait(c.app.name, last, timeout=10)
+
+    assert [e.position for e in c.audit.account_events("acct-bulk")] == list(range(last - 5, last + 1))
+    assert [d["to_profile_id"] for d in c.audit.defaults("acct-bulk")] == [str(profiles[0].id)]
+    ann = c.audit.timeline(profiles[0].id)
+    assert ann is not None
+    assert [e["type"] for e in c.audit.history(ann)] == ["MemberAdded", "DefaultChanged", "Created"]
+    # (The read table itself assumes a profile's first event comes before its
+    # roster's events about it: its default flag is not asserted here.)

@@ -144,7 +144,7 @@ def test_every_profile_event_is_listed_under_its_profile_after_its_row_changes()
         *rows, entry = changes_for(event)
         assert rows == row_changes(event)
         account = "acc-1" if event is events[0] else None
-        assert entry == ListEvent(event.timestamp, account, pid, ((pid, None),))
+        assert entry == ListEvent(event.timestamp, account, account_of=pid, profiles=((pid, None),))
 
 
 def test_roster_events_are_listed_in_the_history_of_the_profiles_they_concern() -> None:
@@ -155,13 +155,15 @@ def test_roster_events_are_listed_in_the_history_of_the_profiles_they_concern() 
         for name, entries in listed
     ] == [
         ("Created", [("acc-1", None, (), False)]),
-        ("MemberAdded", [(None, P1, ((P1, JOINED),), False)]),
-        ("DefaultChanged", [(None, P1, ((P1, BECAME_DEFAULT),), True)]),
-        ("MemberAdded", [(None, P2, ((P2, JOINED),), False)]),
-        ("DefaultChanged", [(None, P2, ((P2, BECAME_DEFAULT), (P1, STOPPED_DEFAULT)), True)]),
-        ("MemberRemoved", [(None, P2, ((P2, LEFT),), False)]),
-        ("DefaultChanged", [(None, P1, ((P1, BECAME_DEFAULT), (P2, STOPPED_DEFAULT)), True)]),
-        ("MemberRemoved", [(None, P1, ((P1, LEFT),), False)]),
-        ("DefaultChanged", [(None, P1, ((P1, STOPPED_DEFAULT),), True)]),
+        ("MemberAdded", [(None, None, ((P1, JOINED),), False)]),
+        ("DefaultChanged", [(None, None, ((P1, BECAME_DEFAULT),), True)]),
+        ("MemberAdded", [(None, None, ((P2, JOINED),), False)]),
+        ("DefaultChanged", [(None, None, ((P2, BECAME_DEFAULT), (P1, STOPPED_DEFAULT)), True)]),
+        ("MemberRemoved", [(None, None, ((P2, LEFT),), False)]),
+        ("DefaultChanged", [(None, None, ((P1, BECAME_DEFAULT), (P2, STOPPED_DEFAULT)), True)]),
+        ("MemberRemoved", [(None, None, ((P1, LEFT),), False)]),
+        ("DefaultChanged", [(None, None, ((P1, STOPPED_DEFAULT),), True)]),
     ]
+    # Listed under the roster's account, which its first event names.
+    assert {entry.roster for _, entries in listed for entry in entries} == {events[0].originator_id}
     assert [entries[0].recorded_at for _, entries in listed] == [e.timestamp for e in events]
