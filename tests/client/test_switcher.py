@@ -138,3 +138,16 @@ def test_the_minimal_app_of_the_client_authors_guide_works_as_written(
         assert [v.name for v in client.get_profile(family[1].id).vehicles] == ["Cadet kart", "Rotax"]
         assert app.text_input(key="kart").value == ""
         assert [h.value for h in app.header] == ["Sam: 2 vehicles"]
+
+
+def test_the_token_and_address_may_come_from_st_secrets(
+    service: Service, token: str, family: tuple[Profile, Profile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RACER_PROFILES_URL", raising=False)
+    monkeypatch.delenv("RACER_PROFILES_TOKEN", raising=False)
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=30)
+    app.secrets["RACER_PROFILES_URL"] = service.base_url
+    app.secrets["RACER_PROFILES_TOKEN"] = token
+    app.run()
+    assert not app.exception and not app.sidebar.error
+    assert [h.value for h in app.header] == ["Sam"]
