@@ -1023,7 +1023,7 @@ class Bench:
         cfg = self.cfg
         reads = [
             ("A", "history?limit=1", "/v1/profiles/{id}/history?limit=1"),
-            ("V", "?version=1", "/v1/profiles/{id}?version=1"),
+            ("T", "?version=1", "/v1/profiles/{id}?version=1"),
             ("D", "audit/defaults?limit=1", "/v1/audit/defaults?limit=1"),
         ]
 
