@@ -122,8 +122,8 @@ class Projectors:
 
 
 def supervise(host: str, port: int, workers: int, database_url: str) -> int:
-    """Starts the processes, forwards SIGTERM/SIGINT to them, and returns when
-    they have all ended (non-zero if any failed)."""
+    """Starts the processes, stops them (SIGTERM) on SIGTERM, SIGINT or SIGHUP, and
+    returns when they have all ended (non-zero if any failed)."""
     projectors = Projectors(2, database_url)  # the leader and a standby
     api = [
         subprocess.Popen(
@@ -132,14 +132,17 @@ def supervise(host: str, port: int, workers: int, database_url: str) -> int:
         )
         for _ in range(workers)
     ]
-    received = SignalFlag(signal.SIGTERM, signal.SIGINT)
+    received = SignalFlag(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     while received.signum is None:
         if any(child.poll() is not None for child in api):
             received.signum = signal.SIGTERM  # an API worker died: take the rest down
             break
         projectors.restart_stopped()
         received.sleep(0.5)
+    # SIGTERM, whatever came: after a Ctrl-C the children already have the terminal's
+    # SIGINT, and a second SIGINT makes uvicorn force its exit, cancelling the
+    # lifespan's shutdown half-way (CancelledError tracebacks in the log).
     for child in api:
         if child.poll() is None:
-            child.send_signal(received.signum)
-    return max(projectors.stop(received.signum), *((child.wait() or 0) for child in api))
+            child.send_signal(signal.SIGTERM)
+    return max(projectors.stop(signal.SIGTERM), *((child.wait() or 0) for child in api))

@@ -4,6 +4,9 @@ read table under load without a failed request."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import subprocess
 import threading
 import time
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.postgres
 class Workers:
     def __init__(self, base_url: str, env: dict[str, str], process: subprocess.Popen[bytes]) -> None:
         self.base_url, self.env, self.process = base_url, env, process
+        self.log: Path | None = None
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -70,8 +74,10 @@ def workers(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, as in a terminal
         )
     running = Workers(f"http://127.0.0.1:{port}", env, process)
+    running.log = log
     try:
         deadline = time.monotonic() + 2 * STARTUP_TIMEOUT
         while True:
@@ -151,3 +157,23 @@ def test_a_rebuild_under_load_fails_no_request(workers: Workers) -> None:
     assert count > 0
     verified = workers.cli("verify")
     assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+
+
+def test_ctrl_c_stops_every_process_without_a_traceback(workers: Workers) -> None:
+    """Last in the module: it stops the server. A terminal's Ctrl-C reaches the
+    supervisor and every child at once; the supervisor then sends SIGTERM (a
+    second SIGINT made uvicorn cancel its shutdown: CancelledError tracebacks)."""
+    listing = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(workers.process.pid)], capture_output=True, text=True, check=False
+    ).stdout
+    children = [int(pid) for pid in listing.split()]
+    assert len(children) == 4, children  # 2 API processes, a projector and its standby
+    os.killpg(workers.process.pid, signal.SIGINT)
+    assert workers.process.wait(60) == 0
+    assert workers.log is not None
+    log = workers.log.read_text(errors="replace")
+    assert "Traceback" not in log and "CancelledError" not in log, log[-4000:]
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)  # bounded: the supervisor waited for them, this only lets the kernel reap them
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
