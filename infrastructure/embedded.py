@@ -35,6 +35,8 @@ from typing import Any
 
 import psutil
 
+from infrastructure.settings import project_root
+
 log = logging.getLogger(__name__)
 
 PACKAGE_HANDLES = ".handle_pids.json"  # the package's own handle list (switched off)
@@ -147,7 +149,9 @@ def _pg_stop(data_dir: Path, system_user: str | None) -> None:
 
 
 def other_servers(data_dir: Path) -> list[Path]:
-    """Data directories of the package's other running servers (any project on this machine)."""
+    """Data directories of this checkout's other running embedded servers (a
+    different EMBEDDED_DATA_DIR: another set of accounts and data)."""
+    root = project_root()
     binaries = str(bin_dir())
     found: list[Path] = []
     for process in psutil.process_iter(["name", "exe", "cmdline", "ppid"]):
@@ -157,7 +161,7 @@ def other_servers(data_dir: Path) -> list[Path]:
                 continue
             if "-D" in cmdline:
                 other = Path(cmdline[cmdline.index("-D") + 1])
-                if other != data_dir and other not in found:
+                if other != data_dir and other.is_relative_to(root) and other not in found:
                     found.append(other)
         except (psutil.Error, IndexError):
             continue

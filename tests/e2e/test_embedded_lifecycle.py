@@ -8,10 +8,12 @@ afresh. CLI commands beside a running serve use its server and leave it up."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,7 +84,7 @@ def cli(data_dir: Path, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPro
 
 
 class Serve:
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.out = log.with_suffix(".out")
         self.err = log.with_suffix(".err")
@@ -91,7 +93,7 @@ class Serve:
             self.process = subprocess.Popen(
                 [str(CLI), "serve", "--port", str(self.port)],
                 env=embedded_env(data_dir),
-                cwd=ROOT,
+                cwd=cwd,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
@@ -179,5 +181,31 @@ def test_a_cli_command_alone_stops_the_server_it_started(data_dir: Path) -> None
     result = cli(data_dir, "psql", "-tAc", "SELECT 6 * 7")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
-    assert result.stderr == ""  # quiet: no warnings, no INFO lines
+    # Quiet: no Python warnings (RuntimeDirWarning ...), no INFO lines of the package. (The
+    # one line that may show names a `make run` of this checkout running meanwhile.)
+    noise = [line for line in result.stderr.splitlines() if "another embedded PostgreSQL" not in line]
+    assert noise == [], result.stderr
     assert until(lambda: not postgres_of(data_dir), 10), postgres_of(data_dir)
+
+
+def test_one_data_directory_per_checkout_and_a_second_one_is_named(tmp_path: Path) -> None:
+    """A relative EMBEDDED_DATA_DIR is the checkout's, from any directory; a command
+    that starts a server on another directory while one runs says so."""
+    relative = f".data/test-{uuid.uuid4().hex[:8]}"
+    inside = ROOT / relative
+    elsewhere = tmp_path / "elsewhere"
+    try:
+        serve = Serve(Path(relative), tmp_path / "serve", cwd=tmp_path)
+        assert postmaster_pid(inside) is not None  # under the checkout, not the current directory
+        assert not (tmp_path / ".data").exists()
+        second = cli(elsewhere, "psql", "-tAc", "SELECT 1", cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert f"another embedded PostgreSQL is running on {inside}" in second.stderr
+        assert serve.signal_group(signal.SIGTERM) == 0
+        assert until(lambda: not postgres_of(inside) and not postgres_of(elsewhere), 10)
+    finally:
+        for process in postgres_of(inside) + postgres_of(elsewhere):
+            process.kill()
+        shutil.rmtree(inside, ignore_errors=True)
+        for leftover in inside.parent.glob(f".{inside.name}.*"):
+            leftover.unlink()
