@@ -126,6 +126,12 @@ def parse_args() -> tuple[argparse.Namespace, Config]:
         type=int,
         help="events of the long-history account (default 10000; quick 3000)",
     )
+    p.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="profile the service (py-spy, `pip install -e '.[bench]'`) during the first measured "
+        "round of each CRUD-comparison figure; collapsed stacks go to benchmarks/results/",
+    )
     p.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
     p.add_argument("--keep-logs", action="store_true", help="keep the service logs (always kept on failure)")
     a = p.parse_args()
@@ -1177,7 +1183,9 @@ class Bench:
             "crud": sql.SQL("SELECT coalesce(sum(version), 0) / 2 FROM {}").format(sides["crud"][1]),
         }
 
-        def load(side: str, method: str, path: str, body: Path | None, duration: int) -> loadgen.WrkResult:
+        def load(
+            side: str, method: str, path: str, body: Path | None, duration: int, profile: bool = False
+        ) -> loadgen.WrkResult:
             proc, table, services = sides[side]
             toks = tokens
             if method == "PUT":
@@ -1185,6 +1193,7 @@ class Bench:
                     self.wait_caught_up("x")
                 toks = self.switch_tokens(f"switch-{side}.txt", table, accounts)
                 before = self.sql("x", switches[side])[0][0]
+            spy = self.py_spy(svc, f"{side}-{method}-{path}") if side == "rp" and profile else None
             r = self.wrk(
                 f"V-{side}",
                 proc.port,
@@ -1196,6 +1205,8 @@ class Bench:
                 services=services,
                 record=duration == cfg.duration,
             )
+            if spy is not None:
+                spy.wait(timeout=60)
             if method == "PUT":
                 # Every answered PUT must have been a real switch, on both sides.
                 r.cpu["switches"] = int(self.sql("x", switches[side])[0][0] - before)
@@ -1217,12 +1228,46 @@ class Bench:
                 load(side, method, path, body, cfg.warmup)
             for i in range(cfg.rounds):
                 for side in ("rp", "crud") if i % 2 == 0 else ("crud", "rp"):
-                    runs[side].append(load(side, method, path, body, cfg.duration))
+                    runs[side].append(load(side, method, path, body, cfg.duration, profile=i == 0))
                 log(
                     f"  service {runs['rp'][-1].rps:,.0f} req/s (p99 {runs['rp'][-1].p99_ms:.1f} ms), "
                     f"CRUD {runs['crud'][-1].rps:,.0f} req/s (p99 {runs['crud'][-1].p99_ms:.1f} ms)"
                 )
             self.versus_figures(key, what, runs, target, p99_target=2.0 if target == 0.5 else None)
+
+    def py_spy(self, svc: procs.Started, what: str) -> subprocess.Popen[bytes] | None:
+        """py-spy on serve and its projector child for the coming round, as
+        collapsed stacks (flamegraph.pl or speedscope read them)."""
+        if not self.args.py_spy:
+            return None
+        tool = VENV / "bin" / "py-spy"
+        if not tool.exists():
+            self.notes.append("--py-spy: py-spy is missing (pip install -e '.[bench]')")
+            return None
+        name = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+        out = HERE / "results" / f"{self.stamp}-py-spy-{name}.txt"
+        out.parent.mkdir(exist_ok=True)
+        return subprocess.Popen(
+            [
+                str(tool),
+                "record",
+                "--pid",
+                str(svc.pids()[0]),
+                "--subprocesses",
+                "--nonblocking",
+                "--gil",
+                "--format",
+                "raw",
+                "--duration",
+                str(self.cfg.duration),
+                "--rate",
+                "250",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def versus_figures(
         self,
@@ -1292,6 +1337,27 @@ class Bench:
         if p99_target is not None:
             p99.target = f"<= {p99_target:g}x"
             p99.check = lambda v, r, t=p99_target: r is not None and r <= t
+        # CPU per request (the service's processes and the database's backends):
+        # what a request costs, much less swayed by other load than req/s.
+        self.figures.add(
+            Figure(
+                f"V0{key}-cpu",
+                "  CRUD CPU per request (service + PostgreSQL)",
+                "ms",
+                _cpu_ms(crud),
+                group=group,
+            )
+        )
+        self.figures.add(
+            Figure(
+                f"V1{key}-cpu",
+                "  service CPU per request (service + PostgreSQL)",
+                "ms",
+                _cpu_ms(rp),
+                baseline=f"V0{key}-cpu",
+                group=group,
+            )
+        )
 
     # --- stage 2: 100,000 accounts ----------------------------------------------------
 
@@ -1647,6 +1713,16 @@ def _problems(what: str, runs: list[loadgen.WrkResult]) -> str | None:
         log(f"  {what}: " + "; ".join(out))
         return f"{what}: " + "; ".join(out)
     return None
+
+
+def _cpu_ms(runs: list[loadgen.WrkResult]) -> list[float]:
+    """CPU milliseconds per request of each run: the service's processes and the
+    benchmark database's backends (one side is loaded at a time)."""
+    return [
+        1000 * (r.cpu["service_cores"] + r.cpu["postgres_bench_cores"]) * r.cpu["wall_s"] / r.requests
+        for r in runs
+        if r.requests and "service_cores" in r.cpu
+    ]
 
 
 def _delta(before: dict[str, float], after: dict[str, float], key: str) -> int | None:
