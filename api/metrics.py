@@ -16,8 +16,9 @@ from prometheus_client.registry import Collector
 
 from domain.errors import ConcurrencyConflict, DomainError
 from infrastructure.container import Container
+from infrastructure.logs import ACCESS_LOGGER
 
-access_log = logging.getLogger("racer_profiles.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
