@@ -94,8 +94,11 @@ def command_response(
 ) -> JSONResponse:
     """Read-your-writes: the body comes from the read table once it shows the command."""
     try:
-        container.view.wait(container.app.name, outcome.position, timeout=container.settings.wait_timeout)
-        row = container.queries.get(account_id, outcome.profile_id)
+        # A command projected inline brought its rows back with its commit.
+        row = container.view.fresh_row(outcome.profile_id, outcome.position)
+        if row is None or row.account_id != account_id:
+            container.view.wait(container.app.name, outcome.position, timeout=container.settings.wait_timeout)
+            row = container.queries.get(account_id, outcome.profile_id)
     except (TimeoutError, OperationalError, InterfaceError):
         # The change is stored; only the read table lags, or the database went
         # away after the commit. Say so instead of failing: a client that took

@@ -20,6 +20,7 @@ from infrastructure.change_feed import ChangeFeed
 from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.embedded import start_embedded
 from infrastructure.idempotency import IdempotencyStore
+from infrastructure.inline_projection import InlineProjection
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.projection_status import ProjectionStatus
@@ -122,6 +123,14 @@ def build(settings: Settings) -> Container:
             read_datastore(settings, settings.read_conninfo()) if settings.read_database_url else datastore
         )
         view = PostgresProfilesView(datastore, application_name=app.name, reader=reader)
+        queries = ProfileQueries(reader, events_table=app.recorder.events_table_name)  # type: ignore[attr-defined]
+        if settings.inline_projection:
+            app.recorder.inline = InlineProjection(  # type: ignore[attr-defined]
+                view,
+                app.name,
+                app.recorder.events_table_name,  # type: ignore[attr-defined]
+                queries.statements,
+            )
         accounts = Accounts(datastore)
         idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
         projection_status = ProjectionStatus(datastore)
@@ -135,7 +144,7 @@ def build(settings: Settings) -> Container:
         app=app,
         datastore=datastore,
         view=view,
-        queries=ProfileQueries(reader, events_table=app.recorder.events_table_name),  # type: ignore[attr-defined]
+        queries=queries,
         reader=reader,
         accounts=accounts,
         audit=Audit(app, reader),

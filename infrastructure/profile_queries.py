@@ -34,6 +34,10 @@ class Statements:
             .format(c=COLUMNS, t=self.table)
             .as_string()
         )
+        # The rows a command changed, read in its own transaction (inline projection).
+        self.by_ids = (
+            SQL("SELECT {c} FROM {t} WHERE id = ANY(%s)").format(c=COLUMNS, t=self.table).as_string()
+        )
         # The default row and the roster's version in one statement (one snapshot,
         # one round trip), so the version matches the row shown.
         self.default_and_roster_version = (

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking, WaitInterruptedError
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -14,7 +15,7 @@ from psycopg.sql import SQL, Identifier
 
 from infrastructure.db_retry import retry_dead_connections
 from infrastructure.profiles_sql import TABLE, RowWriter, ddl
-from projections.rows import RowChange
+from projections.rows import ProfileRow, RowChange
 from projections.view import ProfilesView
 
 TRACKING_TABLE = "racer_profiles_tracking"
@@ -54,6 +55,7 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self.application_name = application_name
         # The last position known applied, per upstream application (tracking is per name).
         self._reached: dict[str, int] = {}
+        self._fresh = threading.local()  # see remember_rows
         self._reached_changed = threading.Condition()
         # Set while a change feed of this process listens for the view's commits
         # (infrastructure/change_feed.py calls reached_position).
@@ -81,14 +83,32 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             except IntegrityError as e:
                 raise AlreadyApplied(str(e)) from e
             with conn.pipeline():
-                for position, changes in batch:
-                    for change in changes:
-                        self.writer.execute(curs, change, position)
-                # Delivered to listeners only once this transaction commits; also
-                # when no row changed, since it wakes the waits for these positions.
-                curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(last)), prepare=True)
+                self.write_changes(curs, batch)
         if self._commits_visible_to_readers:
             self._reached_position(application_name, last)
+
+    def write_changes(self, curs: Any, batch: Sequence[tuple[int, Sequence[RowChange]]]) -> None:
+        """The statements of a batch's row changes, and the notice of its last
+        position, on curs (in the caller's transaction: the runner's batch or a
+        command's own, infrastructure/inline_projection.py)."""
+        for position, changes in batch:
+            for change in changes:
+                self.writer.execute(curs, change, position)
+        # Delivered to listeners only once the transaction commits; also when
+        # no row changed, since it wakes the waits for these positions.
+        curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(batch[-1][0])), prepare=True)
+
+    def remember_rows(self, position: int, rows: Sequence[ProfileRow]) -> None:
+        """The rows a command of this thread changed, as its transaction
+        (committed at position) left them: its answer needs no read-back."""
+        self._fresh.rows = (position, {row.id: row for row in rows})
+
+    def fresh_row(self, profile_id: UUID, position: int) -> ProfileRow | None:
+        """The row this thread's last command committed at position, if it changed it."""
+        fresh = getattr(self._fresh, "rows", None)
+        if fresh is None or fresh[0] != position:
+            return None
+        return fresh[1].get(profile_id)
 
     def reached_position(self, position: int) -> None:
         """Told by the change feed: the projector committed up to position."""

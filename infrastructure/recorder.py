@@ -1,25 +1,121 @@
 """The event store's recorders: a command's idempotency key is marked used in
-the same transaction that stores the command's events, and every call follows
-one retry policy (infrastructure/db_retry.py)."""
+the same transaction that stores the command's events, so are its read-table
+rows when the inline projection is on (infrastructure/inline_projection.py),
+and every call follows one retry policy (infrastructure/db_retry.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    EventStore,
+    InterfaceError,
+    Mapper,
+    OperationalError,
+    Recording,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder, PostgresFactory
 from eventsourcing.utils import Environment
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composable, Identifier
 
 from infrastructure.db_retry import retry_dead_connections
 from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.idempotency import TABLE, KeyAlreadyCommitted
+from infrastructure.inline_projection import InlineProjection, InlineWrite
+
+log = logging.getLogger(__name__)
 
 
-class ProfilesRecorder(PostgresApplicationRecorder):
-    insert_events = retry_dead_connections(PostgresApplicationRecorder.insert_events)
-    select_events = retry_dead_connections(PostgresApplicationRecorder.select_events)
+class RenderedStatements(PostgresAggregateRecorder):
+    """The library's statements rendered to text once: psycopg renders a
+    Composed on every execute, and select_events composed its statement anew
+    on every call (each command loads its roster and profile with it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock_table_statements = [  # type: ignore[misc]
+            s.as_string() if isinstance(s, Composable) else s for s in self.lock_table_statements
+        ]
+        self._select_texts: dict[tuple[bool, bool, bool, bool], str] = {}
+        # The library sends the events as one array of a composite type, which
+        # psycopg dumps in Python as text (py-spy: an eighth of a command's
+        # CPU); four arrays of plain types go out in binary.
+        self._insert_text = (
+            SQL(
+                "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+                " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]){}"
+            )
+            .format(
+                Identifier(self.datastore.schema),
+                Identifier(self.events_table_name),
+                Identifier(self.datastore.originator_id_type),
+                SQL(" RETURNING notification_id" if isinstance(self, PostgresApplicationRecorder) else ""),
+            )
+            .as_string()
+        )
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        curs.execute(
+            self._insert_text,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
+
+    def _select_events(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """The library's select_events, with its statement text kept per shape."""
+        shape = (gt is not None, lte is not None, desc, limit is not None)
+        statement = self._select_texts.get(shape)
+        if statement is None:
+            composed = self.select_events_statement
+            if gt is not None:
+                composed += SQL(" AND originator_version > %s")
+            if lte is not None:
+                composed += SQL(" AND originator_version <= %s")
+            composed += SQL(
+                " ORDER BY originator_version DESC" if desc else " ORDER BY originator_version ASC"
+            )
+            if limit is not None:
+                composed += SQL(" LIMIT %s")
+            statement = self._select_texts[shape] = composed.as_string()
+        params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params, prepare=True)
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
+
+
+class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
+    # Set by the composition root when the inline projection is on.
+    inline: InlineProjection | None = None
+
+    _insert_events_retried = retry_dead_connections(PostgresApplicationRecorder.insert_events)
+    select_events = retry_dead_connections(RenderedStatements._select_events)
     select_notifications = retry_dead_connections(PostgresApplicationRecorder.select_notifications)
     max_notification_id = retry_dead_connections(PostgresApplicationRecorder.max_notification_id)
 
@@ -44,13 +140,68 @@ class ProfilesRecorder(PostgresApplicationRecorder):
                 raise KeyAlreadyCommitted(account_id, key)
         super()._insert_events(curs, stored_events, **kwargs)
 
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        write: InlineWrite | None = kwargs.get("inline") if self.inline is not None else None
+        try:
+            ids = self._insert_events_retried(stored_events, **kwargs)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            if write is None or write.applied is None:
+                raise
+            # The events went in; the read table's statements failed, and with
+            # them the transaction. Store the events alone: the runner applies
+            # them (and stops at one it cannot apply, saying so).
+            log.exception("inline projection failed; the projector applies these events")
+            return self._insert_events_retried(stored_events, **{**kwargs, "inline": None})
+        if write is not None and self.inline is not None:
+            self.inline.committed(write)
+        return ids
 
-class SnapshotsRecorder(PostgresAggregateRecorder):
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        """The library's sequence (lock, notify, insert), with the inline
+        projection's check under the lock, in the same round trip."""
+        write: InlineWrite | None = kwargs.get("inline")
+        self._lock_table(curs)
+        if write is not None and self.inline is not None:
+            self.inline.check(curs.connection, write)
+        self._notify_channel(curs)
+        RenderedStatements._insert_stored_events(self, curs, stored_events)
+
+    def _notify_channel(self, curs: Any) -> None:
+        # The library composes this statement on every insert.
+        curs.execute(self._notify_statement)
+
+    @cached_property
+    def _notify_statement(self) -> str:
+        return SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_string()
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        write: InlineWrite | None = kwargs.get("inline")
+        if write is not None and self.inline is not None and ids:
+            self.inline.apply(curs, write, ids)
+        return ids
+
+
+class ProfilesEventStore(EventStore[Any]):
+    """Hands the recorder each save's row changes, for the inline projection."""
+
+    def put(self, domain_events: Sequence[DomainEventProtocol[Any]], **kwargs: Any) -> list[Recording[Any]]:
+        inline = getattr(self.recorder, "inline", None)
+        if inline is not None and kwargs.get("tracking") is None and domain_events:
+            kwargs["inline"] = inline.prepare(domain_events)
+        return super().put(domain_events, **kwargs)
+
+
+class SnapshotsRecorder(RenderedStatements):
     """The snapshots' table: loading an aggregate reads it first, so it needs
     the same retry policy as the events' (infrastructure/db_retry.py)."""
 
     insert_events = retry_dead_connections(PostgresAggregateRecorder.insert_events)
-    select_events = retry_dead_connections(PostgresAggregateRecorder.select_events)
+    select_events = retry_dead_connections(RenderedStatements._select_events)
 
 
 class ProfilesFactory(PostgresFactory):
@@ -65,3 +216,10 @@ class ProfilesFactory(PostgresFactory):
         # PostgresFactory builds its PostgresDatastore inline, with no hook for a
         # subclass; CheckedDatastore adds no state, only its checkout.
         self.datastore.__class__ = CheckedDatastore
+
+    def event_store(
+        self, mapper: Mapper[Any] | None = None, recorder: AggregateRecorder | None = None
+    ) -> EventStore[Any]:
+        return ProfilesEventStore(
+            mapper=mapper or self.mapper(), recorder=recorder or self.application_recorder()
+        )

@@ -71,6 +71,7 @@ class ProjectionRunner:
         lock_key: int = LEADER_LOCK_KEY,
         batch_size: int = 500,
         poll_interval: float = 0.5,
+        coalesce_interval: float = 0.01,
     ) -> None:
         self.app = app
         self.view = view
@@ -78,6 +79,7 @@ class ProjectionRunner:
         self.retry_interval = retry_interval
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.coalesce_interval = coalesce_interval
         self.lock_key = lock_key
         self._stopping = threading.Event()
         self._role = "starting"
@@ -158,20 +160,34 @@ class ProjectionRunner:
         ) as listener:
             listener.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
             last_lock_check = time.monotonic()
+            idle = False
             while not self._stopping.is_set():
+                # Commands write their rows inline when the view is caught up
+                # (infrastructure/inline_projection.py): start after what they applied.
+                position = self._position = max(position, self.view.max_tracking_id(self.app.name) or 0)
                 notifications = recorder.select_notifications(
                     position, self.batch_size, inclusive_of_start=False
                 )
                 if notifications:
+                    idle = False
                     try:
                         position = self._position = self._apply(notifications, mapper)
                     except AlreadyApplied:
-                        # Another runner got there first: resume from what it recorded.
-                        log.warning("position %s already applied; resuming", notifications[-1].id)
+                        # Another runner (or a command, inline) got there first: resume after it.
+                        log.debug("position %s already applied; resuming", notifications[-1].id)
                         position = self._position = self.view.max_tracking_id(self.app.name) or 0
                     continue
-                # Caught up: sleep until a writer's NOTIFY (or at most poll_interval).
+                if idle:
+                    # The last wake-up found everything applied inline: take the
+                    # notifications of a short while together rather than one
+                    # look per command.
+                    self._stopping.wait(self.coalesce_interval)
+                idle = True
+                # Caught up: sleep until a writer's NOTIFY (or at most poll_interval),
+                # then take every notification that arrived with it.
                 for _ in listener.notifies(timeout=self.poll_interval, stop_after=1):
+                    pass
+                for _ in listener.notifies(timeout=0.001):
                     pass
                 if time.monotonic() - last_lock_check > 1.0:
                     self._check_lock()

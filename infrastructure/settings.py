@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     )
     create_tables: bool = Field(default=True, description="create tables at start-up")
     run_projection: bool = Field(default=True, description="serve starts the projector (a child process)")
+    inline_projection: bool = Field(
+        default=True,
+        description="a command writes its read-table rows in its own transaction when the read table"
+        " is caught up (the projector applies the rest)",
+    )
     aggregate_cache_size: int = Field(
         default=1000,
         ge=0,

@@ -31,7 +31,9 @@ def wait_until_failed(container: Container) -> None:
 @pytest.fixture
 def poisoned(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Container, int]]:
     """A container whose runner stopped at the rename of a second profile."""
-    container = build(settings)
+    # Events stored by a writer without the inline projection (an import, an
+    # older version): only the runner applies them, and it meets the poison.
+    container = build(settings.model_copy(update={"inline_projection": False}))
     first = container.app.create_profile("acct", "Ann", [], CAUSE)
     bad = container.app.rename("acct", first.profile_id, "Poison", CAUSE).position
     real = runner_module.changes_for

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import Tracking
 
+import infrastructure.inline_projection as inline_module
 import infrastructure.runner as runner_module
 from domain.profile import RacerProfile
 from domain.service import Cause, Outcome
@@ -413,7 +414,10 @@ def test_the_runner_stops_at_an_event_it_cannot_apply(
             raise ValueError("cannot map this event")
         return real_changes_for(event)
 
+    # The runner and the inline projection apply the same function: poisoned for
+    # both, the command stores its events without rows and the runner stops at them.
     monkeypatch.setattr(runner_module, "changes_for", poisoned)
+    monkeypatch.setattr(inline_module, "changes_for", poisoned)
 
     created = app.create_profile(ACC, "Alex", [], CAUSE)
     poison = app.rename(ACC, created.profile_id, "Poison", CAUSE)
@@ -433,6 +437,7 @@ def test_the_runner_stops_at_an_event_it_cannot_apply(
 
     # Once the cause is fixed, a restarted projector resumes at the poison event.
     monkeypatch.setattr(runner_module, "changes_for", real_changes_for)
+    monkeypatch.setattr(inline_module, "changes_for", real_changes_for)
     restarted = build(settings)
     try:
         restarted.start_runner()

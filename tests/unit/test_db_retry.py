@@ -72,7 +72,8 @@ def test_other_errors_pass_through_untouched() -> None:
 @pytest.mark.parametrize(
     ("recorder", "method"),
     [
-        (ProfilesRecorder, "insert_events"),
+        # insert_events adds the inline projection's fallback around this one.
+        (ProfilesRecorder, "_insert_events_retried"),
         (ProfilesRecorder, "select_events"),
         (ProfilesRecorder, "select_notifications"),
         (ProfilesRecorder, "max_notification_id"),
