@@ -100,8 +100,10 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
 
     def remember_rows(self, position: int, rows: Sequence[ProfileRow]) -> None:
         """The rows a command of this thread changed, as its transaction
-        (committed at position) left them: its answer needs no read-back."""
-        self._fresh.rows = (position, {row.id: row for row in rows})
+        (committed at position) left them: its answer needs no read-back. Not
+        with a replica: the answer must wait until the replica shows the command."""
+        if self._commits_visible_to_readers:
+            self._fresh.rows = (position, {row.id: row for row in rows})
 
     def fresh_row(self, profile_id: UUID, position: int) -> ProfileRow | None:
         """The row this thread's last command committed at position, if it changed it."""

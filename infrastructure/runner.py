@@ -21,7 +21,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-from infrastructure.profiles_view import AlreadyApplied, PostgresProfilesView
+from infrastructure.profiles_view import TRACKING_TABLE, AlreadyApplied, PostgresProfilesView
 from projections.profiles import changes_for
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class ProjectionRunner:
         lock_key: int = LEADER_LOCK_KEY,
         batch_size: int = 500,
         poll_interval: float = 0.5,
-        coalesce_interval: float = 0.01,
+        coalesce_interval: float = 0.05,
     ) -> None:
         self.app = app
         self.view = view
@@ -80,6 +80,15 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.coalesce_interval = coalesce_interval
+        schema = Identifier(view.datastore.schema)
+        self._positions_statement = (
+            SQL(
+                "SELECT coalesce((SELECT notification_id FROM {}.{} WHERE application_name = %s), 0) AS tracked,"
+                " coalesce((SELECT max(notification_id) FROM {}.{}), 0) AS head"
+            )
+            .format(schema, Identifier(TRACKING_TABLE), schema, Identifier(app.recorder.events_table_name))  # type: ignore[attr-defined]
+            .as_string()
+        )
         self.lock_key = lock_key
         self._stopping = threading.Event()
         self._role = "starting"
@@ -163,10 +172,14 @@ class ProjectionRunner:
             idle = False
             while not self._stopping.is_set():
                 # Commands write their rows inline when the view is caught up
-                # (infrastructure/inline_projection.py): start after what they applied.
-                position = self._position = max(position, self.view.max_tracking_id(self.app.name) or 0)
-                notifications = recorder.select_notifications(
-                    position, self.batch_size, inclusive_of_start=False
+                # (infrastructure/inline_projection.py): one look at both
+                # positions, and start after what they applied.
+                tracked, head = self._positions()
+                position = self._position = max(position, tracked)
+                notifications = (
+                    recorder.select_notifications(position, self.batch_size, inclusive_of_start=False)
+                    if head > position
+                    else []
                 )
                 if notifications:
                     idle = False
@@ -207,6 +220,12 @@ class ProjectionRunner:
                 self._apply([notification], mapper)
         self.applied += len(notifications)
         return int(notifications[-1].id)
+
+    def _positions(self) -> tuple[int, int]:
+        """The view's tracking position and the log's head, in one query."""
+        with self.view.datastore.get_connection() as conn:
+            row: Any = conn.execute(self._positions_statement, (self.app.name,), prepare=True).fetchone()
+        return int(row["tracked"]), int(row["head"])
 
     def _check_lock(self) -> None:
         try:
