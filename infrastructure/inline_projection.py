@@ -35,7 +35,15 @@ from psycopg.sql import SQL, Identifier
 from infrastructure.profile_queries import Statements, _row
 from infrastructure.profiles_view import TRACKING_TABLE, PostgresProfilesView
 from projections.profiles import changes_for
-from projections.rows import ChangeDefault, RowChange
+from projections.rows import (
+    AddVehicle,
+    ChangeDefault,
+    ChangeVehicle,
+    InsertProfile,
+    RemoveVehicle,
+    RowChange,
+    UpdateProfile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +118,16 @@ class InlineProjection:
             write.rows.close()
 
 
+# The changes of one profile's row (the audit index's entries are not rows).
+ROW_CHANGES = (InsertProfile, UpdateProfile, AddVehicle, ChangeVehicle, RemoveVehicle)
+
+
 def _changed_ids(changes: list[list[RowChange]]) -> list[UUID]:
     ids: set[UUID] = set()
     for event_changes in changes:
         for change in event_changes:
             if isinstance(change, ChangeDefault):
                 ids.update(i for i in (change.previous, change.new) if i is not None)
-            else:
+            elif isinstance(change, ROW_CHANGES):
                 ids.add(change.profile_id)
     return sorted(ids)

@@ -107,7 +107,7 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
 
     def fresh_row(self, profile_id: UUID, position: int) -> ProfileRow | None:
         """The row this thread's last command committed at position, if it changed it."""
-        fresh = getattr(self._fresh, "rows", None)
+        fresh: tuple[int, dict[UUID, ProfileRow]] | None = getattr(self._fresh, "rows", None)
         if fresh is None or fresh[0] != position:
             return None
         return fresh[1].get(profile_id)

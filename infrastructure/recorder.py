@@ -39,7 +39,7 @@ class RenderedStatements(PostgresAggregateRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.lock_table_statements = [  # type: ignore[misc]
+        self.lock_table_statements = [
             s.as_string() if isinstance(s, Composable) else s for s in self.lock_table_statements
         ]
         self._select_texts: dict[tuple[bool, bool, bool, bool], str] = {}
@@ -143,7 +143,7 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         write: InlineWrite | None = kwargs.get("inline") if self.inline is not None else None
         try:
-            ids = self._insert_events_retried(stored_events, **kwargs)
+            ids: Sequence[int] | None = self._insert_events_retried(stored_events, **kwargs)
         except (OperationalError, InterfaceError):
             raise
         except Exception:
@@ -153,7 +153,10 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
             # them the transaction. Store the events alone: the runner applies
             # them (and stops at one it cannot apply, saying so).
             log.exception("inline projection failed; the projector applies these events")
-            return self._insert_events_retried(stored_events, **{**kwargs, "inline": None})
+            alone: Sequence[int] | None = self._insert_events_retried(
+                stored_events, **{**kwargs, "inline": None}
+            )
+            return alone
         if write is not None and self.inline is not None:
             self.inline.committed(write)
         return ids
