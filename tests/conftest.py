@@ -1,21 +1,28 @@
 """Shared fixtures: a PostgreSQL server (TEST_DATABASE_URL, else an embedded
-one started for the session) and a fresh database per test."""
+one started for the session) and a fresh database per test. Every test that
+asks for the server, directly or through another fixture, is marked
+`postgres`, so `pytest -m "not postgres"` runs without any database."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
+from tests.support.databases import running_container, temporary_database
+
+SERVER_FIXTURE = "pg_server_url"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
@@ -34,19 +41,6 @@ def pg_server_url() -> Iterator[str]:
             server.stop()  # before the directory goes: stopping reads its postmaster.pid
 
 
-@contextmanager
-def temporary_database(pg_server_url: str, prefix: str = "rp_test") -> Iterator[str]:
-    """A new database on the test server (its libpq conninfo), dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(pg_server_url, dbname=name)
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def database_url(pg_server_url: str) -> Iterator[str]:
     with temporary_database(pg_server_url) as url:
@@ -57,13 +51,8 @@ def database_url(pg_server_url: str) -> Iterator[str]:
 def module_container(pg_server_url: str) -> Iterator[Container]:
     """One full stack (runner started) on one database for a whole module;
     its tests keep apart by using accounts of their own."""
-    with temporary_database(pg_server_url, "rp_module") as url:
-        built = build(Settings(database_url=url, api_threads=4))
-        built.start_runner()
-        try:
-            yield built
-        finally:
-            built.close()
+    with temporary_database(pg_server_url, "rp_module") as url, running_container(url) as built:
+        yield built
 
 
 @pytest.fixture
@@ -75,6 +64,8 @@ def settings(database_url: str) -> Settings:
 def container(settings: Settings) -> Iterator[Container]:
     """The full write and read side, with the projection runner running."""
     built = build(settings)
-    built.start_runner()
-    yield built
-    built.close()
+    try:
+        built.start_runner()
+        yield built
+    finally:
+        built.close()

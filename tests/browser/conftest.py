@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.browser.ui_helpers import CHROMIUM, DESKTOP, LAUNCH_ARGS, NO_CHROMIUM
-from tests.e2e.conftest import Service, running_service
+from tests.support.service import Service, running_service
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +52,42 @@ def token(ui_service: Service) -> str:
     return ui_service.new_token()
 
 
-@pytest.fixture
-def new_page(browser: Any, ui_service: Service) -> Iterator[Callable[[], Any]]:
-    """Pages, each in a browser context of its own (another device: its own
-    sessionStorage); page errors fail the test."""
-    contexts: list[Any] = []
-    errors: list[str] = []
+class PageMaker:
+    """Makes pages, each in a browser context of its own (another device: its own
+    sessionStorage), and collects the errors the pages raise."""
 
-    def make() -> Any:
-        context = browser.new_context(viewport=DESKTOP, base_url=ui_service.base_url)
+    def __init__(self, browser: Any, base_url: str) -> None:
+        self.browser, self.base_url = browser, base_url
+        self.contexts: list[Any] = []
+        self.errors: list[str] = []
+
+    def __call__(self) -> Any:
+        context = self.browser.new_context(viewport=DESKTOP, base_url=self.base_url)
         context.set_default_timeout(10_000)
-        contexts.append(context)
+        self.contexts.append(context)
         page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
         return page
 
-    yield make
-    for context in contexts:
-        context.close()
-    assert not errors, f"errors in the page: {errors}"
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, ui_service: Service) -> Iterator[Callable[[], Any]]:
+    maker = PageMaker(browser, ui_service.base_url)
+    try:
+        yield maker
+    finally:
+        maker.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Page errors fail the test itself (its call phase), not the fixture's teardown."""
+    result = yield
+    maker = getattr(item, "funcargs", {}).get("new_page")
+    if isinstance(maker, PageMaker) and maker.errors:
+        pytest.fail(f"errors in the page: {maker.errors}")
+    return result

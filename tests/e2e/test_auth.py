@@ -11,7 +11,7 @@ import pytest
 from e2e_helpers import assert_problem, auth, create, default_id, get, list_all
 
 if TYPE_CHECKING:
-    from conftest import Service
+    from tests.support.service import Service
 
 ENDPOINTS = [
     ("GET", "/v1/profiles", None),

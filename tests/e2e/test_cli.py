@@ -10,7 +10,7 @@ import psycopg
 from e2e_helpers import auth, create, default_id, get, list_all
 
 if TYPE_CHECKING:
-    from conftest import Service
+    from tests.support.service import Service
 
 # verify judges the whole database, and the test tampers with it and rebuilds it.
 OWN_SERVER = True

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import running_service
+from tests.support.service import running_service
 
 pytestmark = pytest.mark.postgres
 
@@ -88,9 +88,10 @@ def test_a_burst_of_signals_stops_a_projector_cleanly(pg_server_url: str, e2e_lo
     """SIGTERM from serve and SIGINT from the terminal's process group can
     arrive together: a handler that set a threading.Event deadlocked on the
     second one (the Event's lock is not reentrant) and the projector hung."""
-    from tests.e2e.conftest import CLI, ROOT, create_database, drop_database, service_env
+    from tests.support.databases import create_database, drop_database
+    from tests.support.service import CLI, ROOT, service_env
 
-    database_url = create_database(pg_server_url)
+    database_url = create_database(pg_server_url, "rp_e2e")
     log = e2e_logs / f"project-{time.monotonic_ns()}.log"
     try:
         for _ in range(5):

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from e2e_helpers import assert_problem, auth, create, list_all
 
-from tests.e2e.conftest import Service, running_service
+from tests.support.service import Service, running_service
 
 WAIT = 10.0  # seconds a stream may take to show a change (it takes milliseconds)
 

@@ -15,16 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    CLI,
-    ROOT,
-    STARTUP_TIMEOUT,
-    create_database,
-    drop_database,
-    free_port,
-    service_env,
-    stop_process,
-)
+from tests.support.databases import create_database, drop_database
+from tests.support.service import CLI, ROOT, STARTUP_TIMEOUT, free_port, service_env, stop_process
 
 pytestmark = pytest.mark.postgres
 
@@ -62,7 +54,7 @@ class Workers:
 
 @pytest.fixture(scope="module")
 def workers(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
-    database_url = create_database(pg_server_url)
+    database_url = create_database(pg_server_url, "rp_e2e")
     port = free_port()
     env = service_env(database_url, API_THREADS="2", WAIT_TIMEOUT="5")
     log = Path(tmp_path_factory.mktemp("workers")) / "serve.log"

@@ -26,6 +26,7 @@ from domain.service import Cause
 from infrastructure.chain_check import checkpoint
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
+from tests.support.databases import temporary_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("racer-profiles")
@@ -60,17 +61,14 @@ def source(module_container: Container) -> Container:
 @pytest.fixture
 def fresh_database(pg_server_url: str) -> Iterator[str]:
     """An empty database, named by a postgresql:// URL (the source uses a conninfo string)."""
-    name = f"rp_replica_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    info = conninfo_to_dict(pg_server_url)
-    user = info.get("user", "postgres")
-    password = f":{info['password']}" if info.get("password") else ""
-    # host as a query parameter: it may be a socket directory (the embedded server)
-    host = quote(str(info.get("host", "127.0.0.1")), safe="")
-    yield f"postgresql://{user}{password}@/{name}?host={host}&port={info.get('port', 5432)}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(pg_server_url, "rp_replica") as conninfo:
+        name = conninfo_to_dict(conninfo)["dbname"]
+        info = conninfo_to_dict(pg_server_url)
+        user = info.get("user", "postgres")
+        password = f":{info['password']}" if info.get("password") else ""
+        # host as a query parameter: it may be a socket directory (the embedded server)
+        host = quote(str(info.get("host", "127.0.0.1")), safe="")
+        yield f"postgresql://{user}{password}@/{name}?host={host}&port={info.get('port', 5432)}"
 
 
 def rows(database_url: str, statement: str) -> list[tuple[Any, ...]]:

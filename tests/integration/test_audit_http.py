@@ -14,16 +14,13 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
-from psycopg.conninfo import make_conninfo
 
 from api.app import create_app
 from domain.roster import roster_id
-from infrastructure.container import Container, build
-from infrastructure.settings import Settings
+from infrastructure.container import Container
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)$")
 ENTRY_KEYS = {
@@ -41,18 +38,8 @@ ENTRY_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def shared(pg_server_url: str) -> Iterator[Container]:
-    name = f"rp_audit_api_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    built = build(
-        Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=4, wait_timeout=10.0)
-    )
-    built.start_runner()
-    yield built
-    built.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def shared(module_container: Container) -> Container:
+    return module_container
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from infrastructure.legacy_import import (
     legacy_profile_id,
 )
 from infrastructure.verify import verify_store
+from tests.support.databases import temporary_database
 
 SAMPLE_SCHEMA = Path(__file__).parents[1] / "fixtures" / "legacy_schema.sql"
 CLI = Path(sys.executable).parent / "racer-profiles"
@@ -48,12 +49,8 @@ SAMPLE_VEHICLES = {
 
 @pytest.fixture
 def legacy_url(pg_server_url: str) -> Iterator[str]:
-    name = f"rp_legacy_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(pg_server_url, dbname=name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(pg_server_url, "rp_legacy") as url:
+        yield url
 
 
 @pytest.fixture

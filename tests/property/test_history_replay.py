@@ -15,16 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from psycopg.conninfo import make_conninfo
 
 from domain.errors import IllegalState
 from domain.service import Cause
-from infrastructure.container import Container, build
-from infrastructure.settings import Settings
+from infrastructure.container import Container
+from tests.support.databases import running_container, temporary_database
 
 ONE, TWO = 1, 2
 NAMES = ["Ann", "Anna", "Bob", "Cy"]
@@ -33,15 +31,12 @@ VEHICLES = ["Kart", "Buggy", "Quad"]
 
 @pytest.fixture(scope="module")
 def store(pg_server_url: str) -> Iterator[Container]:
-    name = f"rp_history_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    built = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), api_threads=2))
-    built.start_runner()  # the audit reads through the index the projection keeps
-    yield built
-    built.close()
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # The audit reads through the index the projection keeps.
+    with (
+        temporary_database(pg_server_url, "rp_history") as url,
+        running_container(url, api_threads=2) as built,
+    ):
+        yield built
 
 
 @dataclass

@@ -8,15 +8,13 @@ import uuid
 from collections.abc import Iterator
 from typing import ClassVar
 
-import psycopg
 import pytest
 from hypothesis import settings
-from psycopg.conninfo import make_conninfo
 
 from domain.service import ProfilesService
-from infrastructure.container import Container, build
-from infrastructure.settings import Settings
+from infrastructure.container import Container
 from tests.property.roster_model import ACCOUNT_COUNT, RosterMachine
+from tests.support.databases import running_container, temporary_database
 
 pytestmark = pytest.mark.postgres
 
@@ -24,17 +22,11 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def shared_container(pg_server_url: str) -> Iterator[Container]:
     """One database (and one running projection) for every example of the module."""
-    name = f"rp_prop_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    container = build(Settings(database_url=make_conninfo(pg_server_url, dbname=name), wait_timeout=10.0))
-    try:
-        container.start_runner()
+    with (
+        temporary_database(pg_server_url, "rp_prop") as url,
+        running_container(url, api_threads=8) as container,  # the default pool
+    ):
         yield container
-    finally:
-        container.close()
-        with psycopg.connect(pg_server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class PostgresRosterMachine(RosterMachine):

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_harness import REPORT, RUNNING, SCALE, create_database, drop_database
+from reliability_harness import REPORT, RUNNING, SCALE
+
+from tests.support.databases import temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +22,8 @@ def rel_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def rel_database(pg_server_url: str) -> Iterator[str]:
-    url = create_database(pg_server_url)
-    yield url
-    drop_database(pg_server_url, url)
+    with temporary_database(pg_server_url, "rp_rel") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

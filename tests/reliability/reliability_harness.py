@@ -28,12 +28,13 @@ from uuid import UUID
 
 import httpx
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from domain.profile import RacerProfile
 from domain.roster import Roster, roster_id
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
+from tests.support import databases
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBLEM = "application/problem+json"
@@ -333,16 +334,10 @@ def run_cli(database_url: str, *args: str, timeout: float = 120) -> subprocess.C
 
 
 def create_database(server_url: str, prefix: str = "rp_rel") -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_conninfo(server_url, dbname=name)
+    return databases.create_database(server_url, prefix)
 
 
-def drop_database(server_url: str, database_url: str) -> None:
-    name = conninfo_to_dict(database_url)["dbname"]
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+drop_database = databases.drop_database
 
 
 def open_container(database_url: str, **settings: Any) -> Container:
