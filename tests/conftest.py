@@ -16,6 +16,9 @@ from infrastructure.container import Container, build
 from infrastructure.settings import Settings
 from tests.support.databases import running_container, temporary_database
 
+# The real server's fixtures, shared by the e2e, client and browser tiers.
+pytest_plugins = ["tests.support.service_fixtures"]
+
 SERVER_FIXTURE = "pg_server_url"
 
 

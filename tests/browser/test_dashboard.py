@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from racer_profiles_client import Client
 
 from tests.browser.ui_helpers import DESKTOP, screenshot
-from tests.e2e.conftest import Service, free_port, stop_process
+from tests.support.service import Service, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "clients" / "python" / "examples" / "dashboard.py"

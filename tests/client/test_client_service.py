@@ -31,7 +31,7 @@ from racer_profiles_client import (
 )
 
 from tests.client.cutting_proxy import CuttingProxy
-from tests.e2e.conftest import Service, free_port
+from tests.support.service import Service, free_port
 
 
 def test_profile_commands_answer_typed_profiles_with_etags(client: Client) -> None:

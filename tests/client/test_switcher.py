@@ -12,7 +12,7 @@ import pytest
 from racer_profiles_client import Client, Profile
 from streamlit.testing.v1 import AppTest
 
-from tests.e2e.conftest import Service, free_port
+from tests.support.service import Service, free_port
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "clients" / "python" / "examples" / "dashboard.py"
 

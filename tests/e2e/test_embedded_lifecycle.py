@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import CLI, ROOT, free_port, service_env
+from tests.support.service import CLI, ROOT, free_port, service_env
 
 STARTUP = 60.0  # seconds: initdb and a first start on a loaded 2-core machine
 
