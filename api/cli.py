@@ -346,17 +346,20 @@ def openapi_command(
     ),
 ) -> None:
     """Writes the OpenAPI document (sorted keys, no database needed), as checked in at the repo root."""
-    from api.openapi import dumps, offline_document, write
+    from api.app import offline_document
+    from api.openapi import dumps
 
+    text = dumps(offline_document())
+    current = out.read_text(encoding="utf-8") if out.exists() else None
     if check:
-        current = out.read_text(encoding="utf-8") if out.exists() else None
-        if current != dumps(offline_document()):
+        if current != text:
             typer.echo(f"{out} is out of date: run `racer-profiles openapi --out {out}`", err=True)
             raise typer.Exit(1)
         typer.echo(f"{out} is current")
         return
-    changed = write(out)
-    typer.echo(f"{'wrote' if changed else 'unchanged:'} {out}")
+    if current != text:
+        out.write_text(text, encoding="utf-8")
+    typer.echo(f"{'wrote' if current != text else 'unchanged:'} {out}")
 
 
 @cli.command()

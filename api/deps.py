@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from typing import Annotated
 from urllib.parse import unquote
+from uuid import UUID
 
 import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
 
-from api.problems import Problem
+from api.problems import Problem, invalid, not_found
 from domain.errors import InvalidValue
 from domain.service import Cause
 from domain.values import clean_reason
 from infrastructure.accounts import Principal
 from infrastructure.async_queries import AsyncProfileQueries
+from infrastructure.audit import ProfileRef
 from infrastructure.container import Container
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a sync dependency
@@ -43,15 +45,15 @@ async def get_principal(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     if not authorization:
-        raise Problem(401, "unauthorized", "Unauthorized", "missing bearer token", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "missing bearer token", _UNAUTHORIZED)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "unauthorized", "Unauthorized", "expected 'Bearer <token>'", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "expected 'Bearer <token>'", _UNAUTHORIZED)
     principal = container.accounts.cached(token.strip())
     if principal is None:  # not cached: the lookup blocks, so it runs in a thread
         principal = await anyio.to_thread.run_sync(container.accounts.authenticate, token.strip())
     if principal is None:
-        raise Problem(401, "unauthorized", "Unauthorized", "invalid token", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "invalid token", _UNAUTHORIZED)
     request.state.account_id = principal.account_id  # for the access log
     return principal
 
@@ -66,7 +68,7 @@ def a_role(role: str) -> str:
 
 async def get_owner(principal: PrincipalDep) -> Principal:
     if principal.role != "owner":
-        raise Problem(403, "forbidden", "Forbidden", f"{a_role(principal.role)} token cannot change profiles")
+        raise Problem.of("forbidden", f"{a_role(principal.role)} token cannot change profiles")
     return principal
 
 
@@ -95,16 +97,14 @@ def account_to_read(principal: Principal, account_id: str | None) -> str:
     scope = scope_of(principal)
     if scope is None:
         if not account_id:
-            raise Problem(
-                422,
-                "validation",
-                "Invalid request",
+            raise invalid(
+                "account_id",
+                f"is required for {a_role(principal.role)}",
                 f"account_id is required for {a_role(principal.role)} (list accounts with GET /v1/accounts)",
-                errors=[{"field": "account_id", "reason": f"is required for {a_role(principal.role)}"}],
             )
         return account_id
     if account_id not in (None, scope):
-        raise Problem(404, "not-found", "Not found", "no such account")
+        raise not_found("no such account")
     return scope
 
 
@@ -118,13 +118,7 @@ async def parse_if_match(
         return None
     match = _ETAG.match(if_match)
     if not match:
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            'If-Match must be an ETag like "3"',
-            errors=[{"field": "If-Match", "reason": 'must be an ETag like "3"'}],
-        )
+        raise invalid("If-Match", 'must be an ETag like "3"', 'If-Match must be an ETag like "3"')
     return int(match.group(1))
 
 
@@ -176,3 +170,12 @@ async def get_cause(request: Request, owner: OwnerDep, reason: ReasonHeaderDep) 
 
 
 CauseDep = Annotated[Cause, Depends(get_cause)]
+
+
+def timeline_for(container: Container, principal: Principal, profile_id: UUID) -> ProfileRef:
+    """The profile if the principal may read it; 404 otherwise."""
+    ref = container.audit.timeline(profile_id)
+    scope = scope_of(principal)
+    if ref is None or (scope is not None and ref.account_id != scope):
+        raise not_found(f"no profile {profile_id} in this account")
+    return ref

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from api.problems import Problem, exception_response
+from api.problems import Problem, exception_response, invalid
 from domain.service import Cause
 from infrastructure.container import Container
 from infrastructure.idempotency import KeyAlreadyCommitted, fingerprint
@@ -22,13 +22,7 @@ _KEPT_HEADERS = ("etag", "location", "x-position", "content-type")
 
 
 def _invalid_key(reason: str) -> Problem:
-    return Problem(
-        422,
-        "validation",
-        "Invalid request",
-        f"Idempotency-Key: {reason}",
-        errors=[{"field": "Idempotency-Key", "reason": reason}],
-    )
+    return invalid("Idempotency-Key", reason)
 
 
 def _replayed(status: int, headers: dict[str, str], body: bytes) -> Response:
@@ -36,10 +30,8 @@ def _replayed(status: int, headers: dict[str, str], body: bytes) -> Response:
 
 
 def _in_flight(retry_after: bool = True) -> Problem:
-    return Problem(
-        409,
+    return Problem.of(
         "idempotency-in-flight",
-        "Request in progress",
         "a request with this Idempotency-Key is still being processed",
         {"Retry-After": "1"} if retry_after else None,
     )

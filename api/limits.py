@@ -29,12 +29,7 @@ class BodyLimitsMiddleware:
             await self._refuse(
                 send,
                 scope,
-                Problem(
-                    415,
-                    "unsupported-media-type",
-                    "Unsupported media type",
-                    "request bodies must be application/json",
-                ),
+                Problem.of("unsupported-media-type", "request bodies must be application/json"),
             )
             return
 
@@ -83,6 +78,4 @@ class BodyLimitsMiddleware:
 
 
 def _too_large(limit: int) -> Problem:
-    return Problem(
-        413, "content-too-large", "Content too large", f"request bodies are limited to {limit} bytes"
-    )
+    return Problem.of("content-too-large", f"request bodies are limited to {limit} bytes")

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.responses import CommandResponse
 from domain.errors import ConcurrencyConflict, DomainError
 from infrastructure.container import Container
 from infrastructure.logs import ACCESS_LOGGER
@@ -162,7 +163,7 @@ def counted(request: Any, run: Callable[[Any], Any]) -> Callable[[Any], Any]:
         except DomainError:
             metrics.commands.labels(name, "rejected").inc()
             raise
-        retried = getattr(response, "attempts", 1) > 1
+        retried = isinstance(response, CommandResponse) and response.attempts > 1
         metrics.commands.labels(name, "conflict_retried" if retried else "ok").inc()
         return response
 

@@ -8,14 +8,13 @@ completes the document once, when it is first asked for."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.problems import KINDS, PROBLEM_TYPES
 from api.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
-from api.problems import PROBLEM_TYPES
 from api.schemas import Accepted, ExportedEvent, Problem
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -80,60 +79,32 @@ def header(name: str, *, required: bool = False, as_name: str | None = None) -> 
 
 # --- problems -------------------------------------------------------------------------
 
-# Every kind of problem the service answers with, by its stable type URI suffix.
-PROBLEM_KINDS: dict[str, tuple[int, str]] = {
+# An example detail (and extra members) per kind; status and title come from KINDS.
+_EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "validation": (
-        422,
-        "invalid input: body, JSON syntax, unknown field, path UUID, query or header; `errors` lists each",
-    ),
-    "unauthorized": (401, "no, a malformed or an unknown bearer token"),
-    "forbidden": (403, "the token's role may only read (auditor, admin)"),
-    "not-found": (404, "no such profile or vehicle in this account, or no such route"),
-    "no-default": (404, "the account has no active profile, hence no default"),
-    "cors-refused": (400, "a CORS preflight from an origin, or for a method or header, that is not allowed"),
-    "method-not-allowed": (405, "the path exists but not with this method (`Allow` names the methods)"),
-    "conflict": (409, "concurrent writers kept winning after the retries"),
-    "illegal-state": (
-        409,
-        "the profile's state forbids the change (archived, not archived, not active, bad successor)",
-    ),
-    "idempotency-in-flight": (409, "a request with this Idempotency-Key is still being processed"),
-    "precondition-failed": (412, "If-Match names a stale version; `current_version` is the current one"),
-    "content-too-large": (413, "the body is larger than MAX_BODY_BYTES (64 KiB by default)"),
-    "unsupported-media-type": (415, "a body that is not application/json (or +json)"),
-    "unavailable": (503, "the database or the read table did not answer in time; see Retry-After"),
-    "internal": (500, "an unexpected error (logged with the request id; never shown)"),
-}
-
-_EXAMPLES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "validation": (
-        "Invalid request",
         "name: must be at most 80 characters after trimming",
         {"errors": [{"field": "name", "reason": "must be at most 80 characters after trimming"}]},
     ),
-    "unauthorized": ("Unauthorized", "missing bearer token", {}),
-    "forbidden": ("Forbidden", "a auditor token cannot change profiles", {}),
-    "not-found": ("Not found", "no profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a in this account", {}),
-    "no-default": ("No default profile", "this account has no active profile", {}),
-    "conflict": ("Concurrent changes", "concurrent changes kept winning; retry", {}),
+    "unauthorized": ("missing bearer token", {}),
+    "forbidden": ("a auditor token cannot change profiles", {}),
+    "not-found": ("no profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a in this account", {}),
+    "no-default": ("this account has no active profile", {}),
+    "conflict": ("concurrent changes kept winning; retry", {}),
     "illegal-state": (
-        "Not allowed in the current state",
         "profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a is archived; restore it first",
         {},
     ),
     "idempotency-in-flight": (
-        "Request in progress",
         "a request with this Idempotency-Key is still being processed",
         {},
     ),
     "precondition-failed": (
-        "Version mismatch",
         "expected version 2, current version is 3",
         {"current_version": 3},
     ),
-    "content-too-large": ("Content too large", "request bodies are limited to 65536 bytes", {}),
-    "unsupported-media-type": ("Unsupported media type", "request bodies must be application/json", {}),
-    "unavailable": ("Service unavailable", "the read table has not reached position 1042 yet", {}),
+    "content-too-large": ("request bodies are limited to 65536 bytes", {}),
+    "unsupported-media-type": ("request bodies must be application/json", {}),
+    "unavailable": ("the read table has not reached position 1042 yet", {}),
 }
 
 _DESCRIPTIONS = {
@@ -169,16 +140,15 @@ _KINDS_BY_STATUS = {
 
 
 def _example(kind: str, path: str = "/v1/profiles/6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a") -> dict[str, Any]:
-    status = PROBLEM_KINDS[kind][0]
-    title, detail, extra = _EXAMPLES[kind]
+    detail, extra = _EXAMPLES[kind]
     value = {
         "type": PROBLEM_TYPES + kind,
-        "title": title,
-        "status": status,
+        "title": KINDS[kind].title,
+        "status": KINDS[kind].status,
         "detail": detail,
         "instance": path,
     }
-    return {"summary": PROBLEM_KINDS[kind][1], "value": {**value, **extra}}
+    return {"summary": KINDS[kind].summary, "value": {**value, **extra}}
 
 
 RESPONSE_NAMES = {
@@ -373,8 +343,8 @@ HEADER_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _problem_types_table() -> str:
     rows = "\n".join(
-        f"| `{PROBLEM_TYPES}{kind}` | {status} | {text} |"
-        for kind, (status, text) in sorted(PROBLEM_KINDS.items(), key=lambda item: (item[1][0], item[0]))
+        f"| `{PROBLEM_TYPES}{kind}` | {known.status} | {known.summary} |"
+        for kind, known in sorted(KINDS.items(), key=lambda item: (item[1].status, item[0]))
     )
     return (
         "\n\n## Errors\n\nEvery error is an RFC 9457 problem document (`application/problem+json`,"
@@ -503,24 +473,3 @@ def install(app: FastAPI) -> None:
 def dumps(document: dict[str, Any]) -> str:
     """The exported form: sorted keys, two-space indent, one trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def offline_document() -> dict[str, Any]:
-    """The document of an app built around a stand-in container: no database is touched."""
-    from types import SimpleNamespace
-
-    from api.app import create_app
-    from infrastructure.settings import Settings
-
-    # Defaults only (no environment): the document does not depend on the machine.
-    stand_in = SimpleNamespace(settings=Settings.model_construct())
-    return create_app(stand_in).openapi()  # type: ignore[arg-type]
-
-
-def write(out: Path) -> bool:
-    """Writes the document to out; True when the file changed."""
-    text = dumps(offline_document())
-    if out.exists() and out.read_text(encoding="utf-8") == text:
-        return False
-    out.write_text(text, encoding="utf-8")
-    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -45,6 +46,60 @@ PROBLEM_TYPES = "https://racer-profiles.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 
+@dataclass(frozen=True)
+class Kind:
+    status: int
+    title: str
+    summary: str  # what it means, for the OpenAPI document's table of problem types
+
+
+# Every kind of problem the service answers with, by its stable type URI suffix:
+# the answers (Problem.of) and the OpenAPI document (api/openapi.py) both read it.
+KINDS: dict[str, Kind] = {
+    "validation": Kind(
+        422,
+        "Invalid request",
+        "invalid input: body, JSON syntax, unknown field, path UUID, query or header; `errors` lists each",
+    ),
+    "unauthorized": Kind(401, "Unauthorized", "no, a malformed or an unknown bearer token"),
+    "forbidden": Kind(403, "Forbidden", "the token's role may only read (auditor, admin)"),
+    "not-found": Kind(404, "Not found", "no such profile or vehicle in this account, or no such route"),
+    "no-default": Kind(404, "No default profile", "the account has no active profile, hence no default"),
+    "cors-refused": Kind(
+        400,
+        "CORS request refused",
+        "a CORS preflight from an origin, or for a method or header, that is not allowed",
+    ),
+    "method-not-allowed": Kind(
+        405, "Method not allowed", "the path exists but not with this method (`Allow` names the methods)"
+    ),
+    "conflict": Kind(409, "Concurrent changes", "concurrent writers kept winning after the retries"),
+    "illegal-state": Kind(
+        409,
+        "Not allowed in the current state",
+        "the profile's state forbids the change (archived, not archived, not active, bad successor)",
+    ),
+    "idempotency-in-flight": Kind(
+        409, "Request in progress", "a request with this Idempotency-Key is still being processed"
+    ),
+    "precondition-failed": Kind(
+        412, "Version mismatch", "If-Match names a stale version; `current_version` is the current one"
+    ),
+    "content-too-large": Kind(
+        413, "Content too large", "the body is larger than MAX_BODY_BYTES (64 KiB by default)"
+    ),
+    "unsupported-media-type": Kind(
+        415, "Unsupported media type", "a body that is not application/json (or +json)"
+    ),
+    "unavailable": Kind(
+        503, "Service unavailable", "the database or the read table did not answer in time; see Retry-After"
+    ),
+    "internal": Kind(
+        500, "Internal server error", "an unexpected error (logged with the request id; never shown)"
+    ),
+}
+
+
 class Problem(Exception):
     """Raised by endpoints to answer with a problem document."""
 
@@ -64,6 +119,23 @@ class Problem(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.extra = extra
+
+    @classmethod
+    def of(cls, kind: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Problem:
+        """A problem of one of KINDS: its status and title come from the table."""
+        known = KINDS[kind]
+        return cls(known.status, kind, known.title, detail, headers, **extra)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem.of("not-found", detail)
+
+
+def invalid(field: str, reason: str, detail: str | None = None) -> Problem:
+    """422 naming the field; the detail is "field: reason" unless given."""
+    return Problem.of(
+        "validation", detail or f"{field}: {reason}", errors=[{"field": field, "reason": reason}]
+    )
 
 
 def problem_document(problem: Problem, path: str | None = None) -> dict[str, Any]:
@@ -89,32 +161,30 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
 
 
 def unavailable(detail: str, retry_after: int = 1) -> Problem:
-    return Problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": str(retry_after)})
+    return Problem.of("unavailable", detail, {"Retry-After": str(retry_after)})
 
 
 def _from_exception(exc: Exception) -> Problem:
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, InvalidValue):
-        return Problem(
-            422,
-            "validation",
-            "Invalid request",
-            str(exc),
-            errors=[{"field": exc.field, "reason": exc.reason}],
-        )
+        return invalid(exc.field, exc.reason, str(exc))
     if isinstance(exc, (ProfileNotFound, VehicleNotFound)):
-        return Problem(404, "not-found", "Not found", str(exc))
+        return not_found(str(exc))
     if isinstance(exc, VersionMismatch):
-        return Problem(412, "precondition-failed", "Version mismatch", str(exc), current_version=exc.current)
+        return Problem.of("precondition-failed", str(exc), current_version=exc.current)
     if isinstance(exc, ConcurrencyConflict):
-        return Problem(409, "conflict", "Concurrent changes", str(exc))
+        return Problem.of("conflict", str(exc))
     if isinstance(exc, IllegalState):
-        return Problem(409, "illegal-state", "Not allowed in the current state", str(exc))
+        return Problem.of("illegal-state", str(exc))
     if isinstance(exc, UNAVAILABLE):
         return unavailable("the database is not reachable or busy; retry shortly")
     log.exception("unhandled error", exc_info=exc)
-    return Problem(500, "internal", "Internal server error", "an unexpected error occurred")
+    return internal_error()
+
+
+def internal_error() -> Problem:
+    return Problem.of("internal", "an unexpected error occurred")
 
 
 def exception_response(exc: Exception, request: Request) -> JSONResponse:
@@ -135,7 +205,7 @@ def _validation_errors(exc: RequestValidationError) -> Problem:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         errors.append({"field": ".".join(loc) or str(err.get("loc", ["body"])[0]), "reason": err["msg"]})
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-    return Problem(422, "validation", "Invalid request", detail, errors=errors)
+    return Problem.of("validation", detail, errors=errors)
 
 
 class ProblemCORSMiddleware(CORSMiddleware):
@@ -146,16 +216,13 @@ class ProblemCORSMiddleware(CORSMiddleware):
         if response.status_code < 400:
             return response
         refused = bytes(response.body).decode()  # "Disallowed CORS origin, method"
-        problem = Problem(response.status_code, "cors-refused", "CORS request refused", refused)
+        problem = Problem(response.status_code, "cors-refused", KINDS["cors-refused"].title, refused)
         headers = {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
         return JSONResponse(problem_document(problem), response.status_code, headers, media_type=MEDIA_TYPE)
 
 
 def _malformed_body() -> Problem:
-    reason = "malformed JSON: the body is not valid UTF-8 JSON"
-    return Problem(
-        422, "validation", "Invalid request", f"body: {reason}", errors=[{"field": "body", "reason": reason}]
-    )
+    return invalid("body", "malformed JSON: the body is not valid UTF-8 JSON")
 
 
 def install(app: FastAPI) -> None:
@@ -164,14 +231,9 @@ def install(app: FastAPI) -> None:
             # FastAPI's answer to a body it cannot decode (e.g. JSON that is not
             # UTF-8): malformed JSON like any other, 422 naming the body.
             return problem_response(_malformed_body(), request)
-        kinds = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
-        problem = Problem(
-            exc.status_code,
-            kinds.get(exc.status_code, f"http-{exc.status_code}"),
-            _TITLES.get(exc.status_code, "Error"),
-            str(exc.detail),
-            dict(exc.headers or {}),
-        )
+        kind = _HTTP_KINDS.get(exc.status_code, f"http-{exc.status_code}")
+        title = KINDS[kind].title if kind in KINDS else _HTTP_TITLES.get(exc.status_code, "Error")
+        problem = Problem(exc.status_code, kind, title, str(exc.detail), dict(exc.headers or {}))
         return problem_response(problem, request)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -189,12 +251,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_error)
 
 
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Content too large",
-    415: "Unsupported media type",
-}
+# Starlette's own HTTP errors: the statuses that are one of KINDS, and titles for the others.
+_HTTP_KINDS = {401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed"}
+_HTTP_TITLES = {400: "Bad request", 413: "Content too large", 415: "Unsupported media type"}

@@ -8,7 +8,7 @@ import re
 import uuid
 from typing import Any
 
-from api.problems import Problem, problem_body
+from api.problems import internal_error, problem_body
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class RequestIdMiddleware:
             if started:
                 raise
             body = problem_body(
-                Problem(500, "internal", "Internal server error", "an unexpected error occurred"),
+                internal_error(),
                 scope.get("path"),
             )
             await send_with_id(

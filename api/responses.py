@@ -15,7 +15,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.problems import Problem, unavailable
+from api.problems import invalid, not_found, unavailable
 from api.schemas import Accepted, ProfilePublic
 from domain.service import Outcome
 from infrastructure.container import Container
@@ -33,6 +33,15 @@ class FastJSONResponse(JSONResponse):
             # orjson holds 64-bit integers; events stored before details were
             # bounded may hold larger ones, and a read must still answer.
             return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class CommandResponse(FastJSONResponse):
+    """A command's answer; `attempts` (1 unless the command retried after a conflict) is counted
+    by the metrics (api/metrics.py `counted`)."""
+
+    def __init__(self, content: Any, attempts: int, status_code: int, headers: dict[str, str]) -> None:
+        super().__init__(content, status_code=status_code, headers=headers)
+        self.attempts = attempts
 
 
 def public(row: ProfileRow) -> dict[str, Any]:
@@ -62,15 +71,21 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def profile_response(
-    row: ProfileRow, status: int = 200, position: int | None = None, location: bool = False
-) -> JSONResponse:
+def _profile_headers(row: ProfileRow, position: int | None, location: bool) -> dict[str, str]:
     headers = {"ETag": etag(row.version)}
     if position is not None:
         headers["X-Position"] = str(position)
     if location:
         headers["Location"] = f"/v1/profiles/{row.id}"
-    return FastJSONResponse(public(row), status_code=status, headers=headers)
+    return headers
+
+
+def profile_response(
+    row: ProfileRow, status: int = 200, position: int | None = None, location: bool = False
+) -> JSONResponse:
+    return FastJSONResponse(
+        public(row), status_code=status, headers=_profile_headers(row, position, location)
+    )
 
 
 def wait_for(container: Container, position: int | None) -> None:
@@ -110,10 +125,9 @@ def command_response(
             headers={"X-Position": str(outcome.position), "Location": f"/v1/profiles/{outcome.profile_id}"},
         )
     if row is None:
-        raise Problem(404, "not-found", "Not found", f"no profile {outcome.profile_id}")
-    response = profile_response(row, status, outcome.position, location)
-    response.attempts = outcome.attempts  # type: ignore[attr-defined]  # read by the metrics
-    return response
+        raise not_found(f"no profile {outcome.profile_id}")
+    headers = _profile_headers(row, outcome.position, location)
+    return CommandResponse(public(row), outcome.attempts, status, headers)
 
 
 def encode_cursor(row: ProfileRow) -> str:
@@ -127,12 +141,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         created, _, profile_id = raw.partition("|")
         return datetime.fromisoformat(created), UUID(profile_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            "cursor is not one this API returned",
-            errors=[{"field": "cursor", "reason": "is not one this API returned"}],
+        raise invalid(
+            "cursor", "is not one this API returned", "cursor is not one this API returned"
         ) from None
 
 

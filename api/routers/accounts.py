@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ContainerDep, PrincipalDep, a_role, scope_of
 from api.openapi import problems
-from api.problems import Problem
+from api.problems import Problem, invalid
 from api.schemas import AccountPage
 from infrastructure.account_directory import AccountDirectory, AccountSummary
 
@@ -32,12 +32,8 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         )
         return datetime.fromisoformat(created), str(UUID(account_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            "cursor is not one this API returned",
-            errors=[{"field": "cursor", "reason": "is not one this API returned"}],
+        raise invalid(
+            "cursor", "is not one this API returned", "cursor is not one this API returned"
         ) from None
 
 
@@ -62,7 +58,7 @@ def list_accounts(
     limit: Annotated[int, Query(ge=1, le=200, description="accounts per page")] = 50,
 ) -> JSONResponse:
     if scope_of(principal) is not None:
-        raise Problem(403, "forbidden", "Forbidden", f"{a_role(principal.role)} token cannot list accounts")
+        raise Problem.of("forbidden", f"{a_role(principal.role)} token cannot list accounts")
     rows = AccountDirectory(container.datastore).page(_decode(cursor) if cursor else None, limit + 1)
     items = [
         {

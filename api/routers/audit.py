@@ -13,27 +13,25 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.deps import AccountQuery, ContainerDep, MinPositionDep, PrincipalDep, account_to_read, scope_of
+from api.deps import (
+    AccountQuery,
+    ContainerDep,
+    MinPositionDep,
+    PrincipalDep,
+    account_to_read,
+    scope_of,
+    timeline_for,
+)
 from api.openapi import problems
-from api.problems import Problem
+from api.problems import invalid
 from api.responses import wait_for
 from api.schemas import DefaultTimeline, HistoryPage
 from infrastructure.account_directory import AccountDirectory
-from infrastructure.accounts import Principal
-from infrastructure.audit import ProfileRef, export_entry
+from infrastructure.audit import export_entry
 from infrastructure.container import Container
 
 history_router = APIRouter(prefix="/v1/profiles", tags=["audit"])
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-
-def timeline_for(container: Container, principal: Principal, profile_id: UUID) -> ProfileRef:
-    """The profile if the principal may read it; 404 otherwise."""
-    ref = container.audit.timeline(profile_id)
-    scope = scope_of(principal)
-    if ref is None or (scope is not None and ref.account_id != scope):
-        raise Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
-    return ref
 
 
 _CURSOR = re.compile(r"^after:(\d{1,18})$")
@@ -55,13 +53,7 @@ def decode_cursor(cursor: str | None) -> int:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         match = None
     if match is None:
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            "cursor is not one this API returned",
-            errors=[{"field": "cursor", "reason": "is not one this API returned"}],
-        )
+        raise invalid("cursor", "is not one this API returned", "cursor is not one this API returned")
     return int(match.group(1))
 
 
@@ -186,4 +178,4 @@ def export_events(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-__all__: list[Any] = ["history_router", "router", "timeline_for"]
+__all__: list[Any] = ["history_router", "router"]

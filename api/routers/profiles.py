@@ -23,6 +23,7 @@ from api.deps import (
     PrincipalDep,
     account_to_read,
     scope_of,
+    timeline_for,
 )
 from api.idempotency import idempotent
 from api.metrics import counted
@@ -34,7 +35,7 @@ from api.openapi import (
     problems,
     profile_ok,
 )
-from api.problems import Problem
+from api.problems import Problem, invalid, not_found
 from api.responses import (
     FastJSONResponse,
     command_response,
@@ -46,7 +47,6 @@ from api.responses import (
     wait_for,
     wait_until,
 )
-from api.routers.audit import timeline_for
 from api.schemas import (
     ArchiveRequest,
     DefaultRequest,
@@ -97,7 +97,7 @@ def _once(
 
 
 def _not_found(profile_id: UUID) -> Problem:
-    return Problem(404, "not-found", "Not found", f"no profile {profile_id} in this account")
+    return not_found(f"no profile {profile_id} in this account")
 
 
 @router.post(
@@ -204,7 +204,7 @@ async def get_default(
     # names the roster version of the default shown.
     row, roster_version = await queries.default_and_roster_version(account, roster_id(account))
     if row is None:
-        raise Problem(404, "no-default", "No default profile", "this account has no active profile")
+        raise Problem.of("no-default", "this account has no active profile")
     response = profile_response(row)
     response.headers["ETag"] = etag(roster_version)
     return response
@@ -283,25 +283,15 @@ def _as_it_was(
     as_of: datetime | None,
 ) -> JSONResponse:
     if version is not None and as_of is not None:
-        raise _invalid("as_of", "give either version or as_of, not both")
+        raise invalid("as_of", "give either version or as_of, not both")
     if as_of is not None and as_of.tzinfo is None:
-        raise _invalid("as_of", "must be an RFC 3339 time with a UTC offset")
+        raise invalid("as_of", "must be an RFC 3339 time with a UTC offset")
     timeline = timeline_for(container, principal, profile_id)
     state = container.audit.as_it_was(timeline, version=version, as_of=as_of)
     if state is None:
         when = f"version {version}" if version is not None else f"{as_of.isoformat()}"  # type: ignore[union-attr]
-        raise Problem(404, "not-found", "Not found", f"profile {profile_id} did not exist at {when}")
+        raise not_found(f"profile {profile_id} did not exist at {when}")
     return JSONResponse(state, headers={"ETag": f'"{state["version"]}"'})
-
-
-def _invalid(field: str, reason: str) -> Problem:
-    return Problem(
-        422,
-        "validation",
-        "Invalid request",
-        f"{field}: {reason}",
-        errors=[{"field": field, "reason": reason}],
-    )
 
 
 @router.patch(

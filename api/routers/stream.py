@@ -36,7 +36,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContainerDep, get_principal
-from api.problems import Problem
+from api.problems import invalid
 from api.responses import public
 from infrastructure.accounts import Principal
 from infrastructure.change_feed import ChangeFeed, Subscription
@@ -66,12 +66,8 @@ def _resume_position(header: str | None, query: int | None) -> int:
     if header is None or not header.strip():
         return query or 0
     if not _POSITION.match(header):
-        raise Problem(
-            422,
-            "validation",
-            "Invalid request",
-            "Last-Event-ID must be a position (digits)",
-            errors=[{"field": "Last-Event-ID", "reason": "must be a position (digits)"}],
+        raise invalid(
+            "Last-Event-ID", "must be a position (digits)", "Last-Event-ID must be a position (digits)"
         )
     return int(header)
 

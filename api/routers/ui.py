@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from api.problems import Problem
+from api.problems import not_found
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -34,7 +34,7 @@ def _asset(name: str) -> Response:
     media_type = CONTENT_TYPES.get(name)
     path = STATIC / name
     if media_type is None or not path.is_file():
-        raise Problem(404, "not-found", "Not found", f"no asset {name}")
+        raise not_found(f"no asset {name}")
     return Response(path.read_bytes(), headers={**HEADERS, "Content-Type": media_type})
 
 
@@ -46,5 +46,5 @@ def index() -> Response:
 @router.api_route("/static/{name}", methods=["GET", "HEAD"])
 def static_asset(name: str) -> Response:
     if name == "index.html":
-        raise Problem(404, "not-found", "Not found", f"no asset {name}")
+        raise not_found(f"no asset {name}")
     return _asset(name)

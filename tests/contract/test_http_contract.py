@@ -22,8 +22,7 @@ from httpx import Response
 from psycopg.sql import SQL, Identifier
 
 from api.app import create_app
-from api.openapi import PROBLEM_KINDS
-from api.problems import PROBLEM_TYPES
+from api.problems import KINDS, PROBLEM_TYPES
 from infrastructure.container import Container, build
 from infrastructure.idempotency import TABLE as IDEMPOTENCY_TABLE
 
@@ -57,7 +56,7 @@ def problem(response: Response, status: int, kind: str) -> dict[str, Any]:
     assert response.headers["content-type"].split(";")[0] == PROBLEM, response.headers
     body = response.json()
     assert body["type"] == PROBLEM_TYPES + kind, body
-    assert PROBLEM_KINDS[kind][0] == status == body["status"], body
+    assert KINDS[kind].status == status == body["status"], body
     assert body["title"] and body["detail"], body
     return body  # type: ignore[no-any-return]
 

@@ -152,11 +152,11 @@ def test_non_json_bodies_are_documented_with_their_media_types(document: dict[st
 
 
 def test_every_problem_type_is_listed_with_its_status(document: dict[str, Any]) -> None:
-    from api.openapi import PROBLEM_KINDS
+    from api.problems import KINDS
 
     description = document["info"]["description"]
-    for kind, (status, _) in PROBLEM_KINDS.items():
-        assert f"| `https://racer-profiles.dev/problems/{kind}` | {status} |" in description, kind
+    for kind, known in KINDS.items():
+        assert f"| `https://racer-profiles.dev/problems/{kind}` | {known.status} |" in description, kind
     for kind in (
         "not-found",
         "method-not-allowed",
@@ -164,4 +164,4 @@ def test_every_problem_type_is_listed_with_its_status(document: dict[str, Any]) 
         "unsupported-media-type",
         "validation",
     ):
-        assert kind in PROBLEM_KINDS
+        assert kind in KINDS
