@@ -19,7 +19,7 @@ from api.problems import invalid, not_found, unavailable
 from api.schemas import Accepted, ProfilePublic
 from domain.service import Outcome
 from infrastructure.container import Container
-from projections.rows import ProfileRow
+from projections.rows import ProfileRow, public
 
 
 class FastJSONResponse(JSONResponse):
@@ -42,29 +42,6 @@ class CommandResponse(FastJSONResponse):
     def __init__(self, content: Any, attempts: int, status_code: int, headers: dict[str, str]) -> None:
         super().__init__(content, status_code=status_code, headers=headers)
         self.attempts = attempts
-
-
-def public(row: ProfileRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "details": row.details,
-        "is_default": row.is_default,
-        "archived": row.archived,
-        "vehicles": [
-            {
-                "id": v["id"],
-                "name": v["name"],
-                "vehicle_class": v.get("vehicle_class"),
-                "race_number": v.get("race_number"),
-            }
-            for v in row.vehicles
-        ],
-        "vehicle_count": row.vehicle_count,
-        "version": row.version,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }
 
 
 def etag(version: int) -> str:

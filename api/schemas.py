@@ -9,6 +9,18 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.values import (
+    DETAIL_KEY_MAX,
+    DETAIL_VALUE_MAX,
+    DETAILS_MAX,
+    NAME_MAX,
+    RACE_NUMBER_MAX,
+    REASON_MAX,
+    SAFE_INTEGER,
+    VEHICLE_CLASS_MAX,
+    VEHICLES_MAX,
+)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -16,22 +28,22 @@ class Strict(BaseModel):
 
 # The domain's rules, stated in the document for clients (the domain checks
 # them, after trimming, and answers 422 naming the field).
-NAME_RULES: dict[str, Any] = {"minLength": 1, "maxLength": 80, "pattern": r"\S"}
-CLASS_RULES: dict[str, Any] = {"minLength": 1, "maxLength": 40, "pattern": r"\S"}
-RACE_NUMBER_RULES: dict[str, Any] = {"pattern": r"^[A-Za-z0-9]{1,6}$"}
+NAME_RULES: dict[str, Any] = {"minLength": 1, "maxLength": NAME_MAX, "pattern": r"\S"}
+CLASS_RULES: dict[str, Any] = {"minLength": 1, "maxLength": VEHICLE_CLASS_MAX, "pattern": r"\S"}
+RACE_NUMBER_RULES: dict[str, Any] = {"pattern": rf"^[A-Za-z0-9]{{1,{RACE_NUMBER_MAX}}}$"}
 DETAILS_RULES: dict[str, Any] = {
-    "maxProperties": 20,
-    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": r"\S"},
+    "maxProperties": DETAILS_MAX,
+    "propertyNames": {"minLength": 1, "maxLength": DETAIL_KEY_MAX, "pattern": r"\S"},
 }
-NAME = "1-80 printable characters after trimming"
+NAME = f"1-{NAME_MAX} printable characters after trimming"
 
 # Why the change was made, recorded on its events (wins over X-Reason).
 Reason = Annotated[
     str | None,
     Field(
-        max_length=500,
+        max_length=REASON_MAX,
         description=(
-            "why (recorded on the events; wins over X-Reason): up to 500 characters after trimming,"
+            f"why (recorded on the events; wins over X-Reason): up to {REASON_MAX} characters after trimming,"
             " no control, bidi or line-break characters; blank means none"
         ),
     ),
@@ -42,13 +54,13 @@ class VehicleFields(Strict):
     name: str = Field(description=NAME, examples=["Rotax Max"], json_schema_extra=NAME_RULES)
     vehicle_class: str | None = Field(
         default=None,
-        description="up to 40 printable characters",
+        description=f"up to {VEHICLE_CLASS_MAX} printable characters",
         examples=["Junior"],
         json_schema_extra=CLASS_RULES,
     )
     race_number: str | None = Field(
         default=None,
-        description="1-6 ASCII letters or digits",
+        description=f"1-{RACE_NUMBER_MAX} ASCII letters or digits",
         examples=["07"],
         json_schema_extra=RACE_NUMBER_RULES,
     )
@@ -63,10 +75,14 @@ class VehicleUpdate(Strict):
 
     name: str | None = Field(default=None, description=NAME, json_schema_extra=NAME_RULES)
     vehicle_class: str | None = Field(
-        default=None, description="up to 40 printable characters", json_schema_extra=CLASS_RULES
+        default=None,
+        description=f"up to {VEHICLE_CLASS_MAX} printable characters",
+        json_schema_extra=CLASS_RULES,
     )
     race_number: str | None = Field(
-        default=None, description="1-6 ASCII letters or digits", json_schema_extra=RACE_NUMBER_RULES
+        default=None,
+        description=f"1-{RACE_NUMBER_MAX} ASCII letters or digits",
+        json_schema_extra=RACE_NUMBER_RULES,
     )
     reason: Reason = None
 
@@ -94,12 +110,12 @@ class ProfileCreate(Strict):
     )
 
     name: str = Field(description=NAME, examples=["Alex Junior"], json_schema_extra=NAME_RULES)
-    vehicles: list[VehicleFields] = Field(default_factory=list, max_length=50)
+    vehicles: list[VehicleFields] = Field(default_factory=list, max_length=VEHICLES_MAX)
     details: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict,
         description=(
-            "up to 20 free-form entries: keys up to 40 characters, text up to 200,"
-            " numbers within ±9007199254740991 (2^53-1)"
+            f"up to {DETAILS_MAX} free-form entries: keys up to {DETAIL_KEY_MAX} characters, text up to"
+            f" {DETAIL_VALUE_MAX}, numbers within ±{SAFE_INTEGER} (2^53-1)"
         ),
         examples=[{"club": "Karting North", "weight_kg": 42.5}],
         json_schema_extra=DETAILS_RULES,

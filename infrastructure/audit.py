@@ -19,6 +19,7 @@ from domain.roster import roster_id
 from domain.service import ProfilesService
 from infrastructure.event_log import EventLog, LoggedEvent
 from infrastructure.profiles_sql import TABLE, account_events_table, history_table
+from projections.rows import public, replayed_row
 
 METADATA = {
     "originator_id",
@@ -302,15 +303,4 @@ def _joined(earlier: tuple[LoggedEvent, Any], later: tuple[LoggedEvent, Any], re
 
 
 def profile_state(profile: RacerProfile, is_default: bool) -> dict[str, Any]:
-    return {
-        "id": str(profile.id),
-        "name": profile.name,
-        "details": profile.details,
-        "is_default": is_default,
-        "archived": profile.archived,
-        "vehicles": [dict(v) for v in profile.vehicles],
-        "vehicle_count": len(profile.vehicles),
-        "version": profile.version,
-        "created_at": profile.created_on.isoformat(),
-        "updated_at": profile.modified_on.isoformat(),
-    }
+    return public(replayed_row(profile, is_default))

@@ -10,12 +10,9 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
 
 from infrastructure.profiles_sql import TABLE
-from projections.rows import ProfileRow
+from projections.rows import COLUMN_NAMES, ProfileRow
 
-COLUMNS = SQL(
-    "id, account_id, name, details, vehicles, vehicle_count, archived, is_default,"
-    " version, created_at, updated_at, position"
-)
+COLUMNS = SQL(", ").join(map(Identifier, COLUMN_NAMES))
 
 
 def _row(record: dict[str, Any]) -> ProfileRow:

@@ -5,6 +5,7 @@ table with the same code the live view uses."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import lru_cache, singledispatch
 from typing import Any
 
@@ -13,6 +14,9 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from infrastructure.jsonb_values import jsonb
 from projections.rows import (
+    COLUMNS,
+    JSONB,
+    UPDATABLE,
     AddVehicle,
     ChangeDefault,
     ChangeVehicle,
@@ -40,34 +44,37 @@ def rosters_table(table: str) -> str:
     return f"{table}_rosters"
 
 
+# Index names, by what they hold (a rebuilt table's indexes are renamed with it).
+INDEXES = ("one_default", "account_order")
+
+
+def index_name(table: str, index: str) -> str:
+    return f"{table}_{index}"
+
+
 def ddl(schema: str, table: str) -> list[Composed]:
+    """The table from ProfileRow's columns; columns added since a table was made are added to it."""
     t = SQL("{}.{}").format(Identifier(schema), Identifier(table))
+    definitions = SQL(", ").join(
+        SQL("{} ").format(Identifier(c.name)) + SQL(c.metadata["sql"]) for c in COLUMNS
+    )
+    upgrades = [
+        SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} ").format(t=t, c=Identifier(c.name))
+        + SQL(c.metadata["sql"])
+        for c in COLUMNS
+        # Only a column with a default or nullable can be added to a table that has rows.
+        if "DEFAULT" in c.metadata["sql"] or "NOT NULL" not in c.metadata["sql"]
+    ]
+    one_default, account_order = (Identifier(index_name(table, i)) for i in INDEXES)
     return [
-        SQL(
-            "CREATE TABLE IF NOT EXISTS {t} ("
-            " id uuid PRIMARY KEY,"
-            " account_id text NOT NULL,"
-            " name text NOT NULL,"
-            " details jsonb NOT NULL DEFAULT '{{}}'::jsonb,"
-            " vehicles jsonb NOT NULL DEFAULT '[]'::jsonb,"
-            " vehicle_count integer NOT NULL DEFAULT 0,"
-            " archived boolean NOT NULL DEFAULT false,"
-            " is_default boolean NOT NULL DEFAULT false,"
-            " version integer NOT NULL,"
-            " created_at timestamptz NOT NULL,"
-            " updated_at timestamptz NOT NULL,"
-            " position bigint NOT NULL)"
-        ).format(t=t),
-        # Upgrades a table made before profiles had details.
-        SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '{{}}'::jsonb").format(
-            t=t
-        ),
+        SQL("CREATE TABLE IF NOT EXISTS {t} (").format(t=t) + definitions + SQL(")"),
+        *upgrades,
         # The read table can never hold two defaults for one account.
         SQL("CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default").format(
-            i=Identifier(f"{table}_one_default"), t=t
+            i=one_default, t=t
         ),
         SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
-            i=Identifier(f"{table}_account_order"), t=t
+            i=account_order, t=t
         ),
         *_audit_index_ddl(schema, table),
     ]
@@ -139,6 +146,7 @@ def _text(table: Table, template: str, columns: tuple[str, ...] = ()) -> str:
             a=SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(name))),
             r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(name))),
             sets=sets,
+            columns=SQL(", ").join(map(Identifier, columns)),
         )
         .as_string()
     )
@@ -149,43 +157,42 @@ def _statement(change: object, table: Table, position: int) -> tuple[list[str], 
     raise TypeError(f"unknown row change {change!r}")
 
 
+def _value(column: str, value: Any) -> Any:
+    return jsonb(value) if column in JSONB else value
+
+
 @_statement.register
 def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    # Every field of InsertProfile is the column of its name (profile_id is id); archived and
+    # is_default start at their defaults.
+    values = {("id" if f.name == "profile_id" else f.name): getattr(c, f.name) for f in fields(c)}
+    values.update(vehicle_count=len(c.vehicles), updated_at=c.created_at, position=position)
+    columns = tuple(values)
     sql = _text(
         table,
-        "INSERT INTO {t} (id, account_id, name, details, vehicles, vehicle_count, archived,"
-        " is_default, version, created_at, updated_at, position)"
-        " VALUES (%s, %s, %s, %s, %s, %s, false, false, %s, %s, %s, %s)",
+        "INSERT INTO {t} ({columns}) VALUES (" + ", ".join(["%s"] * len(columns)) + ")",
+        columns,
     )
-    args = (
-        c.profile_id,
-        c.account_id,
-        c.name,
-        jsonb(c.details),
-        jsonb(c.vehicles),
-        len(c.vehicles),
-        c.version,
-        c.created_at,
-        c.created_at,
-        position,
-    )
-    return [sql], [args]
-
-
-_UPDATABLE = {"name", "archived"}
+    return [sql], [tuple(_value(col, values[col]) for col in columns)]
 
 
 @_statement.register
 def _(c: UpdateProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
     columns = sorted(c.columns)
-    if not set(columns) <= _UPDATABLE:
+    if not set(columns) <= UPDATABLE:
         raise ValueError(f"cannot update columns {columns}")
     sql = _text(
         table,
         "UPDATE {t} SET {sets}version = %s, updated_at = %s, position = %s WHERE id = %s",
         tuple(columns),
     )
-    args = (*[c.columns[col] for col in columns], c.version, c.updated_at, position, c.profile_id)
+    args = (
+        *[_value(col, c.columns[col]) for col in columns],
+        c.version,
+        c.updated_at,
+        position,
+        c.profile_id,
+    )
     return [sql], [args]
 
 

@@ -14,6 +14,7 @@ from domain.profile import RacerProfile
 from domain.roster import Roster
 from infrastructure.chain_check import chain_problems
 from infrastructure.container import Container
+from projections.rows import REPLAYED, replayed_row
 
 
 def _aggregate_ids(container: Container) -> dict[str, list[UUID]]:
@@ -34,16 +35,8 @@ def expected_rows(container: Container) -> dict[UUID, dict[str, Any]]:
     for profile_id in ids[get_topic(RacerProfile.Created)]:
         p: RacerProfile = container.app.repository.get(profile_id)
         roster = rosters.get(p.account_id)
-        rows[p.id] = {
-            "account_id": p.account_id,
-            "name": p.name,
-            "details": p.details,
-            "vehicles": p.vehicles,
-            "vehicle_count": len(p.vehicles),
-            "archived": p.archived,
-            "is_default": roster is not None and roster.default == str(p.id),
-            "version": p.version,
-        }
+        row = replayed_row(p, is_default=roster is not None and roster.default == str(p.id))
+        rows[p.id] = {column: getattr(row, column) for column in REPLAYED}
     return rows
 
 

@@ -6,7 +6,7 @@ transaction with the event's tracking record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -92,19 +92,70 @@ RowChange = (
 )
 
 
+def column(sql: str, *, public: bool = True, replayed: bool = True, updatable: bool = False) -> Any:
+    """A column of racer_profiles: its SQL type, whether the public JSON shows it, whether verify
+    compares it with the profile replayed from its events, and whether UpdateProfile may set it."""
+    return field(metadata={"sql": sql, "public": public, "replayed": replayed, "updatable": updatable})
+
+
+# The public JSON of a vehicle (api/schemas.py VehiclePublic).
+VEHICLE_FIELDS = ("id", "name", "vehicle_class", "race_number")
+
+
 @dataclass(frozen=True)
 class ProfileRow:
-    """One row of racer_profiles, as queries return it."""
+    """One row of racer_profiles: the one definition of a profile's read shape. The table's DDL,
+    INSERT and UPDATE statements and the read queries (infrastructure/profiles_sql.py,
+    profile_queries.py), the public JSON (`public`), the audit state and verify's expected rows
+    (`replayed_row`) all derive from these fields. A new column with the aggregate's attribute of
+    the same name needs nothing more here."""
 
-    id: UUID
-    account_id: str
-    name: str
-    details: dict[str, Any]
-    vehicles: list[dict[str, Any]]
-    vehicle_count: int
-    archived: bool
-    is_default: bool
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    position: int
+    id: UUID = column("uuid PRIMARY KEY", replayed=False)
+    account_id: str = column("text NOT NULL", public=False)
+    name: str = column("text NOT NULL", updatable=True)
+    details: dict[str, Any] = column("jsonb NOT NULL DEFAULT '{}'::jsonb")
+    vehicles: list[dict[str, Any]] = column("jsonb NOT NULL DEFAULT '[]'::jsonb")
+    vehicle_count: int = column("integer NOT NULL DEFAULT 0")
+    archived: bool = column("boolean NOT NULL DEFAULT false", updatable=True)
+    is_default: bool = column("boolean NOT NULL DEFAULT false")
+    version: int = column("integer NOT NULL")
+    created_at: datetime = column("timestamptz NOT NULL", replayed=False)
+    updated_at: datetime = column("timestamptz NOT NULL", replayed=False)
+    position: int = column("bigint NOT NULL", public=False, replayed=False)
+
+
+COLUMNS: tuple[Field[Any], ...] = fields(ProfileRow)
+COLUMN_NAMES = tuple(c.name for c in COLUMNS)
+UPDATABLE = frozenset(c.name for c in COLUMNS if c.metadata["updatable"])
+REPLAYED = tuple(c.name for c in COLUMNS if c.metadata["replayed"])
+JSONB = frozenset(c.name for c in COLUMNS if c.metadata["sql"].startswith("jsonb"))
+# Columns the read side computes; every other column is the aggregate's attribute of that name.
+_DERIVED = {"vehicle_count", "is_default", "updated_at", "position"}
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def public(row: ProfileRow) -> dict[str, Any]:
+    """The profile as the API shows it (ProfilePublic)."""
+    body = {c.name: _wire(getattr(row, c.name)) for c in COLUMNS if c.metadata["public"]}
+    body["vehicles"] = [{k: v.get(k) for k in VEHICLE_FIELDS} for v in row.vehicles]
+    return body
+
+
+def replayed_row(profile: Any, is_default: bool, position: int = 0) -> ProfileRow:
+    """The row a profile aggregate (replayed from its events) should have in the table."""
+    values = {name: getattr(profile, name) for name in COLUMN_NAMES if name not in _DERIVED}
+    values["vehicles"] = [dict(v) for v in profile.vehicles]
+    return ProfileRow(
+        **values,
+        vehicle_count=len(profile.vehicles),
+        is_default=is_default,
+        updated_at=profile.modified_on,
+        position=position,
+    )
