@@ -207,6 +207,27 @@ def accounts_create(
         container.close()
 
 
+class _ProgressBar:
+    """typer's progress bar behind the Progress protocol of infrastructure/rebuild.py."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def start(self, total: int) -> None:
+        self.bar = typer.progressbar(length=total, label=self.label).__enter__()
+
+    def advance(self, steps: int) -> None:
+        self.bar.update(steps)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 @cli.command()
 def rebuild() -> None:
     """Replays every event into a fresh read table and swaps it in."""
@@ -214,7 +235,8 @@ def rebuild() -> None:
 
     container = _container()
     try:
-        count = rebuild_read_table(container, progress=True)
+        with _ProgressBar("replaying events") as bar:
+            count = rebuild_read_table(container, progress=bar)
     except RebuildStopped as e:
         raise fail(str(e)) from None
     finally:

@@ -64,6 +64,27 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             Identifier(datastore.schema), Identifier(TRACKING_TABLE)
         )
 
+    def record_position(self, curs: Any, application_name: str, position: int) -> None:
+        """Records position as applied in curs's transaction (the library's tracking insert):
+        for a skip, or for a rebuilt table that has no tracking row yet."""
+        self._insert_tracking(curs, Tracking(application_name, position))
+
+    def lock_position(self, curs: Any, application_name: str) -> int | None:
+        """The applied position, its tracking row locked until curs's transaction ends: the
+        runner's next transaction waits (None when there is no row)."""
+        curs.execute(SQL("{} FOR UPDATE").format(self._head_statement), (application_name,))
+        row = curs.fetchone()
+        return int(row["notification_id"]) if row else None
+
+    def move_position(self, curs: Any, application_name: str, position: int) -> None:
+        """Sets the applied position in curs's transaction (a rebuild that got further)."""
+        curs.execute(
+            SQL("UPDATE {}.{} SET notification_id = %s WHERE application_name = %s").format(
+                Identifier(self.datastore.schema), Identifier(TRACKING_TABLE)
+            ),
+            (position, application_name),
+        )
+
     def apply(self, changes: Sequence[RowChange], tracking: Tracking) -> None:
         self.apply_batch(tracking.application_name, [(tracking.notification_id, changes)])
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
@@ -82,7 +81,7 @@ class ProjectionStatus:
                 + (f" (it stopped at {stop.position})" if stop else f" (it has applied up to {applied})")
             )
         with self.datastore.transaction(commit=True) as curs:
-            view._insert_tracking(curs, Tracking(app_name, position))
+            view.record_position(curs, app_name, position)
             curs.execute(
                 SQL("INSERT INTO {} (position, error, skipped_by) VALUES (%s, %s, %s)").format(self.skips),
                 (position, stop.error, who),

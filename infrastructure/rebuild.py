@@ -6,25 +6,24 @@ applied to the old table after the catch-up and before the rename."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
-import typer
-from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.container import Container
 from infrastructure.profiles_sql import (
     AUDIT_INDEXES,
+    INDEXES,
     TABLE,
     RowWriter,
     account_events_table,
     ddl,
     history_table,
+    index_name,
     rosters_table,
 )
-from infrastructure.profiles_view import TRACKING_TABLE
 from projections.profiles import changes_for
 
 NEXT_TABLE = f"{TABLE}_next"
@@ -45,6 +44,14 @@ class RebuildStopped(Exception):
 BATCH = 1000
 
 
+class Progress(Protocol):
+    """Told the number of events to replay, then each step (the CLI shows a bar)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, steps: int) -> None: ...
+
+
 def _notifications(container: Container, after: int, stop: int | None) -> Iterator[Notification]:
     recorder = container.app.recorder
     while True:
@@ -56,7 +63,12 @@ def _notifications(container: Container, after: int, stop: int | None) -> Iterat
 
 
 def _replay(
-    container: Container, curs: Any, writer: RowWriter, after: int, stop: int | None, bar: Any = None
+    container: Container,
+    curs: Any,
+    writer: RowWriter,
+    after: int,
+    stop: int | None,
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Applies events in (after, stop] on curs; returns (count, last position)."""
     mapper = container.app.mapper
@@ -71,12 +83,12 @@ def _replay(
             for change in changes:
                 writer.execute(curs, change, notification.id)
             count, last = count + 1, notification.id
-            if bar is not None:
-                bar.update(1)
+            if advance is not None:
+                advance(1)
     return count, last
 
 
-def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
+def rebuild_read_table(container: Container, *, progress: Progress | None = None) -> int:
     datastore = container.datastore
     schema = datastore.schema
     writer = RowWriter(schema, NEXT_TABLE)
@@ -87,41 +99,33 @@ def rebuild_read_table(container: Container, *, progress: bool = False) -> int:
         for statement in ddl(schema, NEXT_TABLE):
             curs.execute(statement)
 
-    bar_cm = (
-        typer.progressbar(length=head, label="replaying events") if progress else contextlib.nullcontext()
-    )
-    with bar_cm as bar:
-        # One transaction per batch keeps memory flat however long the log is.
-        replayed, position = 0, 0
-        while position < head:
-            with datastore.transaction(commit=True) as curs:
-                count, position = _replay(
-                    container, curs, writer, position, min(position + BATCH * 10, head), bar
-                )
-            replayed += count
-            if count == 0:
-                break
+    if progress is not None:
+        progress.start(head)
+    advance = progress.advance if progress is not None else None
+    # One transaction per batch keeps memory flat however long the log is.
+    replayed, position = 0, 0
+    while position < head:
+        with datastore.transaction(commit=True) as curs:
+            count, position = _replay(
+                container, curs, writer, position, min(position + BATCH * 10, head), advance
+            )
+        replayed += count
+        if count == 0:
+            break
 
-    app_name = container.app.name
+    app_name, view = container.app.name, container.view
     with datastore.transaction(commit=True) as curs:
-        tracking = SQL("{}.{}").format(Identifier(schema), Identifier(TRACKING_TABLE))
-        curs.execute(
-            SQL("SELECT notification_id FROM {} WHERE application_name = %s FOR UPDATE").format(tracking),
-            (app_name,),
-        )
-        row = curs.fetchone()
-        live = int(row["notification_id"]) if row else 0
+        recorded = view.lock_position(curs, app_name)
+        live = recorded or 0
         if live > position:
             count, position = _replay(container, curs, writer, position, live)
             replayed += count
         _swap(curs, schema)
-        if row is None:
-            container.view._insert_tracking(curs, Tracking(app_name, position)) if position else None
+        if recorded is None:
+            if position:
+                view.record_position(curs, app_name, position)
         elif position > live:
-            curs.execute(
-                SQL("UPDATE {} SET notification_id = %s WHERE application_name = %s").format(tracking),
-                (position, app_name),
-            )
+            view.move_position(curs, app_name, position)
     return replayed
 
 
@@ -135,9 +139,10 @@ def _swap(curs: Any, schema: str) -> None:
     for live, fresh in zip(_tables(TABLE), _tables(NEXT_TABLE), strict=True):
         curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(s, Identifier(live)))
         curs.execute(SQL("ALTER TABLE {}.{} RENAME TO {}").format(s, Identifier(fresh), Identifier(live)))
-    for suffix in ("one_default", "account_order", "pkey", *AUDIT_INDEXES):
+    # The DDL's indexes and PostgreSQL's name for the primary key's.
+    for index in (*INDEXES, "pkey", *AUDIT_INDEXES):
         curs.execute(
             SQL("ALTER INDEX {}.{} RENAME TO {}").format(
-                s, Identifier(f"{NEXT_TABLE}_{suffix}"), Identifier(f"{TABLE}_{suffix}")
+                s, Identifier(index_name(NEXT_TABLE, index)), Identifier(index_name(TABLE, index))
             )
         )
