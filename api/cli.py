@@ -210,12 +210,12 @@ def accounts_create(
 class _ProgressBar:
     """typer's progress bar behind the Progress protocol of infrastructure/rebuild.py."""
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self, label: str, file: Any = None) -> None:
+        self.label, self.file = label, file
         self.bar: Any = None
 
     def start(self, total: int) -> None:
-        self.bar = typer.progressbar(length=total, label=self.label).__enter__()
+        self.bar = typer.progressbar(length=total, label=self.label, file=self.file).__enter__()
 
     def advance(self, steps: int) -> None:
         self.bar.update(steps)
@@ -286,7 +286,8 @@ def import_legacy_command(
 
     container = _container()
     try:
-        report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=not dry_run)
+        with _ProgressBar("importing", file=sys.stderr) as bar:
+            report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=bar)
     except LegacyImportError as e:
         raise fail(str(e)) from None
     finally:

@@ -13,6 +13,11 @@ Safe and repeatable:
   its vehicles), never half-imported.
 * Writes go through the application service only.
 
+Hostile legacy data: names are printed escaped (format_report), a JSON value
+nested deeper than MAX_NESTING makes its row a bad row, and the tables are
+streamed (infrastructure/legacy_source.py), each row shrunk to what the plan
+needs as it arrives.
+
 Which legacy vehicles were imported is read back from the import's own events:
 the reason of an imported profile's Created event lists its legacy vehicle ids
 ("legacy import: profile 3, vehicles [7, 8]"), and a vehicle added to it later
@@ -21,26 +26,20 @@ by an import says "legacy import: vehicle 12 of profile 3".
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
-import sys
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-import psycopg
-import typer
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
 from domain.errors import ConcurrencyConflict, DomainError, InvalidValue
@@ -57,6 +56,8 @@ from domain.values import (
     vehicle_record,
 )
 from infrastructure.container import Container
+from infrastructure.legacy_source import LegacyReadError, RawJson, read_legacy
+from infrastructure.progress import Progress
 
 ACTOR = "import"
 # Fixed for ever: profile ids derive from it, which is what makes re-runs idempotent.
@@ -168,15 +169,15 @@ def import_legacy(
     account_id: str,
     *,
     dry_run: bool = False,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> ImportReport:
     """Reads the legacy tables, plans the import, and (unless dry_run) writes it.
 
     Raises LegacyImportError before writing anything if the account is not an
     owner account of this store or the legacy database cannot be read."""
     account = _check_account(container, account_id)
-    legacy = _read_legacy(legacy_url)
     report = ImportReport(account_id=account, dry_run=dry_run)
+    legacy = _read_legacy(legacy_url, report)
     _plan(container, account, legacy, report)
     if not dry_run:
         _write(container, account, report, progress)
@@ -211,88 +212,66 @@ def _check_account(container: Container, account_id: str) -> str:
 
 # --- reading the legacy database ----------------------------------------
 
+# The plan's summary of a profile row: its known columns and its details, converted as it streams in.
+_DETAILS = "__details"
+# Longer names are refused anyway (NAME_MAX); the cap only keeps a huge cell from being held.
+_TEXT_CAP = 4096
+# JSON nested deeper than this is refused: parsing or printing it would exhaust the stack.
+MAX_NESTING = 200
+
 
 @dataclass
 class _Legacy:
     profile_columns: list[str]
-    profiles: list[dict[str, Any]]  # ordered by created_at, then id
+    profiles: list[dict[str, Any]]  # summaries, ordered by created_at, then id
     vehicle_columns: list[str] | None  # None: no vehicles table
-    vehicles: list[dict[str, Any]]  # ordered by id
+    vehicles: list[dict[str, Any]]  # the used columns, ordered by id
+    detail_columns: list[str]
+    vehicle_map: dict[str, str]
 
 
-def _read_legacy(url: str) -> _Legacy:
+def _read_legacy(url: str, report: ImportReport) -> _Legacy:
+    shapes: dict[str, Any] = {"details": [], "vehicles": {}}
+
+    def shrink_profile(columns: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        detail_columns = shapes["details"] = _detail_columns(columns, report)
+
+        def shrink(row: dict[str, Any]) -> dict[str, Any]:
+            kept = {c: _capped(row[c]) for c in PROFILE_KNOWN if c in row}
+            kept[_DETAILS] = _details(row, detail_columns)
+            return kept
+
+        return shrink
+
+    def shrink_vehicle(columns: list[str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        vehicle_map = shapes["vehicles"] = _vehicle_columns(columns, report)
+        used = [*VEHICLE_REQUIRED, *vehicle_map.values()]
+        return lambda row: {c: _capped(row[c]) for c in used}
+
     try:
-        params = conninfo_to_dict(url)
-    except psycopg.Error as e:
-        raise LegacyImportError(f"--from is not a PostgreSQL URL: {e}") from None
-    extra = {} if "connect_timeout" in params else {"connect_timeout": "10"}
-    try:
-        conn = psycopg.connect(make_conninfo(url, **extra), row_factory=dict_row)
-    except psycopg.Error as e:
-        raise LegacyImportError(f"cannot connect to the legacy database: {_first_line(e)}") from None
-    try:
-        # Every statement runs in one READ ONLY transaction over one snapshot.
-        conn.read_only = True
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with conn.transaction(force_rollback=True):
-            return _read_tables(conn)
-    except psycopg.Error as e:
-        raise LegacyImportError(f"cannot read the legacy database: {_first_line(e)}") from None
-    finally:
-        conn.close()
-
-
-def _table(conn: psycopg.Connection[Any], name: str) -> tuple[str, list[str]] | None:
-    """(schema, columns in table order) of the table `name` resolves to on the search path."""
-    row = conn.execute(
-        "SELECT n.nspname AS schema, c.oid AS oid FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
-        (name,),
-    ).fetchone()
-    if row is None:
-        return None
-    columns = conn.execute(
-        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
-        " AND NOT attisdropped ORDER BY attnum",
-        (row["oid"],),
-    ).fetchall()
-    return row["schema"], [c["attname"] for c in columns]
-
-
-def _read_tables(conn: psycopg.Connection[Any]) -> _Legacy:
-    for own in ("racer_profiles_tracking", "racerprofiles_events"):
-        if _table(conn, own) is not None:
-            raise LegacyImportError(
-                f"the --from database is a racer-profiles store (it has {own}); "
-                "name the legacy dashboard's database"
-            )
-    found = _table(conn, PROFILES_TABLE)
-    if found is None:
-        raise LegacyImportError(f"the legacy database has no {PROFILES_TABLE} table")
-    schema, profile_columns = found
-    missing = [c for c in PROFILE_REQUIRED if c not in profile_columns]
-    if missing:
-        raise LegacyImportError(f"legacy {PROFILES_TABLE} lacks column(s) {', '.join(missing)}")
-    profiles = conn.execute(
-        SQL("SELECT * FROM {}.{} ORDER BY created_at ASC NULLS LAST, id ASC NULLS LAST").format(
-            Identifier(schema), Identifier(PROFILES_TABLE)
+        tables = read_legacy(
+            url,
+            PROFILES_TABLE,
+            PROFILE_REQUIRED,
+            VEHICLES_TABLE,
+            VEHICLE_REQUIRED,
+            shrink_profile,
+            shrink_vehicle,
         )
-    ).fetchall()
+    except LegacyReadError as e:
+        raise LegacyImportError(escaped(str(e))) from None
+    return _Legacy(
+        tables.profile_columns,
+        tables.profiles,
+        tables.vehicle_columns,
+        tables.vehicles,
+        shapes["details"],
+        shapes["vehicles"],
+    )
 
-    vehicle_columns: list[str] | None = None
-    vehicles: list[dict[str, Any]] = []
-    found = _table(conn, VEHICLES_TABLE)
-    if found is not None:
-        schema, vehicle_columns = found
-        missing = [c for c in VEHICLE_REQUIRED if c not in vehicle_columns]
-        if missing:
-            raise LegacyImportError(f"legacy {VEHICLES_TABLE} lacks column(s) {', '.join(missing)}")
-        vehicles = conn.execute(
-            SQL("SELECT * FROM {}.{} ORDER BY id ASC NULLS LAST").format(
-                Identifier(schema), Identifier(VEHICLES_TABLE)
-            )
-        ).fetchall()
-    return _Legacy(profile_columns, profiles, vehicle_columns, vehicles)
+
+def _capped(value: Any) -> Any:
+    return value[:_TEXT_CAP] if isinstance(value, str) and len(value) > _TEXT_CAP else value
 
 
 # --- planning ------------------------------------------------------------
@@ -306,8 +285,7 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
     report.has_updated_at = "updated_at" in legacy.profile_columns
     report.has_vehicles_table = legacy.vehicle_columns is not None
 
-    detail_columns = _detail_columns(legacy.profile_columns, report)
-    vehicle_map = _vehicle_columns(legacy.vehicle_columns or [], report)
+    vehicle_map = legacy.vehicle_map
 
     bad: dict[str, str] = {}  # legacy profile key -> reason
     profile_keys = Counter(_key(p["id"]) for p in legacy.profiles if p["id"] is not None)
@@ -390,7 +368,9 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
                 records.append(fields)
         if len(own_vehicles) > VEHICLES_MAX:
             problems.append(f"has {len(own_vehicles)} vehicles; at most {VEHICLES_MAX} per profile")
-        details, detail_problem = _details(row, detail_columns, notes)
+        details, detail_problem, row_notes = row[_DETAILS]
+        for note in row_notes:
+            notes[note].append(row["id"])
         if detail_problem:
             problems.append(detail_problem)
         if problems:
@@ -504,18 +484,50 @@ def _optional_text(value: Any) -> str | None:
 
 
 def _details(
-    row: dict[str, Any], columns: Sequence[str], notes: dict[tuple[str, str], list[Any]]
-) -> tuple[dict[str, Any], str | None]:
+    row: dict[str, Any], columns: Sequence[str]
+) -> tuple[dict[str, Any], str | None, list[tuple[str, str]]]:
+    """(details, problem, notes): the row's detail columns as details, or why the row is bad; each
+    note is (column, what had to change)."""
     details: dict[str, Any] = {}
+    notes: list[tuple[str, str]] = []
     for column in columns:
-        value, note = _detail_value(row[column])
+        raw = row[column]
+        if isinstance(raw, str) and not isinstance(raw, RawJson):
+            raw = _capped(raw)  # a detail keeps 200 characters: no need to scan megabytes
+        if isinstance(raw, RawJson):
+            if json_depth(raw) > MAX_NESTING:
+                return {}, f"column {column} holds JSON nested deeper than {MAX_NESTING} levels", notes
+            raw = json.loads(raw)
+        value, note = _detail_value(raw)
         if note:
-            notes[(column, note)].append(row["id"])
+            notes.append((column, note))
         details[column.strip()[:DETAIL_KEY_MAX]] = value
     try:
-        return clean_details(details), None
+        return clean_details(details), None, notes
     except InvalidValue as e:  # not expected after the conversion above
-        return {}, f"{e.field} {e.reason}"
+        return {}, f"{e.field} {e.reason}", notes
+
+
+def json_depth(text: str) -> int:
+    """How deeply a JSON text nests arrays and objects, without parsing it (no recursion)."""
+    depth = deepest = 0
+    in_string = escape = False
+    for ch in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _detail_value(value: Any) -> tuple[Any, str | None]:
@@ -673,67 +685,65 @@ def _vehicle_reason(v: PlannedVehicle) -> str:
 # --- writing -------------------------------------------------------------
 
 
-def _write(container: Container, account: str, report: ImportReport, progress: bool) -> None:
+def _write(container: Container, account: str, report: ImportReport, progress: Progress | None) -> None:
     app = container.app
     roster = app.get_roster(account)
     has_default = roster is not None and roster.default is not None
     total = len(report.to_create) + len(report.to_add)
-    bar_cm: Any = (
-        typer.progressbar(length=total, label="importing", file=sys.stderr)
-        if progress and total
-        else contextlib.nullcontext()
-    )
-    with bar_cm as bar:
-        for p in report.to_create:
-            reason = _profile_reason(p)
-            if not has_default and report.default is not None and report.default.profile_id == p.profile_id:
-                # This profile joins an empty roster and so becomes the default in
-                # the same events: they carry the choice's reason.
-                reason += f"; default: {report.default.reason}"
-                joins_as_default = True
-            else:
-                joins_as_default = False
-            try:
-                app.create_profile(
-                    account,
-                    p.name,
-                    list(p.vehicles),
-                    Cause(ACTOR, reason),
-                    profile_id=p.profile_id,
-                    details=p.details,
-                )
-            except ConcurrencyConflict as e:
-                if not _exists(container, p.profile_id):
-                    raise LegacyImportError(
-                        f"stopped after importing {_n(len(report.created), 'profile')}: {e};"
-                        " run the import again to finish it"
-                    ) from e
-                report.warnings.append(f"profile {_show(p.legacy_id)} was imported meanwhile by another run")
-            except InvalidValue as e:  # validated above; kept as a safety net
-                report.bad_rows.append(BadRow(PROFILES_TABLE, p.legacy_id, f"{e.field} {e.reason}"))
-            else:
-                report.created.append(p.profile_id)
-                report.events_written = True
-                has_default = True
-                if joins_as_default and report.default is not None:
-                    report.default.outcome = "set"
-            if bar is not None:
-                bar.update(1)
-        for v in report.to_add:
-            try:
-                app.add_vehicle(account, v.profile_id, v.fields, Cause(ACTOR, _vehicle_reason(v)))
-            except InvalidValue as e:
-                report.bad_rows.append(BadRow(VEHICLES_TABLE, v.legacy_id, f"{e.field} {e.reason}"))
-            except DomainError as e:
-                report.warnings.append(
-                    f"vehicle {_show(v.legacy_id)} (new since profile {_show(v.legacy_profile_id)}"
-                    f" was imported) not added: {e}"
-                )
-            else:
-                report.vehicles_added += 1
-                report.events_written = True
-            if bar is not None:
-                bar.update(1)
+    if progress is not None and total:
+        progress.start(total)
+    else:
+        progress = None
+    for p in report.to_create:
+        reason = _profile_reason(p)
+        if not has_default and report.default is not None and report.default.profile_id == p.profile_id:
+            # This profile joins an empty roster and so becomes the default in
+            # the same events: they carry the choice's reason.
+            reason += f"; default: {report.default.reason}"
+            joins_as_default = True
+        else:
+            joins_as_default = False
+        try:
+            app.create_profile(
+                account,
+                p.name,
+                list(p.vehicles),
+                Cause(ACTOR, reason),
+                profile_id=p.profile_id,
+                details=p.details,
+            )
+        except ConcurrencyConflict as e:
+            if not _exists(container, p.profile_id):
+                raise LegacyImportError(
+                    f"stopped after importing {_n(len(report.created), 'profile')}: {e};"
+                    " run the import again to finish it"
+                ) from e
+            report.warnings.append(f"profile {_show(p.legacy_id)} was imported meanwhile by another run")
+        except InvalidValue as e:  # validated above; kept as a safety net
+            report.bad_rows.append(BadRow(PROFILES_TABLE, p.legacy_id, f"{e.field} {e.reason}"))
+        else:
+            report.created.append(p.profile_id)
+            report.events_written = True
+            has_default = True
+            if joins_as_default and report.default is not None:
+                report.default.outcome = "set"
+        if progress is not None:
+            progress.advance(1)
+    for v in report.to_add:
+        try:
+            app.add_vehicle(account, v.profile_id, v.fields, Cause(ACTOR, _vehicle_reason(v)))
+        except InvalidValue as e:
+            report.bad_rows.append(BadRow(VEHICLES_TABLE, v.legacy_id, f"{e.field} {e.reason}"))
+        except DomainError as e:
+            report.warnings.append(
+                f"vehicle {_show(v.legacy_id)} (new since profile {_show(v.legacy_profile_id)}"
+                f" was imported) not added: {e}"
+            )
+        else:
+            report.vehicles_added += 1
+            report.events_written = True
+        if progress is not None:
+            progress.advance(1)
 
 
 def _exists(container: Container, profile_id: UUID) -> bool:
@@ -821,7 +831,20 @@ def format_report(report: ImportReport) -> list[str]:
         )
     else:
         lines.append("nothing written: the account is up to date")
-    return lines
+    return [escaped(line) for line in lines]
+
+
+# Control, format (bidi), surrogate, private-use and unassigned characters and line separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def escaped(text: str) -> str:
+    """Text safe for an operator's terminal: every unprintable character as a Python escape
+    (ESC as \\x1b, a bidi override as \\u202e); legacy column names and values reach the report."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNPRINTABLE else ch
+        for ch in text
+    )
 
 
 # --- small helpers -------------------------------------------------------
@@ -853,10 +876,6 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in _TRUE_TEXT
     return bool(value)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _chunks(items: Sequence[UUID], size: int) -> Iterator[list[UUID]]:

@@ -7,7 +7,7 @@ applied to the old table after the catch-up and before the rename."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
@@ -24,6 +24,7 @@ from infrastructure.profiles_sql import (
     index_name,
     rosters_table,
 )
+from infrastructure.progress import Progress
 from projections.profiles import changes_for
 
 NEXT_TABLE = f"{TABLE}_next"
@@ -42,14 +43,6 @@ class RebuildStopped(Exception):
 
 
 BATCH = 1000
-
-
-class Progress(Protocol):
-    """Told the number of events to replay, then each step (the CLI shows a bar)."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, steps: int) -> None: ...
 
 
 def _notifications(container: Container, after: int, stop: int | None) -> Iterator[Notification]:
