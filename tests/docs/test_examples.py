@@ -159,7 +159,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, str]]]:
     """`make run`'s setup in a scratch copy of the checkout: the port, the directory, the environment."""
-    from tests.e2e.conftest import free_port
+    from tests.support.service import free_port
     from tests.e2e.test_embedded_lifecycle import postgres_of, until
 
     work = tmp_path_factory.mktemp("docs")
