@@ -159,8 +159,8 @@ def _env(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, str]]]:
     """`make run`'s setup in a scratch copy of the checkout: the port, the directory, the environment."""
-    from tests.support.service import free_port
     from tests.e2e.test_embedded_lifecycle import postgres_of, until
+    from tests.support.service import free_port
 
     work = tmp_path_factory.mktemp("docs")
     for entry in ROOT.iterdir():
