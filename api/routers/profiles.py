@@ -65,6 +65,7 @@ from infrastructure.container import Container
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 
+
 def _because(cause: Cause, body_reason: str | None) -> Cause:
     """The cause with the body's reason, which wins over X-Reason (checked by the
     rules of names; a blank one leaves X-Reason's)."""

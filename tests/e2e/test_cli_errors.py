@@ -18,7 +18,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from domain.service import Cause
 from infrastructure.container import build
 from infrastructure.settings import Settings
-from tests.e2e.conftest import CLI, ROOT, create_database, drop_database, free_port, service_env
+from tests.support.databases import create_database, drop_database
+from tests.support.service import CLI, ROOT, free_port, service_env
 
 pytestmark = pytest.mark.postgres
 
@@ -75,7 +76,7 @@ def test_an_unreachable_server_and_an_unknown_user_are_one_line(
 def undecodable(pg_server_url: str) -> Iterator[tuple[str, int]]:
     """A database whose first command's last event names a class that does not exist
     (a bad deploy, say), with the events of a second command after it."""
-    url = create_database(pg_server_url)
+    url = create_database(pg_server_url, "rp_e2e")
     container = build(Settings(database_url=url, api_threads=1))
     try:
         position = container.app.create_profile("acct", "Ann", [], Cause("acct")).position
@@ -116,7 +117,7 @@ def test_rebuild_stops_at_an_undecodable_event_naming_it(undecodable: tuple[str,
 
 
 def test_replay_creates_its_target_database(pg_server_url: str, tmp_path: Path) -> None:
-    source = create_database(pg_server_url)
+    source = create_database(pg_server_url, "rp_e2e")
     target = make_conninfo(pg_server_url, dbname=f"rp_replay_{uuid.uuid4().hex[:8]}")
     try:
         container = build(Settings(database_url=source, api_threads=1))
