@@ -71,6 +71,14 @@ class ProjectionStatus:
             row: Any = curs.fetchone()
         return Stop(row["position"], row["error"]) if row else None
 
+    def skipped(self, upto: int) -> int:
+        """How many events up to a position were skipped (`project --skip`): never
+        applied, so neither in the read table nor in the audit index."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("SELECT count(*) AS n FROM {} WHERE position <= %s").format(self.skips), (upto,))
+            row: Any = curs.fetchone()
+        return int(row["n"])
+
     def skip(self, view: PostgresProfilesView, app_name: str, position: int, who: str) -> None:
         """Marks one event as applied without applying it: explicit, and recorded."""
         applied = view.max_tracking_id(app_name) or 0
