@@ -10,6 +10,8 @@ import psycopg
 from eventsourcing.persistence import PersistenceError
 from psycopg_pool import PoolTimeout
 
+from infrastructure.embedded import EmbeddedStartError
+
 EXIT_ERROR = 2
 
 
@@ -30,6 +32,8 @@ def _one_line(text: str) -> str:
 def database_error(error: BaseException) -> str | None:
     """The message for a database failure anywhere in error's chain; None for anything else (a bug)."""
     for e in _chain(error):
+        if isinstance(e, EmbeddedStartError):
+            return _one_line(str(e))
         if isinstance(e, psycopg.OperationalError) and "connection" in str(e).lower():
             message = _one_line(str(e))
             hint = ""

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 
 PACKAGE_HANDLES = ".handle_pids.json"  # the package's own handle list (switched off)
 START_ATTEMPTS = 3
+READY_WAIT = 60.0  # seconds a slow start (pg_ctl gave up) is given to come up before the next attempt
+
+
+class EmbeddedStartError(RuntimeError):
+    """The embedded server did not start: the CLI reports it as one `error:` line."""
+
 
 _owned: list[EmbeddedServer] = []
 _atexit_registered = False
@@ -216,17 +222,37 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
 
 def _start(package: Any, data_dir: Path) -> Any:
     """The package's server handle. It gives `pg_ctl start` 10 s, which a loaded
-    machine can exceed (seen under a parallel test load): the server then
-    usually comes up anyway, and the next attempt finds it running."""
+    machine can exceed (seen under a parallel test load): pg_ctl is killed but the
+    server usually comes up anyway. (The package then reads the server's log to
+    show it, and raises FileNotFoundError when the server has not written one yet.)
+    So a failed attempt waits for that server to be ready, and the next attempt
+    finds it running and uses it."""
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             return package.PostgresServer(data_dir, cleanup_mode=None)
         except (subprocess.SubprocessError, OSError) as e:
             if attempt == START_ATTEMPTS:
-                raise
+                raise EmbeddedStartError(
+                    f"the embedded PostgreSQL in {data_dir} did not start ({type(e).__name__}: {e}); "
+                    f"its log, if it wrote one: {data_dir / 'log'}"
+                ) from e
             log.warning("the embedded PostgreSQL did not start in time (%s); trying again", e)
-            time.sleep(1.0)
+            _wait_ready(package, data_dir, READY_WAIT)
     raise AssertionError("unreachable")
+
+
+def _wait_ready(package: Any, data_dir: Path, timeout: float) -> None:
+    """Until the server of data_dir says it is ready, or timeout; at least a second."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        try:
+            info = package.utils.PostmasterInfo.read_from_pgdata(data_dir)
+        except (OSError, ValueError, IndexError, KeyError):  # postmaster.pid half-written
+            info = None
+        if info is not None and info.status == "ready" and info.is_running():
+            return
+        time.sleep(0.5)
 
 
 def running_url(data_dir: Path) -> str | None:
