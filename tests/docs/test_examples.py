@@ -192,6 +192,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
         assert until(lambda: not postgres_of(data_dir), 10)
 
 
+@pytest.mark.postgres  # its own embedded server, as `make run` starts one
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_examples_run_as_written(path: Path, served: tuple[int, Path, dict[str, str]]) -> None:
     port, work, env = served
