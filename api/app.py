@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from types import SimpleNamespace
 from typing import Any, cast
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 
 from api import openapi, problems
 from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware
+from api.quotas import Quotas
 from api.request_id import RequestIdMiddleware
-from api.routers import accounts, audit, health, profiles, stream, ui
+from api.routers import accounts, admin, audit, health, profiles, stream, tokens, ui
 from infrastructure.async_queries import async_queries_for
 from infrastructure.container import Container
 from infrastructure.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(container: Container) -> FastAPI:
@@ -30,13 +36,20 @@ def create_app(container: Container) -> FastAPI:
         # The hot queries run on this loop, with a pool of its own (api/routers/profiles.py).
         app.state.async_queries = async_queries_for(container.settings, container.queries)
         await app.state.async_queries.open()
+        app.state.ops_limiter = anyio.CapacityLimiter(health.OPS_THREADS)
         container.feed.start()
+        flusher = asyncio.create_task(_flush_last_used(container, app.state.ops_limiter))
         try:
             with stream.streams_end_on_signals(container.feed):
                 yield
         finally:
+            flusher.cancel()
+            with suppress(asyncio.CancelledError):
+                await flusher
             container.feed.stop()
             await app.state.async_queries.close()
+            with suppress(Exception):  # the database may be gone at shutdown
+                await anyio.to_thread.run_sync(container.accounts.flush_last_used)
 
     app = FastAPI(
         title="racer-profiles",
@@ -48,6 +61,7 @@ def create_app(container: Container) -> FastAPI:
     )
     app.state.container = container
     app.state.metrics = Metrics(container)
+    app.state.quotas = Quotas(container.settings)
     settings = container.settings
     app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -86,6 +100,8 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(profiles.router)
     app.include_router(audit.router)
     app.include_router(accounts.router)
+    app.include_router(tokens.router)
+    app.include_router(admin.router)
     return app
 
 
@@ -94,3 +110,13 @@ def offline_document() -> dict[str, Any]:
     # Defaults only (no environment): the document does not depend on the machine.
     stand_in = cast(Container, SimpleNamespace(settings=Settings.model_construct()))
     return create_app(stand_in).openapi()
+
+
+async def _flush_last_used(container: Container, limiter: anyio.CapacityLimiter) -> None:
+    """Writes tokens' `last used` times every TOKEN_LAST_USED_FLUSH_SECONDS."""
+    while True:
+        await asyncio.sleep(container.settings.token_last_used_flush_seconds)
+        try:
+            await anyio.to_thread.run_sync(container.accounts.flush_last_used, limiter=limiter)
+        except Exception as e:  # the database is away: kept for the next flush
+            log.warning("could not write tokens' last-used times: %s", e)

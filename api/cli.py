@@ -15,8 +15,10 @@ import socket
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import typer
 
@@ -30,6 +32,8 @@ from infrastructure.settings import Settings
 cli = typer.Typer(help="racer-profiles: event-sourced racer profiles.", no_args_is_help=True)
 accounts_cli = typer.Typer(help="Accounts and their tokens.", no_args_is_help=True)
 cli.add_typer(accounts_cli, name="accounts")
+tokens_cli = typer.Typer(help="Named tokens: create, list, revoke.", no_args_is_help=True)
+cli.add_typer(tokens_cli, name="tokens")
 
 
 def fail(message: str) -> typer.Exit:
@@ -226,6 +230,111 @@ class _ProgressBar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+def _expiry(expires_in_days: float | None, expires_at: str | None) -> datetime | None:
+    if expires_in_days is not None and expires_at is not None:
+        raise typer.BadParameter("give --expires-in-days or --expires-at, not both")
+    if expires_in_days is not None:
+        if expires_in_days <= 0:
+            raise typer.BadParameter("--expires-in-days must be positive")
+        return datetime.now(UTC) + timedelta(days=expires_in_days)
+    if expires_at is None:
+        return None
+    try:
+        return datetime.fromisoformat(expires_at)
+    except ValueError:
+        raise typer.BadParameter(
+            "--expires-at must be an ISO 8601 time with offset, e.g. 2027-01-31T12:00:00+00:00"
+        ) from None
+
+
+@tokens_cli.command("create")
+def tokens_create(
+    account: str = typer.Option(..., "--account", help="the account id (`accounts create` printed it)"),
+    name: str = typer.Option(..., "--name", help="the device or app that will hold the token"),
+    expires_in_days: float | None = typer.Option(
+        None, "--expires-in-days", help="expires after this many days"
+    ),
+    expires_at: str | None = typer.Option(
+        None, "--expires-at", help="expires at this ISO 8601 time (with offset)"
+    ),
+) -> None:
+    """Issues a named token for an account; printed once, alone on the last line."""
+    from infrastructure.accounts import TokenError
+
+    try:
+        account_id = UUID(account)
+    except ValueError:
+        raise typer.BadParameter(f"--account must be an account id (a UUID), not {account!r}") from None
+    expiry = _expiry(expires_in_days, expires_at)
+    container = _container()
+    try:
+        token = container.accounts.issue(account_id, name, expiry)
+    except TokenError as e:
+        raise fail(str(e)) from None
+    finally:
+        container.close()
+    until = f", expires {token.expires_at.isoformat()}" if token.expires_at else ""
+    typer.echo(f"token {token.token_id} ({token.name}{until}) created; the token (shown once):")
+    typer.echo(token.token)
+
+
+@tokens_cli.command("list")
+def tokens_list(
+    account: str | None = typer.Option(None, "--account", help="only this account's tokens"),
+    include_revoked: bool = typer.Option(False, "--all", help="revoked tokens too"),
+) -> None:
+    """Lists tokens: id, account, name, role, created, last used, expiry (never the secret)."""
+    if account is not None:
+        try:
+            UUID(account)
+        except ValueError:
+            raise typer.BadParameter(f"--account must be an account id (a UUID), not {account!r}") from None
+    container = _container()
+    try:
+        infos = container.accounts.tokens(account, include_revoked=include_revoked)
+    finally:
+        container.close()
+
+    def when(value: datetime | None, never: str = "-") -> str:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else never
+
+    rows = [("ID", "ACCOUNT", "NAME", "ROLE", "CREATED", "LAST USED", "EXPIRES", "REVOKED")]
+    rows += [
+        (
+            i.token_id,
+            str(i.account_id),
+            i.name,
+            i.role,
+            when(i.created_at),
+            when(i.last_used_at, "never"),
+            when(i.expires_at, "never"),
+            when(i.revoked_at),
+        )
+        for i in infos
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@tokens_cli.command("revoke")
+def tokens_revoke(
+    token: str = typer.Argument(..., help="the token's id (from `tokens list`) or the whole token"),
+) -> None:
+    """Revokes a token: every running API process refuses it within a second and ends its streams."""
+    from infrastructure.accounts import token_id_of
+
+    token_id = token_id_of(token)
+    container = _container()
+    try:
+        revoked = container.accounts.revoke(token_id)
+    finally:
+        container.close()
+    if not revoked:
+        raise fail(f"no live token {token_id}")
+    typer.echo(f"token {token_id} revoked")
 
 
 @cli.command()

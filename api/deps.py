@@ -11,6 +11,7 @@ import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
 
 from api.problems import Problem, invalid, not_found
+from api.responses import wait_until
 from domain.errors import InvalidValue
 from domain.service import Cause
 from domain.values import clean_reason
@@ -36,7 +37,7 @@ async def get_async_queries(request: Request) -> AsyncProfileQueries:
 
 AsyncQueriesDep = Annotated[AsyncProfileQueries, Depends(get_async_queries)]
 
-_UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
+UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="racer-profiles"'}
 
 
 async def get_principal(
@@ -45,15 +46,15 @@ async def get_principal(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     if not authorization:
-        raise Problem.of("unauthorized", "missing bearer token", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "missing bearer token", UNAUTHORIZED)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem.of("unauthorized", "expected 'Bearer <token>'", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "expected 'Bearer <token>'", UNAUTHORIZED)
     principal = container.accounts.cached(token.strip())
     if principal is None:  # not cached: the lookup blocks, so it runs in a thread
         principal = await anyio.to_thread.run_sync(container.accounts.authenticate, token.strip())
     if principal is None:
-        raise Problem.of("unauthorized", "invalid token", _UNAUTHORIZED)
+        raise Problem.of("unauthorized", "invalid token", UNAUTHORIZED)
     request.state.account_id = principal.account_id  # for the access log
     return principal
 
@@ -125,15 +126,21 @@ async def parse_if_match(
 IfMatchDep = Annotated[int | None, Depends(parse_if_match)]
 
 
-async def parse_min_position(
+async def wait_for_min_position(
+    request: Request,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    queries: AsyncQueriesDep,
     x_min_position: Annotated[
         int | None, Header(ge=0, description="wait until the read table reaches this position")
     ] = None,
 ) -> int | None:
+    """Waits (on the event loop) until the read table shows x_min_position; see wait_until."""
+    await wait_until(container, queries, request.app.state.quotas, principal.token_id, x_min_position)
     return x_min_position
 
 
-MinPositionDep = Annotated[int | None, Depends(parse_min_position)]
+MinPositionDep = Annotated[int | None, Depends(wait_for_min_position)]
 
 
 async def parse_reason(

@@ -105,6 +105,17 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "content-too-large": ("request bodies are limited to 65536 bytes", {}),
     "unsupported-media-type": ("request bodies must be application/json", {}),
     "unavailable": ("the read table has not reached position 1042 yet", {}),
+    "position-ahead": (
+        "X-Min-Position 99999 is past the event log's head (1042): no write has it yet",
+        {
+            "errors": [{"field": "X-Min-Position", "reason": "is past the event log's head (1042)"}],
+            "head": 1042,
+        },
+    ),
+    "too-many-requests": (
+        "this token already has 4 requests waiting for a position (MAX_WAITS_PER_TOKEN)",
+        {},
+    ),
 }
 
 _DESCRIPTIONS = {
@@ -120,8 +131,12 @@ _DESCRIPTIONS = {
     415: "The body is not application/json.",
     422: (
         "Invalid input (malformed JSON, an unknown or wrongly typed field, a bad UUID in the path, an"
-        " out-of-range query parameter or header, an Idempotency-Key reused with another body);"
-        " `errors` lists each field and reason."
+        " out-of-range query parameter or header, an Idempotency-Key reused with another body, an"
+        " X-Min-Position past the event log's head); `errors` lists each field and reason."
+    ),
+    429: (
+        "This token already has as many X-Min-Position waits (MAX_WAITS_PER_TOKEN) open as allowed;"
+        " retry after Retry-After seconds."
     ),
     503: "The database or the read table did not answer in time; retry after Retry-After seconds.",
 }
@@ -134,7 +149,8 @@ _KINDS_BY_STATUS = {
     412: ["precondition-failed"],
     413: ["content-too-large"],
     415: ["unsupported-media-type"],
-    422: ["validation"],
+    422: ["validation", "position-ahead"],
+    429: ["too-many-requests"],
     503: ["unavailable"],
 }
 
@@ -160,6 +176,7 @@ RESPONSE_NAMES = {
     413: "ContentTooLarge",
     415: "UnsupportedMediaType",
     422: "InvalidRequest",
+    429: "TooManyRequests",
     503: "Unavailable",
 }
 RESPONSES_REF = "#/components/responses/"
@@ -180,6 +197,8 @@ def problem_response(status: int, description: str | None = None) -> dict[str, A
         response["headers"] = header("WWW-Authenticate", required=True)
     if status in (409, 503):
         response["headers"] = header("Retry-After")
+    if status == 429:
+        response["headers"] = header("Retry-After", required=True)
     return response
 
 
@@ -365,7 +384,10 @@ HEADERS_GUIDE = """
 - `Idempotency-Key` on every command (POST, PUT, PATCH, DELETE): see the parameter.
 - `X-Request-ID` (echoed; recorded on events), `X-Reason` (why; recorded on events; ASCII, with
   other characters as percent-encoded UTF-8, e.g. `caf%C3%A9`; raw non-ASCII bytes are refused, 422),
-  `X-Min-Position` (queries wait until the read table reaches it; 503 with Retry-After otherwise).
+  `X-Min-Position` (queries wait until the read table reaches it, at most WAIT_TIMEOUT, then 503 with
+  Retry-After; a position past the event log's head is refused at once with 422 `position-ahead`;
+  at most MAX_WAITS_PER_TOKEN waits per token at once, more are 429 with Retry-After).
+- Limits: 429 `too-many-requests` and 503 `unavailable` always carry `Retry-After` (seconds).
 - Commands answer from the read table once it shows the change, with its position in `X-Position`;
   should the read table lag past WAIT_TIMEOUT, the stored change answers 202 with `Accepted`.
 - Lists page with an opaque `cursor` and `limit` (1-200); the response's `next_cursor` is null on
@@ -419,7 +441,7 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
             _constrain(parameter["schema"], canonical[1])
     if (
         method in COMMAND_METHODS
-        and path.startswith("/v1/")
+        and path.startswith("/v1/profiles")
         and not any(p["name"] == IDEMPOTENCY_KEY["name"] for p in parameters)
     ):
         parameters.append(IDEMPOTENCY_KEY)
@@ -431,6 +453,8 @@ def _complete(path: str, method: str, operation: dict[str, Any]) -> None:
             responses.setdefault(str(status), problem(status))
         if len(parameters) > 1:  # more than X-Request-ID: a value may be invalid
             responses.setdefault("422", problem(422))
+        if any(p["name"] == "X-Min-Position" for p in parameters):
+            responses.setdefault("429", problem(429))
     for response in responses.values():
         if "$ref" in response:  # a shared component: FastAPI added a description beside the $ref
             response.pop("description", None)

@@ -91,8 +91,22 @@ KINDS: dict[str, Kind] = {
     "unsupported-media-type": Kind(
         415, "Unsupported media type", "a body that is not application/json (or +json)"
     ),
+    "position-ahead": Kind(
+        422,
+        "Position not reached by the event log",
+        "X-Min-Position is past the event log's head (no write has it): answered at once; `head` is the head",
+    ),
+    "too-many-requests": Kind(
+        429,
+        "Too many requests",
+        "the token has MAX_WAITS_PER_TOKEN X-Min-Position waits, or the token or account as many streams"
+        " as allowed, open already; see Retry-After",
+    ),
     "unavailable": Kind(
-        503, "Service unavailable", "the database or the read table did not answer in time; see Retry-After"
+        503,
+        "Service unavailable",
+        "the database or the read table did not answer in time, or the server serves MAX_STREAMS streams;"
+        " see Retry-After",
     ),
     "internal": Kind(
         500, "Internal server error", "an unexpected error (logged with the request id; never shown)"

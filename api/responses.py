@@ -15,9 +15,11 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from api.problems import invalid, not_found, unavailable
+from api.problems import Problem, invalid, not_found, unavailable
+from api.quotas import Quotas
 from api.schemas import Accepted, ProfilePublic
 from domain.service import Outcome
+from infrastructure.async_queries import AsyncProfileQueries
 from infrastructure.container import Container
 from projections.rows import ProfileRow, public
 
@@ -75,10 +77,41 @@ def wait_for(container: Container, position: int | None) -> None:
         raise unavailable(f"the read table has not reached position {position} yet", 1) from None
 
 
-async def wait_until(container: Container, position: int | None) -> None:
-    """wait_for for async endpoints: no thread unless there is something to wait for."""
-    if position and not container.view.has_reached(position):
-        await anyio.to_thread.run_sync(wait_for, container, position)
+async def wait_until(
+    container: Container, queries: AsyncProfileQueries, quotas: Quotas, token_id: str, position: int | None
+) -> None:
+    """X-Min-Position: returns once the read table has applied position, holding no
+    thread (awaited on the event loop, woken by the change feed). A position past
+    the event log's head is refused at once (422 `position-ahead`); at most
+    MAX_WAITS_PER_TOKEN waits per token (429); 503 after WAIT_TIMEOUT."""
+    view = container.view
+    if not position or view.has_reached(position):
+        return
+    with quotas.wait(token_id):
+        head = await _head(container, queries, position)
+        if position > head:
+            raise Problem.of(
+                "position-ahead",
+                f"X-Min-Position {position} is past the event log's head ({head}): no write has it yet",
+                errors=[{"field": "X-Min-Position", "reason": f"is past the event log's head ({head})"}],
+                head=head,
+            )
+        try:
+            await view.wait_async(
+                position,
+                container.settings.wait_timeout,
+                lambda: queries.tracking_position(view.position_statement, container.app.name),
+            )
+        except TimeoutError:
+            raise unavailable(f"the read table has not reached position {position} yet", 1) from None
+
+
+async def _head(container: Container, queries: AsyncProfileQueries, position: int) -> int:
+    head = await queries.head()
+    if position > head and container.settings.read_database_url:
+        # A replica lags the primary: only the primary's head can refuse a position.
+        head = await anyio.to_thread.run_sync(lambda: container.app.recorder.max_notification_id() or 0)
+    return head
 
 
 def command_response(

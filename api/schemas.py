@@ -337,3 +337,54 @@ class Readiness(BaseModel):
     )
     projection_error: str | None = None
     projection_failed_position: int | None = None
+
+
+# --- tokens and accounts (api/routers/tokens.py, api/routers/admin.py) ---------------------------
+
+TOKEN_NAME = "1-80 printable characters: the device or app that holds the token"
+
+
+class TokenPublic(BaseModel):
+    """A token as it may be shown: never its secret."""
+
+    id: str = Field(description="the token's id: the part between `rp_` and the next `_`")
+    account_id: UUID
+    name: str = Field(description=TOKEN_NAME, examples=["pit-wall tablet"])
+    role: Literal["owner", "auditor", "admin"]
+    created_at: datetime
+    last_used_at: datetime | None = Field(
+        description="when it last authenticated a request (written every TOKEN_LAST_USED_FLUSH_SECONDS)"
+    )
+    expires_at: datetime | None = Field(description="refused from this time on; null: never")
+    revoked_at: datetime | None = Field(description="refused from this time on; null: live")
+
+
+class TokenList(BaseModel):
+    items: list[TokenPublic]
+
+
+class TokenIssued(TokenPublic):
+    token: str = Field(description="the bearer token; shown this once, stored only as a hash")
+
+
+class TokenCreate(Strict):
+    name: str = Field(description=TOKEN_NAME, examples=["pit-wall tablet"], json_schema_extra=NAME_RULES)
+    expires_at: datetime | None = Field(
+        default=None, description="an RFC 3339 time with offset, in the future; omitted: never expires"
+    )
+
+
+class AccountCreate(Strict):
+    name: str = Field(description=NAME, examples=["Team Rocket"], json_schema_extra=NAME_RULES)
+    role: Literal["owner", "auditor", "admin"] = "owner"
+    token_name: str = Field(default="initial", description=TOKEN_NAME, json_schema_extra=NAME_RULES)
+    token_expires_at: datetime | None = Field(
+        default=None, description="the first token's expiry (RFC 3339 with offset); omitted: never"
+    )
+
+
+class AccountIssued(BaseModel):
+    id: UUID
+    name: str
+    role: Literal["owner", "auditor", "admin"]
+    token: TokenIssued

@@ -80,6 +80,49 @@ class AsyncProfileQueries:
 
         return default_and_version(await self._run(query))
 
+    async def get(self, account_id: str | None, profile_id: UUID) -> ProfileRow | None:
+        """The profile if it belongs to account_id (any account's when None: auditors)."""
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> Any:
+            cursor = await conn.execute(
+                self.statements.get, (profile_id, account_id, account_id), prepare=True
+            )
+            return await cursor.fetchone()
+
+        record = await self._run(query)
+        return _row(record) if record is not None else None
+
+    async def head(self) -> int:
+        """The event log's last position, as this server has it."""
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> Any:
+            cursor = await conn.execute(self.statements.head, prepare=True)
+            return await cursor.fetchone()
+
+        record = await self._run(query)
+        return int(record["head"] or 0)
+
+    async def tracking_position(self, statement: str, application_name: str) -> int:
+        """The read table's tracking position, as this server has it."""
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> Any:
+            cursor = await conn.execute(statement, (application_name,), prepare=True)
+            return await cursor.fetchone()
+
+        record = await self._run(query)
+        return int(record["notification_id"]) if record and record["notification_id"] else 0
+
+    async def changed_page(self, account_id: str, after: tuple[int, UUID], limit: int) -> list[ProfileRow]:
+        """The account's rows after (position, id), in that order: a stream's backlog page."""
+
+        async def query(conn: psycopg.AsyncConnection[Any]) -> list[Any]:
+            cursor = await conn.execute(
+                self.statements.changed_page, (account_id, *after, limit), prepare=True
+            )
+            return await cursor.fetchall()
+
+        return [_row(r) for r in await self._run(query)]
+
     async def page(
         self, account_id: str, *, include_archived: bool, after: tuple[datetime, UUID] | None, limit: int
     ) -> list[ProfileRow]:

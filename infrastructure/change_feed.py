@@ -8,8 +8,13 @@ LISTENs; on a notification it reads, with ONE query through the shared pool,
 every row of the subscribed accounts whose position is past the last one it
 dispatched, and hands each account's rows (in position order) to that
 account's subscriptions, on their event loop (call_soon_threadsafe). Streams
-therefore hold no database connection; they borrow a pooled one only for their
-initial backlog (`changed_since`).
+therefore hold no database connection; they borrow a pooled one only for each
+page of their initial backlog.
+
+The same connection LISTENs for token revocations
+(infrastructure/accounts.py): each is handed to `on_token_revoked`, and the
+revoked token's subscriptions end. After a reconnect `on_token_revoked(None)`
+says that revocations may have been missed.
 
 A row's position is the position of the last event applied to it, so a batch
 carries the latest state of each changed profile: intermediate states of one
@@ -32,6 +37,7 @@ import psycopg
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.accounts import REVOCATIONS_CHANNEL
 from infrastructure.profile_queries import COLUMNS
 from infrastructure.profiles_sql import TABLE
 from infrastructure.profiles_view import CHANGES_CHANNEL
@@ -58,6 +64,7 @@ class Subscription:
 
     account_id: str
     loop: asyncio.AbstractEventLoop
+    token_id: str = ""
     queue: asyncio.Queue[list[ProfileRow] | _End] = field(default_factory=asyncio.Queue)
     ended: bool = False
 
@@ -87,20 +94,20 @@ class ChangeFeed:
         poll_interval: float = 0.25,
         retry_interval: float = 0.5,
         on_position: Callable[[int], None] | None = None,
+        on_token_revoked: Callable[[str | None], None] | None = None,
         listening: threading.Event | None = None,
     ) -> None:
         self.conninfo = dict(conninfo)
         # Told every committed position as it is heard (the view wakes its waits).
         self.on_position = on_position
+        # Told each revoked token's id as it is heard (None: after a reconnect).
+        self.on_token_revoked = on_token_revoked
         self.datastore = datastore
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         t = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(table))
         self._changed_for = SQL(
             "SELECT {c} FROM {t} WHERE position > %s AND account_id = ANY(%s) ORDER BY position, id"
-        ).format(c=COLUMNS, t=t)
-        self._changed_since = SQL(
-            "SELECT {c} FROM {t} WHERE account_id = %s AND position > %s ORDER BY position, id"
         ).format(c=COLUMNS, t=t)
         self._lock = threading.Lock()
         self._subscriptions: dict[str, set[Subscription]] = {}
@@ -141,8 +148,8 @@ class ChangeFeed:
 
     # --- subscriptions (called on the stream's event loop) ---------------
 
-    def subscribe(self, account_id: str) -> Subscription:
-        subscription = Subscription(account_id, asyncio.get_running_loop())
+    def subscribe(self, account_id: str, token_id: str = "") -> Subscription:
+        subscription = Subscription(account_id, asyncio.get_running_loop(), token_id)
         with self._lock:
             if self._closing:
                 subscription._deliver(END)
@@ -162,10 +169,17 @@ class ChangeFeed:
         with self._lock:
             return sum(len(s) for s in self._subscriptions.values())
 
-    def changed_since(self, account_id: str, position: int) -> list[ProfileRow]:
-        """The account's rows changed after position, in position order (blocking:
-        borrows a pooled connection for one query)."""
-        return self._fetch(self._changed_since, (account_id, position))
+    def token_ids(self) -> list[str]:
+        """The tokens of the open subscriptions."""
+        with self._lock:
+            return sorted({s.token_id for subs in self._subscriptions.values() for s in subs if s.token_id})
+
+    def end_token_streams(self, token_id: str) -> None:
+        """Ends the subscriptions opened with token_id (it was revoked)."""
+        with self._lock:
+            ending = [s for subs in self._subscriptions.values() for s in subs if s.token_id == token_id]
+        for subscription in ending:
+            _call(subscription, END)
 
     # --- the listener thread ----------------------------------------------
 
@@ -184,9 +198,12 @@ class ChangeFeed:
                     application_name=APPLICATION_NAME,
                 ) as conn:
                     conn.execute(SQL("LISTEN {}").format(Identifier(CHANGES_CHANNEL)))
-                    self.listening.set()
-                    # Whatever was committed while nobody listened.
+                    conn.execute(SQL("LISTEN {}").format(Identifier(REVOCATIONS_CHANNEL)))
+                    # Whatever was committed or revoked while nobody listened.
                     self._pending = True
+                    if self.on_token_revoked is not None:
+                        self.on_token_revoked(None)
+                    self.listening.set()
                     self._listen(conn)
             except Exception as e:  # the database went away: retry until it is back
                 if not self._stopping.is_set():
@@ -204,6 +221,9 @@ class ChangeFeed:
                     log.warning("change feed could not read changes: %s; retrying", e)
                     self._stopping.wait(self.retry_interval)
             for notify in conn.notifies(timeout=self.poll_interval, stop_after=1):
+                if notify.channel == REVOCATIONS_CHANNEL:
+                    self._revoked(notify.payload)
+                    continue
                 try:
                     position = int(notify.payload)
                 except ValueError:
@@ -213,6 +233,11 @@ class ChangeFeed:
                 if position > self._last:
                     self._target = max(self._target, position)
                     self._pending = True
+
+    def _revoked(self, token_id: str) -> None:
+        if self.on_token_revoked is not None:
+            self.on_token_revoked(token_id)
+        self.end_token_streams(token_id)
 
     def _dispatch(self) -> None:
         # Every position up to target is committed (the view applies events in

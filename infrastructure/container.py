@@ -131,7 +131,7 @@ def build(settings: Settings) -> Container:
                 app.recorder.events_table_name,  # type: ignore[attr-defined]
                 queries.statements,
             )
-        accounts = Accounts(datastore)
+        accounts = Accounts(datastore, revocations_heard=view.feed_listening)
         idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
         projection_status = ProjectionStatus(datastore)
         if settings.create_tables:
@@ -139,6 +139,10 @@ def build(settings: Settings) -> Container:
             view.create_table()
             accounts.create_tables()
             idempotency.create_table()
+    feed = ChangeFeed(
+        settings.conninfo(), datastore, on_position=view.reached_position, listening=view.feed_listening
+    )
+    feed.on_token_revoked = lambda token_id: _token_revoked(accounts, feed, token_id)
     return Container(
         settings=settings,
         app=app,
@@ -150,7 +154,16 @@ def build(settings: Settings) -> Container:
         audit=Audit(app, reader),
         idempotency=idempotency,
         projection_status=projection_status,
-        feed=ChangeFeed(
-            settings.conninfo(), datastore, on_position=view.reached_position, listening=view.feed_listening
-        ),
+        feed=feed,
     )
+
+
+def _token_revoked(accounts: Accounts, feed: ChangeFeed, token_id: str | None) -> None:
+    """Heard on the change feed's connection: forget the token (the feed ends its
+    streams). None: the feed reconnected, so any token may have been revoked meanwhile."""
+    if token_id is not None:
+        accounts.forget(token_id)
+        return
+    accounts.forget_all()
+    for revoked in accounts.revoked_among(feed.token_ids()):
+        feed.end_token_streams(revoked)

@@ -37,8 +37,9 @@ def configure(level: int = logging.INFO) -> None:
         handler.setFormatter(
             # orjson: every request writes an access line, so its cost is per request.
             OrjsonFormatter(
-                "%(asctime)s %(levelname)s %(name)s %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                # process: which API process answered (serve --workers N).
+                "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
             )
         )
     root = logging.getLogger()

@@ -46,6 +46,16 @@ class Statements:
             .format(e=self.events, c=COLUMNS, t=self.table)
             .as_string()
         )
+        # A stream's backlog, a page at a time: keyset on (position, id).
+        self.changed_page = (
+            SQL(
+                "SELECT {c} FROM {t} WHERE account_id = %s AND (position, id) > (%s, %s)"
+                " ORDER BY position, id LIMIT %s"
+            )
+            .format(c=COLUMNS, t=self.table)
+            .as_string()
+        )
+        self.head = SQL("SELECT max(notification_id) AS head FROM {e}").format(e=self.events).as_string()
         self.pages = {
             (include_archived, keyset): SQL(
                 "SELECT {c} FROM {t} WHERE account_id = %s{a}{k} ORDER BY created_at, id LIMIT %s"

@@ -3,9 +3,10 @@ and a wait() that wakes as soon as the view reaches a position."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -57,12 +58,17 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self._reached: dict[str, int] = {}
         self._fresh = threading.local()  # see remember_rows
         self._reached_changed = threading.Condition()
+        # Waits of async endpoints on application_name's positions:
+        # (position, loop, future), woken from any thread.
+        self._async_waiters: set[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
         # Set while a change feed of this process listens for the view's commits
         # (infrastructure/change_feed.py calls reached_position).
         self.feed_listening = threading.Event()
         self._head_statement = SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s").format(
             Identifier(datastore.schema), Identifier(TRACKING_TABLE)
         )
+        # The same, as text for the async pool (infrastructure/async_queries.py).
+        self.position_statement = self._head_statement.as_string()
 
     def record_position(self, curs: Any, application_name: str, position: int) -> None:
         """Records position as applied in curs's transaction (the library's tracking insert):
@@ -139,10 +145,19 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             self._reached_position(self.application_name, position)
 
     def _reached_position(self, application_name: str, position: int) -> None:
+        woken: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         with self._reached_changed:
             if position > self._reached.get(application_name, 0):
                 self._reached[application_name] = position
                 self._reached_changed.notify_all()
+                if application_name == self.application_name:
+                    woken = [w for w in self._async_waiters if w[0] <= position]
+                    self._async_waiters.difference_update(woken)
+        for _, loop, future in woken:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # its loop is closed: the request is gone
+                pass
 
     def has_reached(self, position: int, application_name: str | None = None) -> bool:
         """True when this process knows the readers see position (no I/O)."""
@@ -198,7 +213,52 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
             ask = True
             interval = min(interval * 2, 0.025)
 
+    async def wait_async(
+        self, notification_id: int, timeout: float, readers_position: Callable[[], Awaitable[int]]
+    ) -> None:
+        """wait() for the event loop, on application_name's positions: holds no
+        thread while it waits. The same wake-ups (this process's commits, the
+        change feed) resolve a future; readers_position asks the readers'
+        tracking position without a thread."""
+        if self._known(self.application_name) >= notification_id:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        interval = 0.001
+        ask = not self._woken_by_feed()
+        while True:
+            if ask:
+                position = await readers_position()
+                self._reached_position(self.application_name, position)
+                if position >= notification_id:
+                    return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"read table has not reached position {notification_id} in {timeout}s")
+            pause = FEED_FALLBACK_POLL if self._woken_by_feed() else interval
+            waiter = (notification_id, loop, loop.create_future())
+            with self._reached_changed:
+                if self._known(self.application_name) >= notification_id:
+                    return
+                self._async_waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter[2], min(pause, remaining))
+            except TimeoutError:
+                pass
+            finally:
+                with self._reached_changed:
+                    self._async_waiters.discard(waiter)
+            if self._known(self.application_name) >= notification_id:
+                return
+            ask = True
+            interval = min(interval * 2, 0.025)
+
     def _woken_by_feed(self) -> bool:
         # A replica shows a commit only after replaying it: the primary's
         # notification may come first, so there the database is asked.
         return self._commits_visible_to_readers and self.feed_listening.is_set()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -70,6 +70,25 @@ class Settings(BaseSettings):
         default=24 * 3600, ge=60, description="how long an Idempotency-Key is remembered"
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # Bulkheads (api/quotas.py): one client cannot take what the others need.
+    max_waits_per_token: int = Field(
+        default=4, ge=1, le=1000, description="X-Min-Position waits one token may have open at once"
+    )
+    max_streams_per_token: int = Field(
+        default=8, ge=1, le=1000, description="SSE streams one token may have open at once"
+    )
+    max_streams_per_account: int = Field(
+        default=16, ge=1, le=10_000, description="SSE streams one account may have open at once"
+    )
+    max_streams: int = Field(
+        default=200, ge=1, le=100_000, description="SSE streams one API process serves at once"
+    )
+    stream_page_size: int = Field(
+        default=50, ge=1, le=1000, description="profiles per page of a stream's backlog"
+    )
+    token_last_used_flush_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="how often tokens' `last used` times are written"
+    )
 
     @field_validator("database_url", "read_database_url")
     @classmethod

@@ -24,7 +24,6 @@ from api.deps import (
 )
 from api.openapi import problems
 from api.problems import invalid
-from api.responses import wait_for
 from api.schemas import DefaultTimeline, HistoryPage
 from infrastructure.account_directory import AccountDirectory
 from infrastructure.audit import export_entry
@@ -91,7 +90,7 @@ def profile_history(
 ) -> JSONResponse:
     """The profile's events and its roster's events about it, in order."""
     after = decode_cursor(cursor)
-    wait_for(container, min_position)
+    # min_position: waited for on the event loop by its dependency (api/deps.py).
     ref = timeline_for(container, principal, profile_id)
     return JSONResponse(_named(container, page_of(container.audit.history(ref, after, limit + 1), limit)))
 
@@ -119,7 +118,7 @@ def default_timeline(
 ) -> JSONResponse:
     account = account_to_read(principal, account_id)
     after = decode_cursor(cursor)
-    wait_for(container, min_position)
+    # min_position: waited for on the event loop by its dependency (api/deps.py).
     return JSONResponse(
         _named(container, page_of(container.audit.defaults(account, after, limit + 1), limit))
     )
@@ -164,7 +163,7 @@ def export_events(
 ) -> StreamingResponse:
     """NDJSON, one event per line, in position order (the account's, or all for an auditor)."""
     scope = scope_of(principal)
-    wait_for(container, min_position)
+    # min_position: waited for on the event loop by its dependency (api/deps.py).
     log = container.audit.log
     # An owner's events through the audit index; an auditor's are the whole log.
     events = log.iterate(after) if scope is None else container.audit.account_events(scope, after)

@@ -1,14 +1,22 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics: a bulkhead of their own.
+
+/healthz is answered on the event loop and needs no thread; /readyz and
+/metrics touch the database in OPS_THREADS threads of their own (not the
+request threads), so none of them queues behind commands or audit reads."""
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import ContainerDep
 from api.metrics import CONTENT_TYPE
 from api.schemas import Health, Readiness
+from infrastructure.container import Container
 from infrastructure.runner import leader_present
+
+OPS_THREADS = 2  # /readyz and /metrics: a probe and a scrape at once
 
 router = APIRouter(tags=["operations"])
 
@@ -19,7 +27,7 @@ router = APIRouter(tags=["operations"])
     summary="Liveness",
     description="200 while the process serves requests; touches nothing else.",
 )
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -33,9 +41,13 @@ def healthz() -> dict[str, str]:
     ),
     responses={503: {"model": Readiness, "description": "Not ready; the body says why."}},
 )
-def readyz(container: ContainerDep) -> JSONResponse:
+async def readyz(request: Request, container: ContainerDep) -> JSONResponse:
     """Ready when the database answers and the projection is not stopped;
     reports the projection's position and its lag behind the event log."""
+    return await anyio.to_thread.run_sync(_readiness, container, limiter=request.app.state.ops_limiter)
+
+
+def _readiness(container: Container) -> JSONResponse:
     body: dict[str, object] = {}
     ready = True
     try:
@@ -91,6 +103,9 @@ def readyz(container: ContainerDep) -> JSONResponse:
         }
     },
 )
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)
+    text = await anyio.to_thread.run_sync(
+        request.app.state.metrics.exposition, limiter=request.app.state.ops_limiter
+    )
+    return Response(text, media_type=CONTENT_TYPE)

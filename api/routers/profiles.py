@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
     AccountQuery,
@@ -45,7 +46,6 @@ from api.responses import (
     profile_response,
     public,
     wait_for,
-    wait_until,
 )
 from api.schemas import (
     ArchiveRequest,
@@ -163,7 +163,6 @@ async def list_profiles(
     account_id: AccountQuery = None,
 ) -> JSONResponse:
     account = account_to_read(principal, account_id)
-    await wait_until(container, min_position)
     after = decode_cursor(cursor) if cursor else None
     rows = await queries.page(account, include_archived=include_archived, after=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -200,7 +199,6 @@ async def get_default(
     account_id: AccountQuery = None,
 ) -> JSONResponse:
     account = account_to_read(principal, account_id)
-    await wait_until(container, min_position)
     # The roster's version and the row come from one snapshot: the ETag always
     # names the roster version of the default shown.
     row, roster_version = await queries.default_and_roster_version(account, roster_id(account))
@@ -255,10 +253,11 @@ def set_default(
     ),
     responses={200: profile_ok("The profile."), **problems(401, 404, 422, 503)},
 )
-def get_profile(
+async def get_profile(
     profile_id: UUID,
     principal: PrincipalDep,
     container: ContainerDep,
+    queries: AsyncQueriesDep,
     min_position: MinPositionDep,
     version: Annotated[
         int | None, Query(ge=1, description="the profile as it was at this version (replayed)")
@@ -267,10 +266,11 @@ def get_profile(
         datetime | None, Query(description="the profile as it was at this RFC 3339 time (replayed)")
     ] = None,
 ) -> JSONResponse:
-    wait_for(container, min_position)
+    # min_position: waited for on the event loop by its dependency (api/deps.py).
     if version is not None or as_of is not None:
-        return _as_it_was(container, principal, profile_id, version, as_of)
-    row = container.queries.get(scope_of(principal), profile_id)
+        # Replays events: blocking work, in a request thread.
+        return await run_in_threadpool(_as_it_was, container, principal, profile_id, version, as_of)
+    row = await queries.get(scope_of(principal), profile_id)
     if row is None:
         raise _not_found(profile_id)
     return profile_response(row)

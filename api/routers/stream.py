@@ -10,8 +10,15 @@ carries the `id:`, so a client that resumes never misses one of them.
 Resume: `Last-Event-ID: <position>` (the header EventSource sends when it
 reconnects, or the `last_event_id` query parameter) first sends every profile
 of the account changed after that position, then live changes. Without it the
-stream starts with every profile of the account. A `: keep-alive` comment
-comes every KEEPALIVE_SECONDS.
+stream starts with every profile of the account. The backlog goes out a page
+(STREAM_PAGE_SIZE profiles) at a time and is not kept, so a stream's memory
+does not grow with the account. A `: keep-alive` comment comes every
+KEEPALIVE_SECONDS.
+
+Limits (api/quotas.py): MAX_STREAMS_PER_TOKEN and MAX_STREAMS_PER_ACCOUNT
+(429), MAX_STREAMS per process (503), each with Retry-After. A stream ends
+within a second of its token's revocation (heard on the change feed) and when
+its token expires.
 
 Auth: `Authorization: Bearer <token>`, or, for EventSource (which cannot send
 headers), `?access_token=<token>` on this route only; a URL may end up in
@@ -26,17 +33,19 @@ import asyncio
 import re
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
+from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, get_principal
-from api.problems import invalid
+from api.deps import UNAUTHORIZED, AsyncQueriesDep, ContainerDep, get_principal
+from api.openapi import problems
+from api.problems import Problem, invalid
+from api.quotas import Quotas
 from api.responses import public
 from infrastructure.accounts import Principal
 from infrastructure.change_feed import ChangeFeed, Subscription
@@ -47,6 +56,8 @@ router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
 KEEPALIVE_SECONDS = 15.0
 RETRY_MILLISECONDS = 1000
 _POSITION = re.compile(r"^\s*\d{1,18}\s*$")
+# Keyset cursor id that sorts after every id: a backlog starts past every row of its position.
+_AFTER_EVERY_ID = UUID(int=(1 << 128) - 1)
 
 
 async def stream_principal(
@@ -72,13 +83,14 @@ def _resume_position(header: str | None, query: int | None) -> int:
     return int(header)
 
 
-def encode(rows: Sequence[ProfileRow]) -> bytes:
-    """SSE events for rows in position order; the id goes on the last row of each position."""
+def encode(rows: Sequence[ProfileRow], next_position: int | None = None) -> bytes:
+    """SSE events for rows in position order; the id goes on the last row of each
+    position (next_position: the position of the row after these, if one follows)."""
     out = []
     for i, row in enumerate(rows):
         data = orjson.dumps({**public(row), "position": row.position}).decode()
-        last_of_position = i + 1 == len(rows) or rows[i + 1].position != row.position
-        event_id = f"id: {row.position}\n" if last_of_position else ""
+        following = rows[i + 1].position if i + 1 < len(rows) else next_position
+        event_id = f"id: {row.position}\n" if following != row.position else ""
         out.append(f"{event_id}event: profile\ndata: {data}\n\n")
     return "".join(out).encode()
 
@@ -101,19 +113,52 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-async def _events(subscription: Subscription, backlog: list[ProfileRow], after: int) -> AsyncIterator[bytes]:
+async def _backlog(
+    read_page: Callable[[tuple[int, UUID]], Awaitable[list[ProfileRow]]],
+    page_size: int,
+    rows: list[ProfileRow],
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The account's changed rows a page at a time, from rows (the first page, read
+    with one row more): (encoded page, last position sent). The row after each
+    page is read too, so rows sharing a position are never split by an `id:` line."""
+    while rows:
+        page, rest = rows[:page_size], rows[page_size:]
+        encoded = encode(page, rest[0].position if rest else None)
+        last, cursor = page[-1].position, (page[-1].position, page[-1].id)
+        # Only the encoded page is held while a slow client takes it, not the rows.
+        del rows, page
+        yield encoded, last
+        if not rest:
+            return
+        del rest, encoded
+        rows = await read_page(cursor)
+
+
+async def _events(
+    subscription: Subscription,
+    backlog: AsyncIterator[tuple[bytes, int]],
+    after: int,
+    principal: Principal,
+) -> AsyncIterator[bytes]:
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
     sent = after
-    if backlog:
-        yield encode(backlog)
-        sent = backlog[-1].position
+    async for page, last in backlog:
+        if subscription.ended:  # the token was revoked (or the server stops) during the backlog
+            return
+        yield page
+        sent = max(sent, last)
     while True:
+        left = principal.seconds_left()
+        if left is not None and left <= 0:
+            return  # the token expired: the client needs another one
         try:
-            batch = await subscription.next(KEEPALIVE_SECONDS)
+            batch = await subscription.next(
+                KEEPALIVE_SECONDS if left is None else min(KEEPALIVE_SECONDS, left)
+            )
         except TimeoutError:
             yield b": keep-alive\n\n"
             continue
-        if batch is None:  # shutdown, or the client read too slowly: it resumes
+        if batch is None:  # shutdown, the token revoked, or the client read too slowly
             return
         # Rows up to `sent` were in the backlog already, each in a state at least as new.
         fresh = [row for row in batch if row.position > sent]
@@ -132,11 +177,21 @@ async def _events(subscription: Subscription, backlog: list[ProfileRow], after: 
         },
         401: {"description": "missing or invalid token", "content": {"application/problem+json": {}}},
         422: {"description": "Last-Event-ID is not a position", "content": {"application/problem+json": {}}},
+        **problems(
+            429,
+            503,
+            s429="The token (MAX_STREAMS_PER_TOKEN) or the account (MAX_STREAMS_PER_ACCOUNT) has as many"
+            " streams open as allowed; retry after Retry-After seconds.",
+            s503="The server serves as many streams as it may (MAX_STREAMS), or the database is out of"
+            " reach; retry after Retry-After seconds.",
+        ),
     },
 )
 async def profile_stream(
+    request: Request,
     principal: Annotated[Principal, Depends(stream_principal)],
     container: ContainerDep,
+    queries: AsyncQueriesDep,
     last_event_id_header: Annotated[
         str | None, Header(alias="last-event-id", description="resume after this position")
     ] = None,
@@ -146,15 +201,34 @@ async def profile_stream(
 ) -> StreamingResponse:
     """The account's profile changes, live (see the module docstring)."""
     after = _resume_position(last_event_id_header, last_event_id)
+    quotas: Quotas = request.app.state.quotas
+    quotas.open_stream(principal.token_id, principal.account_id)
     feed = container.feed
     # Subscribe before reading the backlog: nothing committed in between is lost.
-    subscription = feed.subscribe(principal.account_id)
-    try:
-        backlog = await run_in_threadpool(feed.changed_since, principal.account_id, after)
-    except BaseException:
+    subscription = feed.subscribe(principal.account_id, principal.token_id)
+
+    def close() -> None:
         feed.unsubscribe(subscription)
+        quotas.close_stream(principal.token_id, principal.account_id)
+
+    page_size = container.settings.stream_page_size
+
+    async def read_page(after: tuple[int, UUID]) -> list[ProfileRow]:
+        async with quotas.backlog_reads:
+            return await queries.changed_page(principal.account_id, after, page_size + 1)
+
+    try:
+        # Revoked after this request authenticated, before it subscribed: the
+        # feed ended the token's streams without this one.
+        if container.accounts.revocation_heard(principal.token_id):
+            raise Problem.of("unauthorized", "invalid token", UNAUTHORIZED)
+        # The first page before answering: a database outage is a 503, not a broken stream.
+        first = await read_page((after, _AFTER_EVERY_ID))
+    except BaseException:
+        close()
         raise
-    return _EventStream(_events(subscription, backlog, after), lambda: feed.unsubscribe(subscription))
+    backlog = _backlog(read_page, page_size, first)
+    return _EventStream(_events(subscription, backlog, after, principal), close)
 
 
 @contextmanager

@@ -132,13 +132,14 @@ def test_each_error_is_typed_from_the_problem_document(service: Service, client:
         auditor.create_profile("Nope")
 
 
-def test_a_position_not_reached_is_retried_then_unavailable(
+def test_a_position_no_write_has_reached_is_refused_at_once(
     service: Service, client: Client, token: str
 ) -> None:
-    client.saw_position(10**12)  # as a worker given a position no one wrote yet
-    with pytest.raises(Unavailable) as unavailable:
+    client.saw_position(10**12)  # as a worker given a position from elsewhere
+    with pytest.raises(ValidationFailed) as ahead:
         client.get_default()
-    assert unavailable.value.status == 503 and unavailable.value.retry_after == 1.0
+    assert ahead.value.kind == "position-ahead", ahead.value.problem
+    assert [e.field for e in ahead.value.errors] == ["X-Min-Position"]
     with Client(service.base_url, token, read_your_writes=False) as plain:
         assert plain.get_default() is None  # the same read without X-Min-Position answers
 
@@ -255,3 +256,30 @@ def test_the_example_of_the_client_authors_guide_runs_as_written(service: Servic
         "Sam 0 default",
         "Sam",
     ]
+
+
+def test_token_life_cycle_through_both_clients(service: Service) -> None:
+    admin_token = service.create_account(f"client-admin-{uuid.uuid4().hex[:6]}", "admin")
+    with Client(service.base_url, admin_token, timeout=30) as admin:
+        account = admin.create_account(f"client-{uuid.uuid4().hex[:6]}", token_name="laptop")
+        assert account.role == "owner" and account.token.name == "laptop"
+        phone = admin.issue_token(account.id, "phone", expires_at=datetime(2999, 1, 1, tzinfo=UTC))
+        assert phone.expires_at == datetime(2999, 1, 1, tzinfo=UTC)
+        assert [t.name for t in admin.account_tokens(account.id)] == ["laptop", "phone"]
+        with Client(service.base_url, account.token.token, timeout=30) as owner:
+            assert [t.id for t in owner.tokens()] == [account.token.id, phone.id]
+            with pytest.raises(Forbidden):
+                owner.issue_token(account.id, "sneaky")
+            owner.revoke_token(phone.id)
+            with pytest.raises(NotFound):
+                owner.revoke_token(phone.id)
+            assert [t.revoked_at is not None for t in owner.tokens(include_revoked=True)] == [False, True]
+
+        async def revoke_async() -> None:
+            async with AsyncClient(service.base_url, admin_token) as aclient:
+                assert [t.name for t in await aclient.account_tokens(account.id)] == ["laptop"]
+                await aclient.revoke_any_token(account.token.id)
+
+        asyncio.run(revoke_async())
+        with Client(service.base_url, account.token.token, retries=0) as revoked, pytest.raises(Unauthorized):
+            revoked.tokens()

@@ -15,6 +15,8 @@ import pytest
 import api.routers.stream as stream_module
 import infrastructure.change_feed as feed_module
 from domain.service import Cause, Outcome
+from infrastructure.accounts import Principal
+from infrastructure.async_queries import async_queries_for
 from infrastructure.change_feed import APPLICATION_NAME, ChangeFeed, Subscription
 from infrastructure.container import Container
 from infrastructure.profiles_view import CHANGES_CHANNEL
@@ -180,8 +182,11 @@ def test_event_stream_ids_keepalive_and_no_repeats(
     async def main() -> None:
         alex = await create(container, "a", "Alex")
         subscription = feed.subscribe("a")
-        backlog = await asyncio.to_thread(feed.changed_since, "a", 0)
-        events = stream_module._events(subscription, backlog, 0)
+        queries = async_queries_for(container.settings, container.queries)
+        await queries.open()
+        backlog = await queries.changed_page("a", (0, stream_module._AFTER_EVERY_ID), 101)
+        pages = stream_module._backlog(lambda after: queries.changed_page("a", after, 101), 100, backlog)
+        events = stream_module._events(subscription, pages, 0, Principal("a", "owner"))
         assert await anext(events) == b"retry: 1000\n\n"
         assert b'"name":"Alex"' in await anext(events)
         assert await anext(events) == b": keep-alive\n\n"
@@ -204,6 +209,7 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         assert all(f'"position":{backlog[-1].position}}}' not in b for b in blocks)
         await events.aclose()
         feed.unsubscribe(subscription)
+        await queries.close()
         assert backlog[-1].id == alex
 
     run(main)
@@ -236,3 +242,82 @@ def test_a_wait_without_a_runner_here_is_woken_by_the_feed_not_by_polling(
         assert asked == [], "the wait polled the database although the feed listens"
     finally:
         api.close()
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 100])
+def test_the_backlog_goes_out_in_pages_without_splitting_a_position(
+    container: Container, page_size: int
+) -> None:
+    """Pages of any size give the same events; rows sharing a position (the old and
+    the new default) are never split by an `id:` line, so a resume misses none."""
+    account = f"pages-{page_size}"
+
+    async def main() -> bytes:
+        ids = [await create(container, account, f"P{i}") for i in range(4)]
+        outcome = await asyncio.to_thread(container.app.set_default, account, ids[2], CAUSE)
+        await asyncio.to_thread(settle, container, outcome)
+        queries = async_queries_for(container.settings, container.queries)
+        await queries.open()
+        try:
+            first = await queries.changed_page(account, (0, stream_module._AFTER_EVERY_ID), page_size + 1)
+            pages = [
+                page
+                async for page, _ in stream_module._backlog(
+                    lambda after: queries.changed_page(account, after, page_size + 1), page_size, first
+                )
+            ]
+        finally:
+            await queries.close()
+        assert len(pages) == -(-4 // page_size)  # 4 rows: ids[0] and ids[2] share the last position
+        return b"".join(pages)
+
+    blocks = [b for b in run(main).decode().split("\n\n") if b]
+    assert len(blocks) == 4
+    positions = [int(b.split('"position":')[1].rstrip("}")) for b in blocks]
+    assert positions == sorted(positions) and positions[-1] == positions[-2]
+    with_ids = [b.startswith("id:") for b in blocks]
+    assert with_ids == [True, True, False, True], blocks
+
+
+def test_an_async_wait_is_woken_by_a_commit_and_times_out(container: Container) -> None:
+    view = container.view
+    asks: list[int] = []
+
+    async def readers_position() -> int:
+        asks.append(1)
+        return await asyncio.to_thread(view.position, container.app.name)
+
+    async def main() -> None:
+        container.feed.start()
+        assert await asyncio.to_thread(container.feed.listening.wait, WAIT)
+        outcome = await asyncio.to_thread(container.app.create_profile, "w", "Wes", [], CAUSE)
+        # The runner (a thread here) applies it; its commit wakes the parked wait.
+        await view.wait_async(outcome.position, WAIT, readers_position)
+        assert view.has_reached(outcome.position)
+        with pytest.raises(TimeoutError):
+            await view.wait_async(outcome.position + 10, 0.3, readers_position)
+
+    run(main)
+    assert len(asks) <= 5, "a wait the feed wakes asks the database only every 100 ms"
+
+
+def test_a_revocation_reaches_the_feed_and_ends_that_tokens_streams(container: Container) -> None:
+    heard: list[str | None] = []
+    feed = container.feed
+    feed.on_token_revoked = heard.append
+    account = container.accounts.create("Rev")
+
+    async def main() -> None:
+        feed.start()
+        assert await asyncio.to_thread(feed.listening.wait, WAIT)
+        doomed = feed.subscribe(str(account.account_id), account.token_id)
+        other = feed.subscribe(str(account.account_id), "another")
+        assert await asyncio.to_thread(container.accounts.revoke, account.token_id)
+        assert await doomed.next(WAIT) is None  # ended
+        with pytest.raises(TimeoutError):
+            await other.next(0.2)
+        feed.unsubscribe(doomed)
+        feed.unsubscribe(other)
+
+    run(main)
+    assert heard == [None, account.token_id]  # None: the (first) connect

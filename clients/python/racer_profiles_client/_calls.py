@@ -20,8 +20,11 @@ from racer_profiles_client.models import (
     ExportedEvent,
     Health,
     HistoryEntry,
+    IssuedToken,
+    NewAccount,
     Profile,
     Readiness,
+    Token,
     VehicleInput,
 )
 
@@ -49,6 +52,12 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
     "default_timeline": ("default_timeline", "GET", "/v1/audit/defaults"),
     "export_events": ("export_events", "GET", "/v1/audit/events"),
     "list_accounts": ("list_accounts", "GET", "/v1/accounts"),
+    "list_tokens": ("tokens", "GET", "/v1/tokens"),
+    "revoke_token": ("revoke_token", "DELETE", "/v1/tokens/{token_id}"),
+    "create_account": ("create_account", "POST", "/v1/admin/accounts"),
+    "list_account_tokens": ("account_tokens", "GET", "/v1/admin/accounts/{account_id}/tokens"),
+    "issue_token": ("issue_token", "POST", "/v1/admin/accounts/{account_id}/tokens"),
+    "revoke_any_token": ("revoke_any_token", "DELETE", "/v1/admin/tokens/{token_id}"),
 }
 
 
@@ -310,3 +319,59 @@ def readiness() -> Call[Readiness]:
 
 def metrics() -> Call[str]:
     return Call("GET", "/metrics", lambda r: r.text)
+
+
+# -- tokens and accounts (their commands take no Idempotency-Key) ----------------
+
+
+def _tokens(response: httpx.Response) -> list[Token]:
+    return [Token.model_validate(item) for item in response.json()["items"]]
+
+
+def _revoked(response: httpx.Response) -> None:
+    return None
+
+
+def tokens(include_revoked: bool) -> Call[list[Token]]:
+    return Call(
+        "GET", "/v1/tokens", _tokens, params={"include_revoked": "true" if include_revoked else "false"}
+    )
+
+
+def revoke_token(token_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/tokens/{token_id}", _revoked, ok=(204,))
+
+
+def create_account(
+    name: str, role: str, token_name: str | None, token_expires_at: datetime | None
+) -> Call[NewAccount]:
+    body: dict[str, Any] = {"name": name, "role": role}
+    if token_name is not None:
+        body["token_name"] = token_name
+    if token_expires_at is not None:
+        body["token_expires_at"] = token_expires_at.isoformat()
+    return Call(
+        "POST", "/v1/admin/accounts", lambda r: NewAccount.model_validate(r.json()), body=body, ok=(201,)
+    )
+
+
+def account_tokens(account_id: UUID | str, include_revoked: bool) -> Call[list[Token]]:
+    params = {"include_revoked": "true" if include_revoked else "false"}
+    return Call("GET", f"/v1/admin/accounts/{account_id}/tokens", _tokens, params=params)
+
+
+def issue_token(account_id: UUID | str, name: str, expires_at: datetime | None) -> Call[IssuedToken]:
+    body: dict[str, Any] = {"name": name}
+    if expires_at is not None:
+        body["expires_at"] = expires_at.isoformat()
+    return Call(
+        "POST",
+        f"/v1/admin/accounts/{account_id}/tokens",
+        lambda r: IssuedToken.model_validate(r.json()),
+        body=body,
+        ok=(201,),
+    )
+
+
+def revoke_any_token(token_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/admin/tokens/{token_id}", _revoked, ok=(204,))

@@ -21,8 +21,11 @@ from racer_profiles_client.models import (
     ExportedEvent,
     Health,
     HistoryEntry,
+    IssuedToken,
+    NewAccount,
     Profile,
     Readiness,
+    Token,
     VehicleInput,
 )
 
@@ -215,6 +218,39 @@ class Client:
 
     def export_events(self, after: int = 0, *, page_size: int = 10_000) -> Iterator[ExportedEvent]:
         return self._pages(calls.export_events(after, page_size))
+
+    # -- tokens (any token: its own account's) and accounts (admin tokens) ------
+
+    def tokens(self, include_revoked: bool = False) -> list[Token]:
+        """The tokens of this token's account (never their secrets)."""
+        return self._run(calls.tokens(include_revoked))
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revokes one of the account's live tokens (NotFound otherwise)."""
+        self._run(calls.revoke_token(token_id))
+
+    def create_account(
+        self,
+        name: str,
+        role: str = "owner",
+        *,
+        token_name: str | None = None,
+        token_expires_at: datetime | None = None,
+    ) -> NewAccount:
+        """Admin: an account and its first token (`.token.token`, shown this once)."""
+        return self._run(calls.create_account(name, role, token_name, token_expires_at))
+
+    def account_tokens(self, account_id: Id, include_revoked: bool = False) -> list[Token]:
+        """Admin: any account's tokens."""
+        return self._run(calls.account_tokens(account_id, include_revoked))
+
+    def issue_token(self, account_id: Id, name: str, expires_at: datetime | None = None) -> IssuedToken:
+        """Admin: a new named token for an account (`.token`, shown this once)."""
+        return self._run(calls.issue_token(account_id, name, expires_at))
+
+    def revoke_any_token(self, token_id: str) -> None:
+        """Admin: revokes any live token."""
+        self._run(calls.revoke_any_token(token_id))
 
     # -- operations -----------------------------------------------------------
 

@@ -108,6 +108,30 @@ class Readiness(_Model):
         return self.status == "ready"
 
 
+class Token(_Model):
+    """A token as the API shows it: never its secret."""
+
+    id: str
+    account_id: UUID
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class IssuedToken(Token):
+    token: str = Field(description="the bearer token: shown this once")
+
+
+class NewAccount(_Model):
+    id: UUID
+    name: str
+    role: str
+    token: IssuedToken
+
+
 class FieldError(_Model):
     field: str
     reason: str
