@@ -17,7 +17,7 @@ import httpx
 import pytest
 from e2e_helpers import assert_problem, auth, create
 
-from tests.e2e.conftest import Service, running_service
+from tests.support.service import Service, running_service
 from tests.e2e.test_stream import Reader
 
 pytestmark = pytest.mark.postgres
