@@ -17,8 +17,8 @@ import httpx
 import pytest
 from e2e_helpers import assert_problem, auth, create
 
-from tests.support.service import Service, running_service
 from tests.e2e.test_stream import Reader
+from tests.support.service import Service, running_service
 
 pytestmark = pytest.mark.postgres
 
