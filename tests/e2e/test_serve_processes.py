@@ -74,7 +74,15 @@ def test_serve_restarts_its_projector_and_takes_it_down_with_it(pg_server_url: s
             position = int(stored.headers["X-Position"])
             restarted = until(lambda: [p for p in projector_children(serve) if p != children[0]])
             assert restarted, service.log()[-3000:]
-            listed = client.get("/v1/profiles", headers={"X-Min-Position": str(position)})
+
+            # The new process exists, but it still has to start, lead and catch up:
+            # until then the documented answer is 503 + Retry-After (WAIT_TIMEOUT is
+            # 1 s here), so ask again, as a client does, within the test's bound.
+            def caught_up() -> httpx.Response | None:
+                r = client.get("/v1/profiles", headers={"X-Min-Position": str(position)})
+                return None if r.status_code == 503 else r
+
+            listed = until(caught_up) or client.get("/v1/profiles", headers={"X-Min-Position": str(position)})
             assert listed.status_code == 200, listed.text
             assert [p["name"] for p in listed.json()["items"]] == ["Before", "While"]
 
