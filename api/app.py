@@ -50,6 +50,8 @@ def create_app(container: Container) -> FastAPI:
             await app.state.async_queries.close()
             with suppress(Exception):  # the database may be gone at shutdown
                 await anyio.to_thread.run_sync(container.accounts.flush_last_used)
+            # Said here, not by uvicorn: its INFO lines are silenced (infrastructure/logs.py).
+            log.info("application shutdown complete: requests answered, pools closed")
 
     app = FastAPI(
         title="racer-profiles",

@@ -112,7 +112,7 @@ def test_sigterm_during_load_finishes_in_flight_requests_and_exits_cleanly(
                 ]
                 + (["a traceback in the log"] if "Traceback" in server.proc.log() else []),
                 "application shutdown": []
-                if "Application shutdown complete" in server.proc.log()
+                if "application shutdown complete" in server.proc.log()
                 else ["uvicorn did not run the application's shutdown"],
             }
             problems.update(end_state_problems(container, rel_database, results, None, shared))
