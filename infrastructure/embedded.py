@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PACKAGE_HANDLES = ".handle_pids.json"  # the package's own handle list (switched off)
 START_ATTEMPTS = 3
+NOT_STARTING = 5.0  # seconds without a live postmaster.pid: that start failed, no use waiting
 READY_WAIT = 60.0  # seconds a slow start (pg_ctl gave up) is given to come up before the next attempt
 
 
@@ -242,15 +243,19 @@ def _start(package: Any, data_dir: Path) -> Any:
 
 
 def _wait_ready(package: Any, data_dir: Path, timeout: float) -> None:
-    """Until the server of data_dir says it is ready, or timeout; at least a second."""
-    deadline = time.monotonic() + timeout
+    """Until the server of data_dir says it is ready, or timeout; at least a second.
+    A server that is not starting (no postmaster.pid after a few seconds, or its
+    process gone) is not waited for: the next attempt starts it again."""
+    started = time.monotonic()
     time.sleep(1.0)
-    while time.monotonic() < deadline:
+    while time.monotonic() - started < timeout:
         try:
             info = package.utils.PostmasterInfo.read_from_pgdata(data_dir)
         except (OSError, ValueError, IndexError, KeyError):  # postmaster.pid half-written
             info = None
         if info is not None and info.status == "ready" and info.is_running():
+            return
+        if time.monotonic() - started > NOT_STARTING and (info is None or not info.is_running()):
             return
         time.sleep(0.5)
 

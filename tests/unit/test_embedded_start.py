@@ -6,6 +6,7 @@ never succeeds is one `error:` line, not a traceback."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,11 @@ def test_a_start_that_never_succeeds_is_one_error_line(tmp_path: Path) -> None:
     assert package.calls == embedded.START_ATTEMPTS
     message = database_error(caught.value)
     assert message is not None and "did not start" in message and "\n" not in message
+
+
+def test_a_start_with_no_server_coming_up_is_not_waited_for_long(tmp_path: Path) -> None:
+    package = _Package([subprocess.CalledProcessError(1, ["pg_ctl", "start"])])
+    package.utils.PostmasterInfo.read_from_pgdata = staticmethod(lambda data_dir: None)  # type: ignore[attr-defined]
+    started = time.monotonic()
+    embedded._start(package, tmp_path)
+    assert package.calls == 2 and time.monotonic() - started < embedded.READY_WAIT / 2
