@@ -23,6 +23,7 @@ import pytest
 from tests.support.service import CLI, ROOT, free_port, service_env
 
 STARTUP = 60.0  # seconds: initdb and a first start on a loaded 2-core machine
+STARTED: list[Serve] = []  # every serve the module started, for the clean-up
 
 
 def postgres_of(data_dir: Path) -> list[psutil.Process]:
@@ -61,7 +62,11 @@ def until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("embedded") / "pgdata"
     yield path
-    for process in postgres_of(path):  # only if a test failed half-way
+    for serve in STARTED:  # only if a test failed half-way: nothing of it is left running
+        if serve.process.poll() is None:
+            os.killpg(serve.process.pid, signal.SIGKILL)
+            serve.process.wait(10)
+    for process in postgres_of(path):
         process.kill()
 
 
@@ -98,6 +103,7 @@ class Serve:
                 stderr=err,
                 start_new_session=True,
             )
+        STARTED.append(self)
         started = until(lambda: "serving" in self.stdout() or self.process.poll() is not None, STARTUP)
         assert started and self.process.poll() is None, self.stderr()[-3000:]
 
@@ -194,6 +200,7 @@ def test_one_data_directory_per_checkout_and_a_second_one_is_named(tmp_path: Pat
     relative = f".data/test-{uuid.uuid4().hex[:8]}"
     inside = ROOT / relative
     elsewhere = tmp_path / "elsewhere"
+    serve: Serve | None = None
     try:
         serve = Serve(Path(relative), tmp_path / "serve", cwd=tmp_path)
         assert postmaster_pid(inside) is not None  # under the checkout, not the current directory
@@ -204,6 +211,9 @@ def test_one_data_directory_per_checkout_and_a_second_one_is_named(tmp_path: Pat
         assert serve.signal_group(signal.SIGTERM) == 0
         assert until(lambda: not postgres_of(inside) and not postgres_of(elsewhere), 10)
     finally:
+        if serve is not None and serve.process.poll() is None:  # an assertion failed half-way
+            os.killpg(serve.process.pid, signal.SIGKILL)
+            serve.process.wait(10)
         for process in postgres_of(inside) + postgres_of(elsewhere):
             process.kill()
         shutil.rmtree(inside, ignore_errors=True)
