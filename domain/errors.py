@@ -48,6 +48,15 @@ class InvalidSuccessor(IllegalState):
     """The successor named when archiving the default is not usable."""
 
 
+class ProfileErased(DomainError):
+    """The profile was erased: its personal data is gone for good (HTTP 410)."""
+
+
+class PlaintextHistory(IllegalState):
+    """The profile has events stored before personal data was encrypted: erasing
+    it would leave their plaintext behind, so erasure is refused (never partial)."""
+
+
 class ConcurrencyConflict(DomainError):
     """Concurrent writers kept winning; the command gave up after its retries."""
 

@@ -10,17 +10,26 @@ from eventsourcing.domain import event
 
 from domain.chain import ChainedAggregate
 from domain.errors import (
+    IllegalState,
     InvalidValue,
     ProfileArchived,
+    ProfileErased,
     ProfileNotArchived,
     VehicleNotFound,
 )
 from domain.values import VEHICLES_MAX, clean_details, clean_name, vehicle_changes
 
+# What a personal field reads as once the profile's data key is destroyed.
+ERASED = "[erased]"
+VEHICLE_FIELDS = ("name", "vehicle_class", "race_number")
+
 
 class RacerProfile(ChainedAggregate):
     """Guards run in the public methods; the @event bodies only change state, so
     replaying stored events never re-checks rules that held when they were made."""
+
+    # A class default, so that snapshots taken before erasure existed still load.
+    erased = False
 
     class Created(ChainedAggregate.Created):
         account_id: str
@@ -122,6 +131,7 @@ class RacerProfile(ChainedAggregate):
         self._archived(actor=actor, reason=reason, request_id=request_id)
 
     def restore(self, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+        self._check_not_erased()
         if not self.archived:
             raise ProfileNotArchived(f"profile {self.id} is not archived")
         self._restored(actor=actor, reason=reason, request_id=request_id)
@@ -134,7 +144,20 @@ class RacerProfile(ChainedAggregate):
                 return vehicle
         raise VehicleNotFound(f"profile {self.id} has no vehicle {vehicle_id}")
 
+    def erase(self, actor: str, reason: str | None = None, request_id: str | None = None) -> None:
+        """Marks the profile erased; an active profile must be archived first
+        (the service does it in the same command, so the one-default rule holds)."""
+        self._check_not_erased()
+        if not self.archived:
+            raise IllegalState(f"profile {self.id} is active; archive it before erasing it")
+        self._erased(actor=actor, reason=reason, request_id=request_id)
+
+    def _check_not_erased(self) -> None:
+        if self.erased:
+            raise ProfileErased(f"profile {self.id} was erased")
+
     def _check_active(self) -> None:
+        self._check_not_erased()
         if self.archived:
             raise ProfileArchived(f"profile {self.id} is archived; restore it first")
 
@@ -209,3 +232,11 @@ class RacerProfile(ChainedAggregate):
     @event(Restored)
     def _restored(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = False
+
+    @event("Erased")
+    def _erased(self, actor: str, reason: str | None, request_id: str | None) -> None:
+        # The aggregate in memory forgets too, as replay does once the key is gone.
+        self.erased = True
+        self.name = ERASED
+        self.details = {key: ERASED for key in self.details}
+        self.vehicles = [{"id": v["id"], **dict.fromkeys(VEHICLE_FIELDS, ERASED)} for v in self.vehicles]

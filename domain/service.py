@@ -8,6 +8,7 @@ IntegrityError; the whole command is then retried from a fresh load.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ from eventsourcing.utils import Environment, EnvType
 from domain.errors import (
     ConcurrencyConflict,
     InvalidValue,
+    ProfileErased,
     ProfileExists,
     ProfileNotFound,
     VersionMismatch,
@@ -278,6 +280,53 @@ class ProfilesService(Application[UUID]):
             return (roster,)
 
         return self._run(account_id, profile_id, decide, cause)
+
+    def erase(
+        self,
+        account_id: str,
+        profile_id: UUID,
+        cause: Cause,
+        successor_id: UUID | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
+        """Archives the profile if it is active (the successor rule applies),
+        records that it was erased, then forgets its personal data (forget())."""
+        cause = cause.stamped()
+        current = self._load(profile_id)
+        if isinstance(current, RacerProfile) and current.account_id == account_id and current.erased:
+            self.forget(profile_id)  # completes an erasure whose forget() failed after its save
+            raise ProfileErased(f"profile {profile_id} was erased")
+
+        def decide() -> tuple[Aggregate, ...]:
+            profile = self._profile(account_id, profile_id, expected_version)
+            self.check_erasable(profile_id)
+            aggregates: list[Aggregate] = [profile]
+            if not profile.archived:
+                if successor_id is not None:
+                    self._profile(account_id, successor_id, None, field="successor_id")
+                roster = self._roster(account_id, cause)
+                profile.archive(*cause.args())
+                # No free text on the roster's events of an erasure: the reason
+                # stays with the profile's own events, which are forgotten with it.
+                roster.leave(profile_id, successor_id, cause.actor, None, cause.request_id)
+                aggregates.append(roster)
+            profile.erase(*cause.args())
+            return tuple(aggregates)
+
+        outcome = self._run(account_id, profile_id, decide, cause)
+        self.forget(profile_id)
+        if self.repository.cache is not None:
+            with contextlib.suppress(KeyError):
+                self.repository.cache.get(profile_id, evict=True)
+        return outcome
+
+    def check_erasable(self, aggregate_id: UUID) -> None:
+        """Raises when erasing the aggregate could not remove all its personal
+        data (an infrastructure subclass checks for events stored in plaintext)."""
+
+    def forget(self, aggregate_id: UUID) -> None:
+        """Makes the aggregate's personal data unreadable for good. The domain
+        holds no keys: an infrastructure subclass destroys the aggregate's data key."""
 
     # --- queries --------------------------------------------------------
 
