@@ -94,6 +94,11 @@ _EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         "profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a is archived; restore it first",
         {},
     ),
+    "plaintext-history": (
+        "profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a has events stored before personal data was encrypted",
+        {},
+    ),
+    "erased": ("profile 6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a was erased", {}),
     "idempotency-in-flight": (
         "a request with this Idempotency-Key is still being processed",
         {},
@@ -126,6 +131,7 @@ _DESCRIPTIONS = {
         "The profile's state forbids the change (`illegal-state`), concurrent writers kept winning"
         " (`conflict`), or a request with the same Idempotency-Key is still running (`idempotency-in-flight`)."
     ),
+    410: "The profile was erased (`erased`): its personal data is gone for good.",
     412: "If-Match names a stale version; `current_version` in the body is the current one.",
     413: "The body is larger than the limit (MAX_BODY_BYTES).",
     415: "The body is not application/json.",
@@ -145,7 +151,8 @@ _KINDS_BY_STATUS = {
     401: ["unauthorized"],
     403: ["forbidden"],
     404: ["not-found"],
-    409: ["illegal-state", "conflict", "idempotency-in-flight"],
+    409: ["illegal-state", "conflict", "idempotency-in-flight", "plaintext-history"],
+    410: ["erased"],
     412: ["precondition-failed"],
     413: ["content-too-large"],
     415: ["unsupported-media-type"],
@@ -172,6 +179,7 @@ RESPONSE_NAMES = {
     403: "Forbidden",
     404: "NotFound",
     409: "Conflict",
+    410: "Gone",
     412: "PreconditionFailed",
     413: "ContentTooLarge",
     415: "UnsupportedMediaType",

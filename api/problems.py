@@ -23,6 +23,8 @@ from domain.errors import (
     DomainError,
     IllegalState,
     InvalidValue,
+    PlaintextHistory,
+    ProfileErased,
     ProfileNotFound,
     VehicleNotFound,
     VersionMismatch,
@@ -82,6 +84,12 @@ KINDS: dict[str, Kind] = {
     "idempotency-in-flight": Kind(
         409, "Request in progress", "a request with this Idempotency-Key is still being processed"
     ),
+    "plaintext-history": Kind(
+        409,
+        "Cannot erase completely",
+        "the profile has events stored before encryption; erasing it is refused (docs/operators.md)",
+    ),
+    "erased": Kind(410, "Profile erased", "the profile was erased: its personal data is gone for good"),
     "precondition-failed": Kind(
         412, "Version mismatch", "If-Match names a stale version; `current_version` is the current one"
     ),
@@ -187,6 +195,10 @@ def _from_exception(exc: Exception) -> Problem:
         return not_found(str(exc))
     if isinstance(exc, VersionMismatch):
         return Problem.of("precondition-failed", str(exc), current_version=exc.current)
+    if isinstance(exc, ProfileErased):
+        return Problem.of("erased", str(exc))
+    if isinstance(exc, PlaintextHistory):
+        return Problem.of("plaintext-history", str(exc))
     if isinstance(exc, ConcurrencyConflict):
         return Problem.of("conflict", str(exc))
     if isinstance(exc, IllegalState):

@@ -190,6 +190,26 @@ class ProfilePage(BaseModel):
     )
 
 
+class ErasureReceipt(BaseModel):
+    """What DELETE /v1/profiles/{id} answers: the erasure is recorded at this position."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "profile_id": "6f1c2a4e-8d2b-4c3f-9a57-0b8e4f1d2c3a",
+                    "erased_at": "2026-03-04T10:15:00.000001+00:00",
+                    "position": 1042,
+                }
+            ]
+        }
+    )
+
+    profile_id: UUID = Field(description="the erased profile")
+    erased_at: datetime = Field(description="when the Erased event was recorded")
+    position: int = Field(description="the position of the Erased event in the log")
+
+
 class Accepted(BaseModel):
     """A command was stored but the read table did not catch up in time."""
 

@@ -238,5 +238,5 @@ class RacerProfile(ChainedAggregate):
         # The aggregate in memory forgets too, as replay does once the key is gone.
         self.erased = True
         self.name = ERASED
-        self.details = {key: ERASED for key in self.details}
+        self.details = dict.fromkeys(self.details, ERASED)
         self.vehicles = [{"id": v["id"], **dict.fromkeys(VEHICLE_FIELDS, ERASED)} for v in self.vehicles]

@@ -13,14 +13,15 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
-from domain.service import ProfilesService
 from infrastructure.accounts import Accounts
 from infrastructure.audit import Audit
 from infrastructure.change_feed import ChangeFeed
 from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.embedded import start_embedded
+from infrastructure.encrypted_app import EncryptedProfilesService
 from infrastructure.idempotency import IdempotencyStore
 from infrastructure.inline_projection import InlineProjection
+from infrastructure.keys import KeyRing, PostgresKeyStore
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.projection_status import ProjectionStatus
@@ -61,8 +62,10 @@ def read_datastore(settings: Settings, info: dict[str, Any] | None = None) -> Po
 @dataclass
 class Container:
     settings: Settings
-    app: ProfilesService
+    app: EncryptedProfilesService
     datastore: PostgresDatastore
+    keys: KeyRing
+    keys_datastore: PostgresDatastore
     reader: PostgresDatastore
     view: PostgresProfilesView
     queries: ProfileQueries
@@ -97,6 +100,8 @@ class Container:
             self.runner.stop()
         self.app.close()
         self.datastore.close()
+        if self.keys_datastore is not self.datastore:
+            self.keys_datastore.close()
         if self.reader is not self.datastore:
             self.reader.close()
 
@@ -116,8 +121,19 @@ def schema_lock(settings: Settings) -> Iterator[None]:
 def build(settings: Settings) -> Container:
     """settings must name a database (see resolve_database)."""
     with schema_lock(settings):
-        app = ProfilesService(settings.library_env(), max_attempts=settings.command_max_attempts)
         datastore = read_datastore(settings)
+        keys_datastore = (
+            read_datastore(settings, settings.keys_conninfo()) if settings.keys_database_url else datastore
+        )
+        key_store = PostgresKeyStore(keys_datastore)
+        keys = KeyRing(key_store, settings.key_cache_size, settings.key_cache_seconds)
+        idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds, keys)
+        app = EncryptedProfilesService(
+            settings.library_env(),
+            keys=keys,
+            also_forget=(idempotency.forget_profile,),
+            max_attempts=settings.command_max_attempts,
+        )
         # Queries (and the waits before them) go to the replica when there is one.
         reader = (
             read_datastore(settings, settings.read_conninfo()) if settings.read_database_url else datastore
@@ -132,13 +148,13 @@ def build(settings: Settings) -> Container:
                 queries.statements,
             )
         accounts = Accounts(datastore, revocations_heard=view.feed_listening)
-        idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds)
         projection_status = ProjectionStatus(datastore)
         if settings.create_tables:
             projection_status.create_tables()
             view.create_table()
             accounts.create_tables()
             idempotency.create_table()
+            key_store.create_table()
     feed = ChangeFeed(
         settings.conninfo(), datastore, on_position=view.reached_position, listening=view.feed_listening
     )
@@ -147,6 +163,8 @@ def build(settings: Settings) -> Container:
         settings=settings,
         app=app,
         datastore=datastore,
+        keys=keys,
+        keys_datastore=keys_datastore,
         view=view,
         queries=queries,
         reader=reader,

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol, Snapshot
-from eventsourcing.persistence import EventStore, Recording, StoredEvent, Transcoder
+from eventsourcing.persistence import StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
 from domain.chain import event_digest
@@ -81,18 +81,13 @@ class SealingMapper(UpcastingMapper):
         state = vars(event)
         originator_id = state["originator_id"]
         if isinstance(event, Snapshot):
-            state["state"] = unseal(state["state"], lambda: self.keys.for_reading(originator_id), originator_id)
+            state["state"] = unseal(
+                state["state"], lambda: self.keys.for_reading(originator_id), originator_id
+            )
         else:
             key_id = key_id_of(originator_id, state)
             state.update(unseal(state, lambda: self.keys.for_reading(key_id), key_id))
         return event
-
-
-class LinkingEventStore(EventStore[UUID]):
-    def put(self, domain_events: Sequence[DomainEventProtocol[UUID]], **kwargs: Any) -> list[Recording[UUID]]:
-        mapper: Any = self.mapper
-        with mapper.linking():
-            return super().put(domain_events, **kwargs)
 
 
 class EncryptedProfilesService(ProfilesService):
@@ -113,9 +108,6 @@ class EncryptedProfilesService(ProfilesService):
 
     def construct_mapper(self) -> SealingMapper:  # type: ignore[override]
         return SealingMapper(self.construct_transcoder(), self.keys)
-
-    def construct_event_store(self) -> EventStore[UUID]:
-        return LinkingEventStore(mapper=self.mapper, recorder=self.recorder)
 
     def check_erasable(self, aggregate_id: UUID) -> None:
         for stored in self.recorder.select_events(aggregate_id):

@@ -2,17 +2,24 @@
 
 A key is reserved (in flight) before the command runs; the command's event
 transaction marks it committed (see recorder.py), so "events written" and
-"key used" can never disagree; the full response is stored right after."""
+"key used" can never disagree; the full response is stored right after,
+sealed under the data key of the profile it shows (or of the account), and
+dropped when that profile is erased."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
+
+from domain.roster import roster_id
+from infrastructure.keys import KeyDestroyed, KeyRing
+from infrastructure.sealing import open_bytes, seal_bytes
 
 TABLE = "idempotency_keys"
 LEASE_SECONDS = 30
@@ -48,8 +55,9 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, datastore: PostgresDatastore, ttl_seconds: int) -> None:
+    def __init__(self, datastore: PostgresDatastore, ttl_seconds: int, keys: KeyRing | None = None) -> None:
         self.datastore = datastore
+        self.keys = keys
         self.ttl = ttl_seconds
         self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(TABLE))
 
@@ -69,6 +77,8 @@ class IdempotencyStore:
                     Identifier(f"{TABLE}_expires_at"), self.table
                 )
             )
+            # Upgrades a table made before bodies were sealed (NULL: a plaintext body).
+            curs.execute(SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS sealed_by uuid").format(self.table))
 
     def reserve(self, account_id: str, key: str, fp: str) -> bool:
         """True when this request now owns the key (new, or expired and replaced).
@@ -105,7 +115,7 @@ class IdempotencyStore:
             curs.execute(
                 SQL(
                     "SELECT fingerprint, state, lease_until < now() AS expired, status, headers, body,"
-                    " profile_id FROM {} WHERE account_id = %s AND key = %s"
+                    " profile_id, sealed_by FROM {} WHERE account_id = %s AND key = %s"
                 ).format(self.table),
                 (account_id, key),
             )
@@ -118,9 +128,15 @@ class IdempotencyStore:
             row["expired"],
             row["status"],
             row["headers"] or {},
-            bytes(row["body"]) if row["body"] is not None else None,
+            self._open(row["body"], row["sealed_by"]),
             row["profile_id"],
         )
+
+    def _open(self, body: Any, sealed_by: UUID | None) -> bytes | None:
+        if body is None or sealed_by is None or self.keys is None:
+            return bytes(body) if body is not None else None
+        key = self.keys.for_reading(sealed_by)
+        return open_bytes(bytes(body), key, sealed_by) if key is not None else None
 
     def take_over(self, account_id: str, key: str) -> bool:
         """Claims a key whose owner died before committing (its lease ran out)."""
@@ -136,12 +152,40 @@ class IdempotencyStore:
 
     def finish(self, account_id: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
         with self.datastore.transaction(commit=True) as curs:
+            sealed_by = None
+            if self.keys is not None:
+                curs.execute(
+                    SQL("SELECT profile_id FROM {} WHERE account_id = %s AND key = %s").format(self.table),
+                    (account_id, key),
+                )
+                row: Any = curs.fetchone()
+                profile_id = row["profile_id"] if row else None
+                sealed_by, secret = self._sealing_key(account_id, profile_id)
+                body = seal_bytes(body, secret, sealed_by)
             curs.execute(
                 SQL(
-                    "UPDATE {} SET state = 'done', status = %s, headers = %s, body = %s"
+                    "UPDATE {} SET state = 'done', status = %s, headers = %s, body = %s, sealed_by = %s"
                     " WHERE account_id = %s AND key = %s"
                 ).format(self.table),
-                (status, Jsonb(headers), body, account_id, key),
+                (status, Jsonb(headers), body, sealed_by, account_id, key),
+            )
+
+    def _sealing_key(self, account_id: str, profile_id: str | None) -> tuple[UUID, bytes]:
+        assert self.keys is not None
+        if profile_id:
+            try:
+                return UUID(profile_id), self.keys.for_writing(UUID(profile_id))
+            except KeyDestroyed:
+                pass  # the erasure's own receipt: it shows no personal data
+        return roster_id(account_id), self.keys.for_writing(roster_id(account_id))
+
+    def forget_profile(self, profile_id: UUID) -> None:
+        """An erased profile's stored responses go (their key is destroyed anyway);
+        the erasure's own key (committed, not done yet) stays for its receipt."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {} WHERE profile_id = %s AND state = 'done'").format(self.table),
+                (str(profile_id),),
             )
 
     def release(self, account_id: str, key: str) -> None:

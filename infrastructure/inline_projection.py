@@ -39,6 +39,7 @@ from projections.rows import (
     AddVehicle,
     ChangeDefault,
     ChangeVehicle,
+    EraseProfile,
     InsertProfile,
     RemoveVehicle,
     RowChange,
@@ -119,7 +120,7 @@ class InlineProjection:
 
 
 # The changes of one profile's row (the audit index's entries are not rows).
-ROW_CHANGES = (InsertProfile, UpdateProfile, AddVehicle, ChangeVehicle, RemoveVehicle)
+ROW_CHANGES = (InsertProfile, UpdateProfile, AddVehicle, ChangeVehicle, RemoveVehicle, EraseProfile)
 
 
 def _changed_ids(changes: list[list[RowChange]]) -> list[UUID]:

@@ -107,9 +107,7 @@ class PostgresKeyStore:
     def live_keys(self, key_ids: list[UUID]) -> list[UUID]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                SQL("SELECT key_id FROM {} WHERE key_id = ANY(%s) AND secret IS NOT NULL").format(
-                    self.table
-                ),
+                SQL("SELECT key_id FROM {} WHERE key_id = ANY(%s) AND secret IS NOT NULL").format(self.table),
                 (key_ids,),
             )
             return [row["key_id"] for row in curs.fetchall()]

@@ -58,7 +58,8 @@ class Statements:
         self.head = SQL("SELECT max(notification_id) AS head FROM {e}").format(e=self.events).as_string()
         self.pages = {
             (include_archived, keyset): SQL(
-                "SELECT {c} FROM {t} WHERE account_id = %s{a}{k} ORDER BY created_at, id LIMIT %s"
+                "SELECT {c} FROM {t} WHERE account_id = %s AND erased_at IS NULL{a}{k}"
+                " ORDER BY created_at, id LIMIT %s"
             )
             .format(
                 c=COLUMNS,

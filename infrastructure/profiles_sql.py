@@ -20,6 +20,7 @@ from projections.rows import (
     AddVehicle,
     ChangeDefault,
     ChangeVehicle,
+    EraseProfile,
     InsertProfile,
     ListEvent,
     RemoveVehicle,
@@ -229,6 +230,17 @@ def _(c: RemoveVehicle, table: Table, position: int) -> tuple[list[str], list[An
         " version = %s, updated_at = %s, position = %s WHERE id = %s",
     )
     return [sql], [(c.vehicle_id, c.version, c.updated_at, position, c.profile_id)]
+
+
+@_statement.register
+def _(c: EraseProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql = _text(
+        table,
+        "UPDATE {t} SET name = '', details = '{{}}'::jsonb, vehicles = '[]'::jsonb, vehicle_count = 0,"
+        " archived = true, is_default = false, erased_at = %s,"
+        " version = %s, updated_at = %s, position = %s WHERE id = %s",
+    )
+    return [sql], [(c.erased_at, c.version, c.erased_at, position, c.profile_id)]
 
 
 @_statement.register

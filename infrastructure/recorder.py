@@ -5,6 +5,7 @@ and every call follows one retry policy (infrastructure/db_retry.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from functools import cached_property
@@ -190,13 +191,17 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
 
 
 class ProfilesEventStore(EventStore[Any]):
-    """Hands the recorder each save's row changes, for the inline projection."""
+    """Hands the recorder each save's row changes, for the inline projection,
+    and maps one save's events together when the mapper links them (the
+    sealing mapper: infrastructure/encrypted_app.py)."""
 
     def put(self, domain_events: Sequence[DomainEventProtocol[Any]], **kwargs: Any) -> list[Recording[Any]]:
         inline = getattr(self.recorder, "inline", None)
         if inline is not None and kwargs.get("tracking") is None and domain_events:
             kwargs["inline"] = inline.prepare(domain_events)
-        return super().put(domain_events, **kwargs)
+        linking = getattr(self.mapper, "linking", None)
+        with linking() if linking is not None else contextlib.nullcontext():
+            return super().put(domain_events, **kwargs)
 
 
 class SnapshotsRecorder(RenderedStatements):
@@ -205,6 +210,16 @@ class SnapshotsRecorder(RenderedStatements):
 
     insert_events = retry_dead_connections(PostgresAggregateRecorder.insert_events)
     select_events = retry_dead_connections(RenderedStatements._select_events)
+
+    def delete_snapshots(self, originator_id: Any) -> None:
+        """Snapshots are derived; an erased profile's are dropped (loading replays its events)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {}.{} WHERE originator_id = %s").format(
+                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
+                ),
+                (originator_id,),
+            )
 
 
 class ProfilesFactory(PostgresFactory):

@@ -23,8 +23,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.profile import ERASED
+from infrastructure.keys import KeyMissing
 
 SEALED = "$enc"
+# What a sealed value reads as where its key is not in the key store at all: a
+# copy replayed from an export (keys are never exported), or a wrong KEYS_DATABASE_URL.
+WITHHELD = "[withheld]"
 NONCE_BYTES = 12
 
 LEAF = "leaf"  # the value itself is personal
@@ -87,21 +91,25 @@ def seal(state: dict[str, Any], key: bytes, key_id: UUID) -> dict[str, Any]:
 
 
 def unseal(state: dict[str, Any], key_of: Callable[[], bytes | None], key_id: UUID) -> dict[str, Any]:
-    """A copy of state with every sealed value decrypted, or ERASED once the key
-    was destroyed (key_of() None; it is asked only when a value is sealed).
-    Values stored before sealing existed pass as they are."""
-    opened: list[AESGCM | None] = []
+    """A copy of state with every sealed value decrypted: ERASED once the key was
+    destroyed (key_of() None), WITHHELD where the key store has no such key
+    (key_of() is asked only when a value is sealed). Values stored before
+    sealing existed pass as they are."""
+    opened: list[AESGCM | str] = []
     aad = key_id.bytes
 
     def decrypt(value: Any) -> Any:
         if not is_sealed(value):
             return value
         if not opened:
-            key = key_of()
-            opened.append(AESGCM(key) if key is not None else None)
+            try:
+                key = key_of()
+                opened.append(AESGCM(key) if key is not None else ERASED)
+            except KeyMissing:
+                opened.append(WITHHELD)
         aead = opened[0]
-        if aead is None:
-            return ERASED
+        if isinstance(aead, str):
+            return aead
         raw = base64.b64decode(value[SEALED])
         try:
             return json.loads(aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad))
@@ -123,3 +131,13 @@ def plaintext_fields(state: dict[str, Any]) -> list[str]:
 
         _walk(state[name], spec, check)
     return found
+
+
+def seal_bytes(data: bytes, key: bytes, key_id: UUID) -> bytes:
+    """nonce | ciphertext | tag of data (a stored response body, say)."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, data, key_id.bytes)
+
+
+def open_bytes(sealed: bytes, key: bytes, key_id: UUID) -> bytes:
+    return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], key_id.bytes)

@@ -35,6 +35,19 @@ class Settings(BaseSettings):
     read_database_url: str | None = Field(
         default=None, description="a streaming replica for queries; unset: DATABASE_URL"
     )
+    keys_database_url: str | None = Field(
+        default=None,
+        description="a database of its own for the data keys (erasure); unset: DATABASE_URL",
+    )
+    key_cache_size: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="data keys kept in memory per process"
+    )
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="how long a process keeps a data key before asking again (another process may erase)",
+    )
     embedded_data_dir: Path = Field(
         default=Path(".data/postgres"),
         description="data directory of the embedded server; relative to the project root",
@@ -90,7 +103,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, description="how often tokens' `last used` times are written"
     )
 
-    @field_validator("database_url", "read_database_url")
+    @field_validator("database_url", "read_database_url", "keys_database_url")
     @classmethod
     def _parseable(cls, value: str | None) -> str | None:
         if value:
@@ -107,6 +120,9 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise RuntimeError("no database URL: start the embedded server first")
         return conninfo_to_dict(self.database_url)
+
+    def keys_conninfo(self) -> dict[str, Any]:
+        return conninfo_to_dict(self.keys_database_url) if self.keys_database_url else self.conninfo()
 
     def read_conninfo(self) -> dict[str, Any]:
         return conninfo_to_dict(self.read_database_url) if self.read_database_url else self.conninfo()

@@ -21,6 +21,7 @@ from projections.rows import (
     AddVehicle,
     ChangeDefault,
     ChangeVehicle,
+    EraseProfile,
     InsertProfile,
     RemoveVehicle,
     RowChange,
@@ -79,6 +80,11 @@ def _(e: RacerProfile.Archived) -> list[RowChange]:
 @row_changes.register
 def _(e: RacerProfile.Restored) -> list[RowChange]:
     return [UpdateProfile(e.originator_id, e.originator_version, e.timestamp, {"archived": False})]
+
+
+@row_changes.register
+def _(e: RacerProfile.Erased) -> list[RowChange]:
+    return [EraseProfile(e.originator_id, e.originator_version, e.timestamp)]
 
 
 @row_changes.register

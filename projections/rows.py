@@ -59,6 +59,16 @@ class RemoveVehicle:
 
 
 @dataclass(frozen=True)
+class EraseProfile:
+    """Leaves a tombstone: ids and times only (so the profile answers 410 Gone
+    and streams see it go), no name, vehicles or details."""
+
+    profile_id: UUID
+    version: int
+    erased_at: datetime
+
+
+@dataclass(frozen=True)
 class ChangeDefault:
     """Clears the previous default before setting the new one: the unique
     partial index on (account_id) WHERE is_default is not deferrable."""
@@ -88,7 +98,14 @@ class ListEvent:
 
 
 RowChange = (
-    InsertProfile | UpdateProfile | AddVehicle | ChangeVehicle | RemoveVehicle | ChangeDefault | ListEvent
+    InsertProfile
+    | UpdateProfile
+    | AddVehicle
+    | ChangeVehicle
+    | RemoveVehicle
+    | ChangeDefault
+    | ListEvent
+    | EraseProfile
 )
 
 
@@ -122,6 +139,8 @@ class ProfileRow:
     created_at: datetime = column("timestamptz NOT NULL", replayed=False)
     updated_at: datetime = column("timestamptz NOT NULL", replayed=False)
     position: int = column("bigint NOT NULL", public=False, replayed=False)
+    # Set on an erased profile's row, a tombstone: ids and times only.
+    erased_at: datetime | None = column("timestamptz", public=False)
 
 
 COLUMNS: tuple[Field[Any], ...] = fields(ProfileRow)
@@ -130,7 +149,7 @@ UPDATABLE = frozenset(c.name for c in COLUMNS if c.metadata["updatable"])
 REPLAYED = tuple(c.name for c in COLUMNS if c.metadata["replayed"])
 JSONB = frozenset(c.name for c in COLUMNS if c.metadata["sql"].startswith("jsonb"))
 # Columns the read side computes; every other column is the aggregate's attribute of that name.
-_DERIVED = {"vehicle_count", "is_default", "updated_at", "position"}
+_DERIVED = {"vehicle_count", "is_default", "updated_at", "position", "erased_at"}
 
 
 def _wire(value: Any) -> Any:
@@ -152,10 +171,15 @@ def replayed_row(profile: Any, is_default: bool, position: int = 0) -> ProfileRo
     """The row a profile aggregate (replayed from its events) should have in the table."""
     values = {name: getattr(profile, name) for name in COLUMN_NAMES if name not in _DERIVED}
     values["vehicles"] = [dict(v) for v in profile.vehicles]
+    if getattr(profile, "erased", False):
+        # A tombstone (EraseProfile): no personal data, never the default.
+        values.update(name="", details={}, vehicles=[], archived=True)
+        is_default = False
     return ProfileRow(
         **values,
-        vehicle_count=len(profile.vehicles),
+        vehicle_count=len(values["vehicles"]),
         is_default=is_default,
         updated_at=profile.modified_on,
         position=position,
+        erased_at=profile.modified_on if getattr(profile, "erased", False) else None,
     )

@@ -50,6 +50,7 @@ from api.responses import (
 from api.schemas import (
     ArchiveRequest,
     DefaultRequest,
+    ErasureReceipt,
     ProfileCreate,
     ProfilePage,
     ProfilePublic,
@@ -273,7 +274,15 @@ async def get_profile(
     row = await queries.get(scope_of(principal), profile_id)
     if row is None:
         raise _not_found(profile_id)
+    if row.erased_at is not None:
+        raise _gone(row.id, row.erased_at)
     return profile_response(row)
+
+
+def _gone(profile_id: UUID, erased_at: datetime) -> Problem:
+    return Problem(
+        410, "erased", "Profile erased", f"profile {profile_id} was erased", erased_at=erased_at.isoformat()
+    )
 
 
 def _as_it_was(
@@ -470,5 +479,51 @@ def remove_vehicle(
     def run(cause: Cause) -> Response:
         outcome = container.app.remove_vehicle(owner.account_id, profile_id, str(vehicle_id), cause, if_match)
         return command_response(container, owner.account_id, outcome)
+
+    return _once(request, container, cause, None, run)
+
+
+@router.delete(
+    "/{profile_id}",
+    response_model=ErasureReceipt,
+    summary="Erase a profile",
+    description=(
+        "Erases the profile for good: archives it first if it is active (the default passes to"
+        " `successor_id`, else to the earliest-created active profile), records an `Erased` event and"
+        " destroys the profile's data key, so its names, vehicles, details and reasons can never be"
+        " read again (history keeps every event, its personal fields shown as `[erased]`). Answers"
+        " with a receipt; afterwards the profile answers 410 Gone. Honours `If-Match`; the reason"
+        " goes in `X-Reason`."
+    ),
+    responses={
+        **command_responses(200, "The erasure receipt; X-Position is the erasure's last event."),
+        **problems(410, s410="The profile was erased already (`erased`)."),
+    },
+    openapi_extra=COMMAND_EXTRA,
+)
+def erase_profile(
+    request: Request,
+    profile_id: UUID,
+    owner: OwnerDep,
+    container: ContainerDep,
+    if_match: IfMatchDep,
+    cause: CauseDep,
+    successor_id: Annotated[
+        UUID | None, Query(description="the profile that becomes default if this one is the default")
+    ] = None,
+) -> Response:
+    def run(cause: Cause) -> Response:
+        outcome = container.app.erase(owner.account_id, profile_id, cause, successor_id, if_match)
+        wait_for(container, outcome.position)
+        row = container.queries.get(owner.account_id, profile_id)
+        if row is None or row.erased_at is None:
+            raise Problem(500, "internal", "Internal server error", "the erasure is not in the read table")
+        receipt = {
+            "profile_id": str(profile_id),
+            "erased_at": row.erased_at.isoformat(),
+            "position": outcome.position,
+        }
+        headers = {"X-Position": str(outcome.position), "ETag": etag(row.version)}
+        return FastJSONResponse(receipt, headers=headers)
 
     return _once(request, container, cause, None, run)

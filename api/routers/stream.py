@@ -1,7 +1,8 @@
 """GET /v1/profiles/stream: the account's profile changes as Server-Sent Events.
 
 Each changed profile is one event: `id: <position>`, `event: profile`,
-`data: <the profile as in the API, plus "position">`, in position order. A
+`data: <the profile as in the API, plus "position">`, in position order; an
+erased profile is `event: erased`, `data: {"id", "erased_at", "position"}`. A
 stream delivers the latest state of each changed profile: intermediate states
 of one profile may be collapsed, its final state never. Rows changed by one
 event (the old and the new default) share a position; only the last of them
@@ -83,15 +84,25 @@ def _resume_position(header: str | None, query: int | None) -> int:
     return int(header)
 
 
-def encode(rows: Sequence[ProfileRow], next_position: int | None = None) -> bytes:
+def encode(rows: Sequence[ProfileRow], next_position: int | None = None, *, fresh: bool = False) -> bytes:
     """SSE events for rows in position order; the id goes on the last row of each
-    position (next_position: the position of the row after these, if one follows)."""
+    position (next_position: the position of the row after these, if one follows).
+    An erased profile goes as an `erased` event naming only its id; a fresh stream
+    (no resume position) never knew it, so there only its id line is kept."""
     out = []
     for i, row in enumerate(rows):
-        data = orjson.dumps({**public(row), "position": row.position}).decode()
         following = rows[i + 1].position if i + 1 < len(rows) else next_position
         event_id = f"id: {row.position}\n" if following != row.position else ""
-        out.append(f"{event_id}event: profile\ndata: {data}\n\n")
+        if row.erased_at is not None:
+            if fresh:
+                out.append(f"{event_id}\n" if event_id else "")
+                continue
+            kind = "erased"
+            body: dict[str, object] = {"id": str(row.id), "erased_at": row.erased_at.isoformat()}
+        else:
+            kind, body = "profile", public(row)
+        data = orjson.dumps({**body, "position": row.position}).decode()
+        out.append(f"{event_id}event: {kind}\ndata: {data}\n\n")
     return "".join(out).encode()
 
 
@@ -117,13 +128,14 @@ async def _backlog(
     read_page: Callable[[tuple[int, UUID]], Awaitable[list[ProfileRow]]],
     page_size: int,
     rows: list[ProfileRow],
+    fresh: bool = False,
 ) -> AsyncIterator[tuple[bytes, int]]:
     """The account's changed rows a page at a time, from rows (the first page, read
     with one row more): (encoded page, last position sent). The row after each
     page is read too, so rows sharing a position are never split by an `id:` line."""
     while rows:
         page, rest = rows[:page_size], rows[page_size:]
-        encoded = encode(page, rest[0].position if rest else None)
+        encoded = encode(page, rest[0].position if rest else None, fresh=fresh)
         last, cursor = page[-1].position, (page[-1].position, page[-1].id)
         # Only the encoded page is held while a slow client takes it, not the rows.
         del rows, page
@@ -227,7 +239,7 @@ async def profile_stream(
     except BaseException:
         close()
         raise
-    backlog = _backlog(read_page, page_size, first)
+    backlog = _backlog(read_page, page_size, first, fresh=not after)
     return _EventStream(_events(subscription, backlog, after, principal), close)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import psycopg.rows
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
@@ -33,9 +34,11 @@ CLI = Path(sys.executable).with_name("racer-profiles")
 EVENT_COLUMNS = "notification_id, originator_id, originator_version, topic, state"
 
 
-def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run(database_url: str, *args: str, keys_url: str | None = None) -> subprocess.CompletedProcess[str]:
     assert CLI.exists(), CLI
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "HOME": str(ROOT)}
+    if keys_url:
+        env["KEYS_DATABASE_URL"] = keys_url
     return subprocess.run(
         [str(CLI), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
@@ -73,6 +76,11 @@ def fresh_database(pg_server_url: str) -> Iterator[str]:
 
 def rows(database_url: str, statement: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(database_url) as conn:
+        return conn.execute(statement).fetchall()
+
+
+def dict_rows(database_url: str, statement: str) -> list[dict[str, Any]]:
+    with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as conn:
         return conn.execute(statement).fetchall()
 
 
@@ -132,9 +140,10 @@ def test_export_replay_rebuild_verify_reproduces_the_read_table(
     assert replayed.returncode == 0, replayed.stderr[-3000:]
     assert str(head) in replayed.stdout
 
-    rebuilt = run(fresh_database, "rebuild")
+    # Keys are never exported: the copy reads them from the original's key store.
+    rebuilt = run(fresh_database, "rebuild", keys_url=source_url)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
-    verified = run(fresh_database, "verify")
+    verified = run(fresh_database, "verify", keys_url=source_url)
     assert verified.returncode == 0, verified.stdout + verified.stderr[-3000:]
 
     copied_events = rows(
@@ -145,6 +154,19 @@ def test_export_replay_rebuild_verify_reproduces_the_read_table(
     original, copy = rows(source_url, query), rows(fresh_database, query)
     assert len(original) >= 3
     assert copy == original
+
+    # Without the keys (an auditor's copy) the chains, the invariant and every
+    # non-personal column still reproduce; personal fields read as withheld.
+    assert run(fresh_database, "rebuild").returncode == 0
+    keyless = run(fresh_database, "verify")
+    assert keyless.returncode == 0, keyless.stdout + keyless.stderr[-3000:]
+    withheld = dict_rows(fresh_database, query)
+    assert {r["name"] for r in withheld} == {"[withheld]"}
+    personal = {"name", "details", "vehicles"}
+    assert [{k: v for k, v in r.items() if k not in personal} for r in withheld] == [
+        {k: v for k, v in r.items() if k not in personal} for r in dict_rows(source_url, query)
+    ]
+    run(fresh_database, "rebuild", keys_url=source_url)
     with psycopg.connect(source_url) as conn:
         cursor = conn.execute("SELECT * FROM racer_profiles LIMIT 0")
         columns = [d.name for d in cursor.description or []]

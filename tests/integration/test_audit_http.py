@@ -268,6 +268,7 @@ COMMANDS: dict[tuple[str, str], Any] = {
     ("POST", "/v1/profiles/{profile_id}/archive"): {"successor_id": "{other_id}"},
     ("POST", "/v1/profiles/{profile_id}/restore"): {},
     ("POST", "/v1/profiles"): {"name": "Newcomer"},
+    ("DELETE", "/v1/profiles/{profile_id}"): None,
 }
 
 
