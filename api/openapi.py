@@ -313,7 +313,8 @@ def command_responses(
     links: dict[str, Any] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """Every status a command can answer with."""
-    statuses = [401, 403] + ([404] if not_found else []) + [409] + ([412] if if_match else [])
+    # A command on one profile meets an erased one: 410.
+    statuses = [401, 403] + ([404, 410] if not_found else []) + [409] + ([412] if if_match else [])
     return {
         success: command_ok(description, etag=etag, location=location, links=links),
         202: ACCEPTED,

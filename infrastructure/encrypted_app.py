@@ -19,17 +19,28 @@ from eventsourcing.utils import get_topic
 
 from domain.chain import event_digest
 from domain.errors import PlaintextHistory
+from domain.profile import RacerProfile
 from domain.service import ProfilesService
 from domain.upcasting import UpcastingMapper
 from infrastructure.keys import KeyRing
 from infrastructure.sealing import has_personal_data, plaintext_fields, seal, unseal
 
 
-def key_id_of(originator_id: UUID, state: dict[str, Any]) -> UUID:
-    """Whose key seals an event: the profile it concerns (a roster's membership
-    events name one), else its own aggregate's (a roster's: the account's key)."""
-    profile_id = state.get("profile_id")
-    return UUID(profile_id) if profile_id else originator_id
+SEALED_BY = "sealed_by"  # stored next to sealed fields: the id of their key
+
+
+def key_id_of(domain_event: Any, state: dict[str, Any], command_profile: UUID | None) -> UUID:
+    """Whose key seals an event's personal fields: a profile's own; for a
+    roster's event (its reason), the profile of the command that caused it (the
+    profile whose events were saved with it), else the profile the event names;
+    else the roster's own, the account's key. So every reason given about a
+    profile goes when that profile is erased."""
+    if isinstance(domain_event, RacerProfile.Event):
+        return UUID(str(domain_event.originator_id))
+    if command_profile is not None:
+        return command_profile
+    named = state.get("profile_id") or state.get("new") or state.get("previous")
+    return UUID(named) if named else UUID(str(domain_event.originator_id))
 
 
 class SealingMapper(UpcastingMapper):
@@ -44,10 +55,12 @@ class SealingMapper(UpcastingMapper):
         once it is sealed, so the next event of the same aggregate (which the
         domain linked to the unsealed hash) is re-linked to the stored one."""
         self._batch.relink = {}
+        self._batch.profile = None
         try:
             yield
         finally:
             self._batch.relink = None
+            self._batch.profile = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -61,9 +74,16 @@ class SealingMapper(UpcastingMapper):
             if has_personal_data(state["state"]):
                 key = self.keys.for_writing(originator_id)
                 state["state"] = seal(state["state"], key, originator_id)
-        elif has_personal_data(state):
-            key_id = key_id_of(originator_id, state)
-            state = seal(state, self.keys.for_writing(key_id), key_id)
+        else:
+            if (
+                isinstance(domain_event, RacerProfile.Event)
+                and getattr(self._batch, "relink", None) is not None
+            ):
+                self._batch.profile = originator_id
+            if has_personal_data(state):
+                key_id = key_id_of(domain_event, state, getattr(self._batch, "profile", None))
+                state = seal(state, self.keys.for_writing(key_id), key_id)
+                state[SEALED_BY] = str(key_id)
         if "event_hash" in state:
             relink: dict[str, str] | None = getattr(self._batch, "relink", None)
             if relink is not None:
@@ -84,8 +104,8 @@ class SealingMapper(UpcastingMapper):
             state["state"] = unseal(
                 state["state"], lambda: self.keys.for_reading(originator_id), originator_id
             )
-        else:
-            key_id = key_id_of(originator_id, state)
+        elif SEALED_BY in state:
+            key_id = UUID(state.pop(SEALED_BY))
             state.update(unseal(state, lambda: self.keys.for_reading(key_id), key_id))
         return event
 

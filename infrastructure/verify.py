@@ -69,6 +69,14 @@ def _same(have: Any, want: Any) -> bool:
     return json.dumps(have, sort_keys=True) == json.dumps(want, sort_keys=True)
 
 
+def _erasure_problems(container: Container, rows: dict[UUID, dict[str, Any]]) -> list[str]:
+    """An erased profile whose key still exists was not erased completely (the
+    key store failed after the Erased event was stored): DELETE it again."""
+    erased = [pid for pid, row in rows.items() if row["erased_at"] is not None]
+    live = container.keys.store.live_keys(erased) if erased else []
+    return [f"profile {pid}: erased, but its data key still exists; erase it again" for pid in live]
+
+
 def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> list[str]:
     head = container.app.recorder.max_notification_id() or 0
     try:
@@ -93,6 +101,7 @@ def verify_store(container: Container, *, catch_up_timeout: float = 30.0) -> lis
             + (f" ({skipped} skipped)" if skipped else "")
             + ": run racer-profiles rebuild"
         )
+    problems += _erasure_problems(container, expected)
     actual = {row.id: row for row in container.queries.all_rows()}
     for pid in sorted(set(expected) | set(actual), key=str):
         want, have = expected.get(pid), actual.get(pid)

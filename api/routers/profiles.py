@@ -252,7 +252,10 @@ def set_default(
     description=(
         "The profile now, or as it was at a `version` or an `as_of` time (replayed from its events)."
     ),
-    responses={200: profile_ok("The profile."), **problems(401, 404, 422, 503)},
+    responses={
+        200: profile_ok("The profile."),
+        **problems(401, 404, 410, 422, 503, s410="The profile was erased (`erased`); its history remains."),
+    },
 )
 async def get_profile(
     profile_id: UUID,
@@ -495,10 +498,7 @@ def remove_vehicle(
         " with a receipt; afterwards the profile answers 410 Gone. Honours `If-Match`; the reason"
         " goes in `X-Reason`."
     ),
-    responses={
-        **command_responses(200, "The erasure receipt; X-Position is the erasure's last event."),
-        **problems(410, s410="The profile was erased already (`erased`)."),
-    },
+    responses=command_responses(200, "The erasure receipt; X-Position is the erasure's last event."),
     openapi_extra=COMMAND_EXTRA,
 )
 def erase_profile(
