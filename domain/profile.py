@@ -198,6 +198,11 @@ class RacerProfile(ChainedAggregate):
         reason: str | None
         request_id: str | None
 
+    class Erased(ChainedAggregate.Event):
+        actor: str
+        reason: str | None
+        request_id: str | None
+
     @event(Renamed)
     def _renamed(self, name: str, actor: str, reason: str | None, request_id: str | None) -> None:
         self.name = name
@@ -233,7 +238,7 @@ class RacerProfile(ChainedAggregate):
     def _restored(self, actor: str, reason: str | None, request_id: str | None) -> None:
         self.archived = False
 
-    @event("Erased")
+    @event(Erased)
     def _erased(self, actor: str, reason: str | None, request_id: str | None) -> None:
         # The aggregate in memory forgets too, as replay does once the key is gone.
         self.erased = True

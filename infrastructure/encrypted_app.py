@@ -25,7 +25,6 @@ from domain.upcasting import UpcastingMapper
 from infrastructure.keys import KeyRing
 from infrastructure.sealing import has_personal_data, plaintext_fields, seal, unseal
 
-
 SEALED_BY = "sealed_by"  # stored next to sealed fields: the id of their key
 
 
@@ -126,7 +125,7 @@ class EncryptedProfilesService(ProfilesService):
         self.also_forget = tuple(also_forget)
         super().__init__(env, **kwargs)
 
-    def construct_mapper(self) -> SealingMapper:  # type: ignore[override]
+    def construct_mapper(self) -> SealingMapper:
         return SealingMapper(self.construct_transcoder(), self.keys)
 
     def check_erasable(self, aggregate_id: UUID) -> None:
@@ -143,6 +142,7 @@ class EncryptedProfilesService(ProfilesService):
         self.keys.destroy(aggregate_id)
         if self.snapshots is not None:
             # Derived data: loading replays the events instead.
-            self.snapshots.recorder.delete_snapshots(aggregate_id)  # type: ignore[attr-defined]
+            recorder: Any = self.snapshots.recorder  # infrastructure/recorder.py's SnapshotsRecorder
+            recorder.delete_snapshots(aggregate_id)
         for forget in self.also_forget:
             forget(aggregate_id)

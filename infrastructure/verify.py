@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -66,6 +67,8 @@ def _invariant_problems(container: Container, rows: dict[UUID, dict[str, Any]]) 
 def _same(have: Any, want: Any) -> bool:
     """Equal as JSON, kinds included: 1 == 1.0 == True in Python, but a float that
     came back as an integer (or a lost sign) is a difference clients see."""
+    if isinstance(have, datetime) or isinstance(want, datetime):
+        return bool(have == want)
     return json.dumps(have, sort_keys=True) == json.dumps(want, sort_keys=True)
 
 

@@ -20,6 +20,7 @@ from racer_profiles_client import (
     Client,
     Conflict,
     Forbidden,
+    Gone,
     NotFound,
     PreconditionFailed,
     Profile,
@@ -125,6 +126,16 @@ def test_each_error_is_typed_from_the_problem_document(service: Service, client:
         client.rename(alex.id, "Again")
     assert archived.value.kind == "illegal-state"
     assert client.get_profile(alex.id).name == "Alex"  # nothing changed
+
+    sam = client.create_profile("Sam", vehicles=[{"name": "Kart"}])
+    receipt = client.erase(sam.id, reason="asked by the parent")
+    assert receipt.profile_id == sam.id and receipt.position >= 1
+    with pytest.raises(Gone) as gone:
+        client.get_profile(sam.id)
+    assert gone.value.kind == "erased" and gone.value.status == 410
+    with pytest.raises(Gone):
+        client.erase(sam.id)
+    assert client.get_profile(sam.id, version=1).name == "[erased]"
 
     with Client(service.base_url, "rp_not_a_token") as stranger, pytest.raises(Unauthorized):
         stranger.get_default()
@@ -237,6 +248,7 @@ def test_the_async_client_does_the_same(service: Service, token: str, new_token:
             assert seen == {"Alex", "Samuel"}
             await changes.aclose()
             assert (await client.readiness()).ready
+            assert (await client.erase(alex.id, successor_id=sam.id)).profile_id == alex.id
 
     asyncio.run(scenario())
 

@@ -20,7 +20,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-
 from domain.errors import PlaintextHistory, ProfileErased
 from domain.profile import ERASED
 from domain.service import Cause

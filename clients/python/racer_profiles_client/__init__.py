@@ -21,6 +21,7 @@ from racer_profiles_client.errors import (
 from racer_profiles_client.models import (
     AccountSummary,
     DefaultChange,
+    ErasureReceipt,
     ExportedEvent,
     FieldError,
     Health,
@@ -42,6 +43,7 @@ __all__ = [
     "Client",
     "Conflict",
     "DefaultChange",
+    "ErasureReceipt",
     "ExportedEvent",
     "FieldError",
     "Forbidden",

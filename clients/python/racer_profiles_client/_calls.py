@@ -17,6 +17,7 @@ from racer_profiles_client.models import (
     Accepted,
     AccountSummary,
     DefaultChange,
+    ErasureReceipt,
     ExportedEvent,
     Health,
     HistoryEntry,
@@ -43,6 +44,7 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
     "profile_stream": ("changes", "GET", "/v1/profiles/stream"),
     "get_profile": ("get_profile", "GET", "/v1/profiles/{profile_id}"),
     "rename_profile": ("rename", "PATCH", "/v1/profiles/{profile_id}"),
+    "erase_profile": ("erase", "DELETE", "/v1/profiles/{profile_id}"),
     "archive_profile": ("archive", "POST", "/v1/profiles/{profile_id}/archive"),
     "restore_profile": ("restore", "POST", "/v1/profiles/{profile_id}/restore"),
     "add_vehicle": ("add_vehicle", "POST", "/v1/profiles/{profile_id}/vehicles"),
@@ -259,6 +261,22 @@ def remove_vehicle(
     if reason is None:
         return call
     return replace(call, headers={**call.headers, "X-Reason": reason})
+
+
+def erase(
+    profile_id: UUID | str, successor_id: UUID | str | None, if_match: str | int | None, reason: str | None
+) -> Call[ErasureReceipt]:
+    headers = _command_headers(if_match)
+    if reason is not None:
+        headers["X-Reason"] = reason
+    return Call(
+        "DELETE",
+        f"/v1/profiles/{profile_id}",
+        lambda response: ErasureReceipt.model_validate(response.json()),
+        params={"successor_id": str(successor_id)} if successor_id is not None else None,
+        headers=headers,
+        command=True,
+    )
 
 
 def _paged(path: str, params: dict[str, Any], item: Callable[[Any], T], read: bool = False) -> Call[Page[T]]:

@@ -18,6 +18,7 @@ from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
     AccountSummary,
     DefaultChange,
+    ErasureReceipt,
     ExportedEvent,
     Health,
     HistoryEntry,
@@ -204,6 +205,18 @@ class Client:
         self, profile_id: Id, vehicle_id: Id, if_match: ETag = None, *, reason: str | None = None
     ) -> Profile:
         return self._run(calls.remove_vehicle(profile_id, vehicle_id, if_match, reason))
+
+    def erase(
+        self,
+        profile_id: Id,
+        if_match: ETag = None,
+        *,
+        successor_id: Id | None = None,
+        reason: str | None = None,
+    ) -> ErasureReceipt:
+        """Erases the profile for good (archived first; successor_id takes over the default).
+        Afterwards it answers Gone (410); its history stays, personal fields erased."""
+        return self._run(calls.erase(profile_id, successor_id, if_match, reason))
 
     # -- audit ----------------------------------------------------------------
 

@@ -156,6 +156,14 @@ class Problem(_Model):
         return self.type.rstrip("/").rsplit("/", 1)[-1]
 
 
+class ErasureReceipt(_Model):
+    """DELETE /v1/profiles/{id}: the profile was erased at this time and position."""
+
+    profile_id: UUID
+    erased_at: datetime
+    position: int
+
+
 class Accepted(_Model):
     """202: the change is stored but the read table had not caught up in time."""
 
