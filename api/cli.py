@@ -211,6 +211,35 @@ def accounts_create(
         container.close()
 
 
+@accounts_cli.command("erase")
+def accounts_erase(
+    account_id: str,
+    reason: str = typer.Option(None, help="why (recorded on the Erased events, then erased with them)"),
+) -> None:
+    """Erases an account for good: every profile erased (history kept, personal
+    fields erased), its keys destroyed, every token revoked, its name removed."""
+    from domain.errors import PlaintextHistory
+    from domain.service import Cause
+    from infrastructure.account_erasure import NoSuchAccount, erase_account
+
+    container = _container()
+    try:
+        try:
+            done = erase_account(container, account_id, Cause("cli", reason))
+        except (NoSuchAccount, PlaintextHistory) as e:
+            raise fail(str(e)) from None
+    finally:
+        container.close()
+    for profile_id in done.erased:
+        typer.echo(f"profile {profile_id} erased")
+    for profile_id in done.already:
+        typer.echo(f"profile {profile_id} was erased already")
+    typer.echo(
+        f"account {account_id} erased at position {done.position}: {len(done.erased)} profile(s) erased now,"
+        f" {done.tokens_revoked} token(s) revoked, name removed"
+    )
+
+
 class _ProgressBar:
     """typer's progress bar behind the Progress protocol of infrastructure/rebuild.py."""
 

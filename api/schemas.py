@@ -210,6 +210,16 @@ class ErasureReceipt(BaseModel):
     position: int = Field(description="the position of the Erased event in the log")
 
 
+class AccountErasureReceipt(BaseModel):
+    """What DELETE /v1/admin/accounts/{id} answers."""
+
+    account_id: str
+    erased_profiles: list[UUID] = Field(description="profiles erased by this request")
+    already_erased: list[UUID] = Field(description="profiles that were erased before")
+    tokens_revoked: int
+    position: int = Field(description="the log's head once the account was erased")
+
+
 class Accepted(BaseModel):
     """A command was stored but the read table did not catch up in time."""
 

@@ -170,6 +170,33 @@ class Accounts:
                     "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (account_id, name) WHERE revoked_at IS NULL"
                 ).format(Identifier("api_tokens_live_name"), self._tokens)
             )
+            # Upgrades a table made before accounts could be erased.
+            curs.execute(
+                SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS erased_at timestamptz").format(self._accounts)
+            )
+
+    def exists(self, account_id: str) -> bool:
+        try:
+            key = UUID(account_id)
+        except ValueError:
+            return False
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("SELECT 1 FROM {} WHERE id = %s").format(self._accounts), (key,))
+            return curs.fetchone() is not None
+
+    def erase(self, account_id: str) -> int:
+        """Revokes every live token of the account (heard by every process, as any
+        revocation) and removes its name; returns the number of tokens revoked.
+        The row stays (ids only), so the account's events still name an account."""
+        revoked = sum(self.revoke(t.token_id, account_id) for t in self.tokens(account_id))
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("UPDATE {} SET name = '', erased_at = coalesce(erased_at, now()) WHERE id = %s").format(
+                    self._accounts
+                ),
+                (UUID(account_id),),
+            )
+        return revoked
 
     # --- accounts and tokens ------------------------------------------------
 

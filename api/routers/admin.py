@@ -7,13 +7,24 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, PrincipalDep
+from api.deps import ContainerDep, PrincipalDep, ReasonHeaderDep
 from api.openapi import problems
 from api.problems import Problem, invalid, not_found
 from api.routers.tokens import TOKEN_ID, token_public
-from api.schemas import AccountCreate, AccountIssued, TokenCreate, TokenIssued, TokenList
+from api.schemas import (
+    AccountCreate,
+    AccountErasureReceipt,
+    AccountIssued,
+    TokenCreate,
+    TokenIssued,
+    TokenList,
+)
+from domain.service import Cause
+from infrastructure.account_erasure import NoSuchAccount, erase_account
 from infrastructure.accounts import Principal, TokenError
 
 ADMIN_PROBLEMS = problems(401, 403, 422, 503)
@@ -111,3 +122,38 @@ def revoke_any_token(token_id: Annotated[str, TOKEN_ID], container: ContainerDep
     if not container.accounts.revoke(token_id):
         raise not_found(f"no live token {token_id}")
     return Response(status_code=204)
+
+
+@router.delete(
+    "/accounts/{account_id}",
+    name="erase_account",
+    response_model=AccountErasureReceipt,
+    summary="Erase an account",
+    description=(
+        "Erases every profile of the account (as `DELETE /v1/profiles/{id}` does), destroys the"
+        " account's own key, revokes every token of the account and removes its name. Refused as a"
+        " whole (409 `plaintext-history`) when a profile has events stored before encryption."
+        " Idempotent: erasing it again erases nothing more and answers the same way."
+    ),
+    responses=problems(401, 403, 404, 409, 422, 503, s404="No such account."),
+)
+async def erase_account_route(
+    request: Request,
+    account_id: str,
+    admin: Annotated[Principal, Depends(require_admin)],
+    container: ContainerDep,
+    reason: ReasonHeaderDep,
+) -> JSONResponse:
+    cause = Cause(admin.account_id, reason, request.state.request_id)
+    try:
+        done = await run_in_threadpool(erase_account, container, account_id, cause)
+    except NoSuchAccount:
+        raise not_found(f"no account {account_id}") from None
+    body: dict[str, Any] = {
+        "account_id": done.account_id,
+        "erased_profiles": [str(p) for p in done.erased],
+        "already_erased": [str(p) for p in done.already],
+        "tokens_revoked": done.tokens_revoked,
+        "position": done.position,
+    }
+    return JSONResponse(body, headers={"X-Position": str(done.position)})

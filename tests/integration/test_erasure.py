@@ -299,3 +299,60 @@ def test_delete_over_http_answers_a_receipt_then_410_and_history_stays(container
             http.delete(f"/v1/profiles/{pid}", headers={"Authorization": f"Bearer {stranger}"}).status_code
             == 404
         )
+
+
+def test_erasing_an_account_erases_every_profile_revokes_its_tokens_and_removes_its_name(
+    container: Container,
+) -> None:
+    c = container
+    owner = c.accounts.create("Quillon Family")
+    admin = c.accounts.create("the admin", "admin")
+    account = str(owner.account_id)
+    first, second = story(c, account)
+    c.app.archive(account, second, Cause(account, REASONS[2]))
+    with TestClient(create_app(c), raise_server_exceptions=False) as http:
+        path = f"/v1/admin/accounts/{account}"
+        refused = http.delete(path, headers={"Authorization": f"Bearer {owner.token}"})
+        assert refused.status_code == 403
+        done = http.delete(path, headers={"Authorization": f"Bearer {admin.token}", "X-Reason": "asked"})
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert sorted(body["erased_profiles"]) == sorted([str(first), str(second)])
+        assert body["tokens_revoked"] == 1
+        assert http.get("/v1/profiles", headers={"Authorization": f"Bearer {owner.token}"}).status_code == 401
+        again = http.delete(path, headers={"Authorization": f"Bearer {admin.token}"}).json()
+        assert again["erased_profiles"] == [] and sorted(again["already_erased"]) == sorted(
+            body["erased_profiles"]
+        )
+        missing = http.delete(
+            f"/v1/admin/accounts/{uuid.uuid4()}", headers={"Authorization": f"Bearer {admin.token}"}
+        )
+        assert missing.status_code == 404
+    caught_up(c)
+    with psycopg.connect(str(c.settings.database_url)) as conn:
+        name = conn.execute("SELECT name FROM accounts WHERE id = %s", (owner.account_id,)).fetchone()
+    assert name == ("",)
+    assert c.keys.store.live_keys([first, second]) == []
+    assert found_in(pg_dump(str(c.settings.database_url))) == []
+    assert verify_store(c) == []
+
+
+def test_accounts_erase_on_the_command_line(container: Container) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import cli
+
+    c = container
+    owner = c.accounts.create("cli family")
+    account = str(owner.account_id)
+    pid, _ = story(c, account)
+    env = {"DATABASE_URL": str(c.settings.database_url)}
+    result = CliRunner().invoke(cli, ["accounts", "erase", account, "--reason", "asked"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"profile {pid} erased" in result.output
+    assert f"account {account} erased at position" in result.output
+    assert "1 token(s) revoked" in result.output
+    again = CliRunner().invoke(cli, ["accounts", "erase", account], env=env)
+    assert again.exit_code == 0 and f"profile {pid} was erased already" in again.output
+    unknown = CliRunner().invoke(cli, ["accounts", "erase", str(uuid.uuid4())], env=env)
+    assert unknown.exit_code == 2 and "no account" in unknown.output

@@ -19,6 +19,7 @@ from racer_profiles_client.errors import (
     ValidationFailed,
 )
 from racer_profiles_client.models import (
+    AccountErasure,
     AccountSummary,
     DefaultChange,
     ErasureReceipt,
@@ -38,6 +39,7 @@ from racer_profiles_client.models import (
 __all__ = [
     "OPERATIONS",
     "UNSET",
+    "AccountErasure",
     "AccountSummary",
     "AsyncClient",
     "Client",

@@ -15,6 +15,7 @@ import httpx
 
 from racer_profiles_client.models import (
     Accepted,
+    AccountErasure,
     AccountSummary,
     DefaultChange,
     ErasureReceipt,
@@ -45,6 +46,7 @@ OPERATIONS: dict[str, tuple[str, str, str]] = {
     "get_profile": ("get_profile", "GET", "/v1/profiles/{profile_id}"),
     "rename_profile": ("rename", "PATCH", "/v1/profiles/{profile_id}"),
     "erase_profile": ("erase", "DELETE", "/v1/profiles/{profile_id}"),
+    "erase_account": ("erase_account", "DELETE", "/v1/admin/accounts/{account_id}"),
     "archive_profile": ("archive", "POST", "/v1/profiles/{profile_id}/archive"),
     "restore_profile": ("restore", "POST", "/v1/profiles/{profile_id}/restore"),
     "add_vehicle": ("add_vehicle", "POST", "/v1/profiles/{profile_id}/vehicles"),
@@ -275,6 +277,16 @@ def erase(
         lambda response: ErasureReceipt.model_validate(response.json()),
         params={"successor_id": str(successor_id)} if successor_id is not None else None,
         headers=headers,
+        command=True,
+    )
+
+
+def erase_account(account_id: str, reason: str | None) -> Call[AccountErasure]:
+    return Call(
+        "DELETE",
+        f"/v1/admin/accounts/{account_id}",
+        lambda response: AccountErasure.model_validate(response.json()),
+        headers={"X-Reason": reason} if reason is not None else {},
         command=True,
     )
 

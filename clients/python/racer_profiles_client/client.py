@@ -16,6 +16,7 @@ from racer_profiles_client._calls import UNSET, Call, Page
 from racer_profiles_client._core import Core, FollowUp, Options, Retry, StreamCursor
 from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
+    AccountErasure,
     AccountSummary,
     DefaultChange,
     ErasureReceipt,
@@ -217,6 +218,10 @@ class Client:
         """Erases the profile for good (archived first; successor_id takes over the default).
         Afterwards it answers Gone (410); its history stays, personal fields erased."""
         return self._run(calls.erase(profile_id, successor_id, if_match, reason))
+
+    def erase_account(self, account_id: str, *, reason: str | None = None) -> AccountErasure:
+        """Admin tokens: erases every profile of the account, revokes its tokens, removes its name."""
+        return self._run(calls.erase_account(account_id, reason))
 
     # -- audit ----------------------------------------------------------------
 

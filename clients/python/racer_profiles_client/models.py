@@ -164,6 +164,16 @@ class ErasureReceipt(_Model):
     position: int
 
 
+class AccountErasure(_Model):
+    """DELETE /v1/admin/accounts/{id} (admin tokens): what erasing the account did."""
+
+    account_id: str
+    erased_profiles: list[UUID]
+    already_erased: list[UUID]
+    tokens_revoked: int
+    position: int
+
+
 class Accepted(_Model):
     """202: the change is stored but the read table had not caught up in time."""
 
