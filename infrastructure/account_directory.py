@@ -44,7 +44,9 @@ class AccountDirectory:
         where = SQL("WHERE (a.created_at, a.id) > (%s, %s)") if after else SQL("")
         statement = SQL(
             "SELECT a.id, a.name, a.role, a.created_at,"
-            " count(p.id) AS profile_count, count(p.id) FILTER (WHERE NOT p.archived) AS active_count"
+            # An erased profile's tombstone row counts for nothing.
+            " count(p.id) FILTER (WHERE p.erased_at IS NULL) AS profile_count,"
+            " count(p.id) FILTER (WHERE NOT p.archived) AS active_count"
             " FROM {a} a LEFT JOIN {p} p ON p.account_id = a.id::text {w}"
             " GROUP BY a.id ORDER BY a.created_at, a.id LIMIT %s"
         ).format(a=self._accounts, p=self._profiles, w=where)
@@ -67,7 +69,8 @@ class AccountDirectory:
             curs.execute(
                 SQL("SELECT id, name FROM {} WHERE id = ANY(%s)").format(self._accounts), [list(wanted)]
             )
-            return {str(r["id"]): r["name"] for r in curs.fetchall()}
+            # An erased account has no name any more.
+            return {str(r["id"]): r["name"] for r in curs.fetchall() if r["name"]}
 
     def with_actor_names(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """entries with `actor_name` beside each `actor` (null when the actor is no account)."""

@@ -35,11 +35,13 @@ from domain.errors import (
     InvalidValue,
     NotAnActiveMember,
     ProfileArchived,
+    ProfileErased,
     ProfileNotArchived,
     ProfileNotFound,
     VehicleNotFound,
     VersionMismatch,
 )
+from domain.profile import ERASED, VEHICLE_FIELDS
 from domain.service import Cause, Outcome, ProfilesService
 
 NAME_MAX, CLASS_MAX, NUMBER_MAX, VEHICLES_MAX = 80, 40, 6, 50
@@ -54,6 +56,7 @@ class ModelProfile:
     name: str
     vehicles: list[dict[str, Any]]
     archived: bool = False
+    erased: bool = False
     version: int = 1
     created_at: datetime | None = None  # learnt from the service after creation
 
@@ -141,6 +144,8 @@ class RosterModel:
 
     def _active_profile(self, account: str, pid: UUID, expected_version: int | None) -> ModelProfile:
         p = self.profile(account, pid, expected_version)
+        if p.erased:
+            raise ProfileErased(str(pid))
         if p.archived:
             raise ProfileArchived(str(pid))
         return p
@@ -217,6 +222,8 @@ class RosterModel:
             heir = self.profiles.get(successor)
             if heir is None or heir.account != account:
                 raise InvalidValue("successor_id", "not a profile of this account")
+        if p.erased:
+            raise ProfileErased(str(pid))
         if p.archived:
             raise ProfileArchived(str(pid))
         if successor is not None and (successor == pid or self.profiles[successor].archived):
@@ -232,10 +239,26 @@ class RosterModel:
 
     def restore(self, account: str, pid: UUID) -> int:
         p = self.profile(account, pid)
+        if p.erased:
+            raise ProfileErased(str(pid))
         if not p.archived:
             raise ProfileNotArchived(str(pid))
         p.archived, p.version = False, p.version + 1
         return 1 + self._join(account, pid)
+
+    def erase(self, account: str, pid: UUID, successor: UUID | None) -> int:
+        """Archived first when active (as archive, the successor rule included),
+        then Erased: every personal field reads ERASED from then on."""
+        p = self.profiles.get(pid)
+        if p is not None and p.account == account and p.erased:
+            raise ProfileErased(str(pid))
+        p = self.profile(account, pid)
+        written = 1  # Erased
+        if not p.archived:
+            written += self.archive(account, pid, successor)
+        p.erased, p.version, p.name = True, p.version + 1, ERASED
+        p.vehicles = [{"id": v["id"], **dict.fromkeys(VEHICLE_FIELDS, ERASED)} for v in p.vehicles]
+        return written
 
     @staticmethod
     def _vehicle_of(p: ModelProfile, vehicle_id: str) -> dict[str, Any]:
@@ -477,6 +500,22 @@ class RosterMachine(RuleBasedStateMachine):
         self.run(
             lambda: self.model.archive(acc, default, successor),
             lambda: self.service.archive(acc, default, CAUSE, successor_id=successor),
+        )
+
+    @rule(pid=profiles, who=addressees, kind=successors, other=profiles, pick=st.integers(0, 7))
+    def erase(self, pid: UUID, who: str, kind: str, other: UUID, pick: int) -> None:
+        acc, target = self.address(pid, who)
+        peers = [p for p in self.model.active(self.model.profiles[pid].account) if p != pid]
+        successor = {
+            "none": None,
+            "peer": peers[pick % len(peers)] if peers else None,
+            "self": pid,
+            "unknown": uuid4(),
+            "any": other,
+        }[kind]
+        self.run(
+            lambda: self.model.erase(acc, target, successor),
+            lambda: self.service.erase(acc, target, CAUSE, successor_id=successor),
         )
 
     @rule(pid=profiles, who=addressees)

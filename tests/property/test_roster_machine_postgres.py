@@ -56,8 +56,16 @@ class PostgresRosterMachine(RosterMachine):
             for account in self.accounts
             for row in container.queries.page(account, include_archived=True, after=None, limit=1000)
         }
-        assert set(rows) == set(self.model.profiles)
+        # An erased profile leaves the lists; its row is a tombstone without personal data.
+        live = {pid: p for pid, p in self.model.profiles.items() if not p.erased}
+        assert set(rows) == set(live)
         for pid, expected in self.model.profiles.items():
+            if expected.erased:
+                tombstone = container.queries.get(expected.account, pid)
+                assert tombstone is not None and tombstone.erased_at is not None, pid
+                assert (tombstone.name, tombstone.vehicles, tombstone.is_default) == ("", [], False), pid
+                assert tombstone.version == expected.version, pid
+                continue
             row = rows[pid]
             is_default = self.model.rosters[expected.account].default == pid
             assert (row.account_id, row.name, row.archived, row.is_default, row.vehicle_count) == (
