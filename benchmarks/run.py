@@ -159,6 +159,21 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+# Figures compared with the same figure of the previous run of the same kind
+# (benchmarks/results/): what a change of the service (encryption, say) cost.
+COMPARED_WITH_PREVIOUS = ("C1", "C2", "R1", "R5")
+
+
+def previous_run(results: Path, suffix: str, before: str) -> tuple[Path, dict[str, Any]] | None:
+    """The latest result file of the same kind (quick, full, --only) before this run."""
+    kind = re.compile(rf"^\d{{8}}T\d{{6}}Z{re.escape(suffix)}\.json$")
+    earlier = sorted(p for p in results.glob("*.json") if kind.match(p.name) and p.stem < before)
+    if not earlier:
+        return None
+    doc = json.loads(earlier[-1].read_text())
+    return earlier[-1], {row["key"]: row for row in doc.get("figures", [])}
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, cfg: Config) -> None:
         self.args = args
@@ -277,6 +292,37 @@ class Bench:
         if record:
             self.record_cpu(what, "wrk", res.cpu)
         return res
+
+    def against_previous_run(self, results: Path) -> None:
+        suffix = ("-quick" if self.cfg.quick else "") + (f"-{self.cfg.only}" if self.cfg.only else "")
+        found = previous_run(results, suffix, self.stamp)
+        if found is None:
+            self.notes.append("no previous run of this kind in benchmarks/results to compare with")
+            return
+        path, rows = found
+        for key in COMPARED_WITH_PREVIOUS:
+            now, then = self.figures.get(key), rows.get(key)
+            if now is None or now.value is None or not then or then.get("value") is None:
+                continue
+            self.figures.add(
+                Figure(
+                    f"{key}-before",
+                    f"{key} in the previous run ({path.name})",
+                    now.unit,
+                    [float(then["value"])],
+                    group="against the previous run",
+                )
+            )
+            self.figures.add(
+                Figure(
+                    f"{key}-now",
+                    f"{key} in this run: {now.label}",
+                    now.unit,
+                    list(now.rounds),
+                    baseline=f"{key}-before",
+                    group="against the previous run",
+                )
+            )
 
     def write_lines(self, name: str, lines: list[str]) -> Path:
         path = self.workdir / name
@@ -1770,6 +1816,7 @@ def main() -> int:
     finally:
         bench.cleanup()
     bench.loadgen_figures()
+    bench.against_previous_run(HERE / "results")
     doc = bench.document()
     text = report.table(doc["figures"])
     m = doc["machine"]

@@ -347,6 +347,11 @@ def _plan(container: Container, account: str, legacy: _Legacy, report: ImportRep
             ids[key] = pid
             report.already_imported.append(row["id"])
             done = existing[pid]
+            if done is None:
+                report.warnings.append(
+                    f"profile {_show(row['id'])} was erased in racer-profiles: nothing of it is imported again"
+                )
+                continue
             for v in own_vehicles:
                 if v["id"] is not None and _key(v["id"]) in done:
                     continue
@@ -625,27 +630,32 @@ def _choose_default(
 # --- what the store already holds --------------------------------------------
 
 
-def _imported_vehicles(container: Container, profile_ids: list[UUID]) -> dict[UUID, set[str]]:
-    """For each of these profiles that exists: the legacy vehicle ids imported into it."""
+def _imported_vehicles(container: Container, profile_ids: list[UUID]) -> dict[UUID, set[str] | None]:
+    """For each of these profiles that exists: the legacy vehicle ids imported
+    into it; None for an erased profile, into which nothing is imported again."""
     recorder: Any = container.app.recorder
     created, added = get_topic(RacerProfile.Created), get_topic(RacerProfile.VehicleAdded)
+    erased = get_topic(RacerProfile.Erased)
     statement = SQL(
         "SELECT originator_id, originator_version, topic, state FROM {}.{}"
         " WHERE originator_id = ANY(%s) AND topic = ANY(%s) ORDER BY originator_id, originator_version"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
-    found: dict[UUID, set[str]] = {}
+    found: dict[UUID, set[str] | None] = {}
     mapper = container.app.mapper
     for chunk in _chunks(profile_ids, 1000):
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-            rows = curs.execute(statement, (chunk, [created, added])).fetchall()
+            rows = curs.execute(statement, (chunk, [created, added, erased])).fetchall()
         for row in rows:
+            if row["topic"] == erased:
+                found[row["originator_id"]] = None
+                continue
             event = mapper.to_domain_event(
                 StoredEvent(
                     row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
                 )
             )
             ids = found.setdefault(event.originator_id, set())
-            if getattr(event, "actor", None) == ACTOR:
+            if ids is not None and getattr(event, "actor", None) == ACTOR:
                 ids.update(_legacy_vehicle_ids(getattr(event, "reason", None) or ""))
     return found
 

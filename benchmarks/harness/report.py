@@ -46,6 +46,7 @@ GROUPS = [
     "rebuild",
     "memory",
     "workers",
+    "against the previous run",
     "load generator and background",
 ]
 

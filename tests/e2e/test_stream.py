@@ -42,6 +42,7 @@ class Reader:
                 self.headers["Last-Event-ID"] = last_event_id
         self.url = f"{base_url}/v1/profiles/stream"
         self.events: list[tuple[str | None, dict[str, Any]]] = []
+        self.erased: list[tuple[str | None, dict[str, Any]]] = []
         self.comments: list[str] = []
         self.error: BaseException | None = None
         self.ended_cleanly = False
@@ -89,9 +90,12 @@ class Reader:
             fields[name] = value.removeprefix(" ")
         if "retry" in fields:
             self._ready.set()
-        if fields.get("event") == "profile":
+        kind = fields.get("event")
+        if kind in ("profile", "erased"):
             with self._changed:
-                self.events.append((fields.get("id"), json.loads(fields["data"])))
+                (self.events if kind == "profile" else self.erased).append(
+                    (fields.get("id"), json.loads(fields["data"]))
+                )
                 self._changed.notify_all()
 
     def latest(self) -> dict[str, dict[str, Any]]:
@@ -194,6 +198,33 @@ def test_several_streams_get_every_change_in_position_order(
     # One fan-out: every stream of the account saw the same events.
     sequences = [[(i, p["id"], p["position"]) for i, p in s.events] for s in streams]
     assert sequences[0] == sequences[1] == sequences[2]
+
+
+def test_streams_see_an_erased_profile_go_and_new_streams_never_mention_it(
+    client: httpx.Client, token: str, readers: Callable[..., Reader]
+) -> None:
+    live = readers(token)
+    alex = create(client, token, "Alex")
+    sam = create(client, token, "Sam")
+    live.wait_for(lambda r: {alex["id"], sam["id"]} <= set(r.latest()), "both profiles")
+    resume_from = live.last_id()
+    erased = client.delete(f"/v1/profiles/{sam['id']}", headers=auth(token))
+    assert erased.status_code == 200, erased.text
+    receipt = erased.json()
+
+    live.wait_for(lambda r: any(e["id"] == sam["id"] for _, e in r.erased), "the erasure")
+    [(event_id, gone)] = live.erased
+    assert gone == {"id": sam["id"], "erased_at": receipt["erased_at"], "position": gone["position"]}
+    assert event_id == str(gone["position"]) and gone["position"] <= receipt["position"]
+    assert "Sam" not in json.dumps(live.erased)
+    # Alex took over the default, in the same change.
+    live.wait_for(lambda r: r.latest()[alex["id"]]["is_default"], "the new default")
+
+    resumed = readers(token, last_event_id=resume_from)
+    resumed.wait_for(lambda r: bool(r.erased), "the erasure after resuming")
+    fresh = readers(token)
+    fresh.wait_for(lambda r: alex["id"] in r.latest(), "the live profile")
+    assert fresh.erased == [] and sam["id"] not in fresh.latest()
 
 
 def test_streams_see_only_their_account(

@@ -20,6 +20,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from domain.profile import ERASED
 from domain.roster import Roster, roster_id
 from domain.service import Cause
 from infrastructure.container import Container
@@ -178,6 +179,31 @@ def test_a_second_run_writes_nothing(container: Container, legacy_url: str, acco
     assert again.default is not None and again.default.outcome == "already the default"
     assert "nothing written: the account is up to date" in format_report(again)
     check_store(container, account)
+
+
+def test_a_re_run_never_brings_an_erased_profile_back(
+    container: Container, legacy_url: str, account: str
+) -> None:
+    load_sample(legacy_url)
+    run(container, legacy_url, account)
+    erased = pid(account, 1)
+    container.app.erase(account, erased, Cause("owner"))
+    # A vehicle added to the erased person's legacy row later changes nothing either.
+    sql(
+        legacy_url,
+        "INSERT INTO vehicles (id, profile_id, name, class, number) VALUES (8, 1, 'Rain kart', NULL, 43)",
+    )
+    position = head(container)
+
+    again = run(container, legacy_url, account)
+
+    assert head(container) == position
+    assert (again.created, again.to_create, again.to_add) == ([], [], [])
+    assert any("was erased in racer-profiles" in w for w in again.warnings), again.warnings
+    profile = container.app.get_profile(erased)
+    assert profile.erased and profile.name == ERASED
+    container.view.wait(container.app.name, position, timeout=10)
+    assert verify_store(container) == []
 
 
 def test_rows_added_to_the_legacy_tables_later_are_imported_by_the_next_run(
