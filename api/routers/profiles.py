@@ -512,18 +512,20 @@ def erase_profile(
         UUID | None, Query(description="the profile that becomes default if this one is the default")
     ] = None,
 ) -> Response:
-    def run(cause: Cause) -> Response:
-        outcome = container.app.erase(owner.account_id, profile_id, cause, successor_id, if_match)
-        wait_for(container, outcome.position)
+    def receipt(position: int) -> Response:
+        wait_for(container, position)
         row = container.queries.get(owner.account_id, profile_id)
         if row is None or row.erased_at is None:
             raise Problem(500, "internal", "Internal server error", "the erasure is not in the read table")
-        receipt = {
-            "profile_id": str(profile_id),
-            "erased_at": row.erased_at.isoformat(),
-            "position": outcome.position,
-        }
-        headers = {"X-Position": str(outcome.position), "ETag": etag(row.version)}
-        return FastJSONResponse(receipt, headers=headers)
+        body = {"profile_id": str(profile_id), "erased_at": row.erased_at.isoformat(), "position": position}
+        return FastJSONResponse(body, headers={"X-Position": str(position), "ETag": etag(row.version)})
 
-    return _once(request, container, cause, None, run)
+    def run(cause: Cause) -> Response:
+        outcome = container.app.erase(owner.account_id, profile_id, cause, successor_id, if_match)
+        return receipt(outcome.position)
+
+    # A retry whose first request stored the erasure but died before replying
+    # gets the receipt (at the log's head), not the profile a command shows.
+    return idempotent(
+        request, container, cause, None, counted(request, run), lambda _: receipt(container.audit.log.head())
+    )

@@ -356,3 +356,25 @@ def test_accounts_erase_on_the_command_line(container: Container) -> None:
     assert again.exit_code == 0 and f"profile {pid} was erased already" in again.output
     unknown = CliRunner().invoke(cli, ["accounts", "erase", str(uuid.uuid4())], env=env)
     assert unknown.exit_code == 2 and "no account" in unknown.output
+
+
+def test_snapshots_hold_no_plaintext_and_go_with_the_erasure(container: Container) -> None:
+    c = container
+    account = f"acc-{uuid.uuid4().hex[:8]}"
+    pid = c.app.create_profile(account, NAME, [{"name": VEHICLE}], Cause(account)).profile_id
+    for i in range(99):  # the profile's 100th event is snapshotted
+        c.app.rename(account, pid, f"{RENAMED} {i}", Cause(account))
+    with psycopg.connect(str(c.settings.database_url)) as conn:
+        snapshots = conn.execute(
+            "SELECT originator_version, state FROM racerprofiles_snapshots WHERE originator_id = %s", (pid,)
+        ).fetchall()
+    assert [version for version, _ in snapshots] == [100]
+    assert found_in(bytes(snapshots[0][1]).decode()) == []
+    assert c.app.get_profile(pid).name == f"{RENAMED} 98"  # it opens with the key
+
+    c.app.erase(account, pid, Cause(account))
+    with psycopg.connect(str(c.settings.database_url)) as conn:
+        left = conn.execute("SELECT count(*) FROM racerprofiles_snapshots WHERE originator_id = %s", (pid,))
+        assert left.fetchone() == (0,)
+    erased = c.app.get_profile(pid)
+    assert (erased.name, erased.vehicles[0]["name"], erased.version) == (ERASED, ERASED, 102)
