@@ -270,6 +270,7 @@ PROFILE_LINKS: dict[str, Any] = {
     "AddVehicle": _link("add_vehicle", "Add a vehicle, guarded by its ETag.", **_GUARDED),
     "ProfileHistory": _link("profile_history", "Its history."),
     "MakeDefault": _link("set_default", "Make it the default.", body={"profile_id": "$response.body#/id"}),
+    "EraseProfile": _link("erase_profile", "Erase it for good, guarded by its ETag.", **_GUARDED),
 }
 VEHICLE_LINKS: dict[str, Any] = {
     **PROFILE_LINKS,
