@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from domain.errors import ProfileErased
-from domain.roster import roster_id
+from domain.roster import Roster, roster_id
 from domain.service import Cause
 from infrastructure.container import Container
 
@@ -28,11 +28,21 @@ class AccountErasure:
     position: int = 0
 
 
+def _profiles_of(container: Container, account_id: str) -> list[UUID]:
+    """Every profile the account ever had: each joined its roster when created,
+    so the roster's events name them all (the read table may lag)."""
+    found: dict[UUID, None] = {}
+    for event in container.app.repository.event_store.get(roster_id(account_id)):
+        if isinstance(event, Roster.MemberAdded):
+            found.setdefault(UUID(event.profile_id))
+    return list(found)
+
+
 def erase_account(container: Container, account_id: str, cause: Cause) -> AccountErasure:
     if not container.accounts.exists(account_id):
         raise NoSuchAccount(f"no account {account_id}")
     app = container.app
-    profiles = container.audit.account_aggregates(account_id)[1:]  # [0] is the roster
+    profiles = _profiles_of(container, account_id)
     for profile_id in profiles:
         app.check_erasable(profile_id)
     erased, already = [], []

@@ -149,7 +149,7 @@ def test_an_erased_profile_keeps_its_history_and_every_check_holds(container: Co
     assert (row.name, row.vehicles, row.details, row.is_default) == ("", [], {}, False)
     timeline = c.audit.timeline(pid)
     assert timeline is not None
-    history = c.audit.history(timeline, pid)
+    history = c.audit.history(timeline)
     types = [entry["type"] for entry in history if entry["aggregate_type"] == "RacerProfile"]
     assert types == ["Created", "Renamed", "VehicleAdded", "Archived", "Erased"]
     assert found_in(repr(history)) == []
