@@ -199,6 +199,7 @@ def test_sequences_along_the_documented_links_conform(live: Live) -> None:
         def before_call(self, case: Any) -> None:
             _reachable(case, live)
             _spare_own_token(case, live)
+            _spare_own_token(case, live)
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"app": live.app, "headers": {"Authorization": f"Bearer {live.token}"}}
