@@ -411,18 +411,25 @@ def judge(
             )
 
 
-@settings(
-    max_examples=SCALE.hostile_examples,
-    deadline=None,
-    database=None,
-    derandomize=SCALE.name == "short",
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.filter_too_much,
-    ],
-)
+def hostile_settings(examples: int) -> settings:
+    """Hypothesis settings of the hostile runs: no deadline or example database
+    (the server is real), reproducible in the short scale, every health check off
+    (the strategies are deliberately large and filtered)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=SCALE.name == "short",
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
+
+
+@hostile_settings(SCALE.hostile_examples)
 @given(data=st.data())
 def test_hostile_requests_in_process_get_a_4xx_problem_and_change_nothing(
     target: Target, data: st.DataObject
@@ -476,18 +483,7 @@ def live(target: Target, rel_logs: Path) -> Iterator[str]:
         server.proc.terminate()
 
 
-@settings(
-    max_examples=SCALE.hostile_live_examples,
-    deadline=None,
-    database=None,
-    derandomize=SCALE.name == "short",
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.filter_too_much,
-    ],
-)
+@hostile_settings(SCALE.hostile_live_examples)
 @given(data=st.data())
 def test_hostile_requests_through_uvicorn_get_a_4xx_problem_and_change_nothing(
     target: Target, live: str, data: st.DataObject

@@ -31,6 +31,8 @@ from racer_profiles_client.models import (
 )
 
 T = TypeVar("T")
+Id = UUID | str  # a profile, vehicle or token id as the caller holds it
+ETag = str | int | None  # an ETag as received, or the version it names
 
 # operationId in openapi.json -> (client method, HTTP method, path). A test
 # fails when openapi.json has an operation missing here or on either client.

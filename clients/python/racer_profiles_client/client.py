@@ -7,12 +7,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from uuid import UUID
 
 import httpx
 
 from racer_profiles_client import _calls as calls
-from racer_profiles_client._calls import UNSET, Call, Page
+from racer_profiles_client._calls import UNSET, Call, ETag, Id, Page
 from racer_profiles_client._core import Core, FollowUp, Options, Retry, StreamCursor
 from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
@@ -32,8 +31,6 @@ from racer_profiles_client.models import (
 )
 
 T = TypeVar("T")
-Id = UUID | str
-ETag = str | int | None
 
 
 class Client:
