@@ -472,17 +472,22 @@ class RosterMachine(RuleBasedStateMachine):
             lambda: self.service.set_default(acc, target, CAUSE),
         )
 
-    @rule(pid=profiles, who=addressees, kind=successors, other=profiles, pick=st.integers(0, 7))
-    def archive(self, pid: UUID, who: str, kind: str, other: UUID, pick: int) -> None:
-        acc, target = self.address(pid, who)
+    def successor(self, pid: UUID, kind: str, other: UUID, pick: int) -> UUID | None:
+        """The successor an archive or erase names: none, an active peer, the profile
+        itself, an unknown id, or any profile at all."""
         peers = [p for p in self.model.active(self.model.profiles[pid].account) if p != pid]
-        successor = {
+        return {
             "none": None,
             "peer": peers[pick % len(peers)] if peers else None,
             "self": pid,
             "unknown": uuid4(),
             "any": other,
         }[kind]
+
+    @rule(pid=profiles, who=addressees, kind=successors, other=profiles, pick=st.integers(0, 7))
+    def archive(self, pid: UUID, who: str, kind: str, other: UUID, pick: int) -> None:
+        acc, target = self.address(pid, who)
+        successor = self.successor(pid, kind, other, pick)
         self.run(
             lambda: self.model.archive(acc, target, successor),
             lambda: self.service.archive(acc, target, CAUSE, successor_id=successor),
@@ -505,14 +510,7 @@ class RosterMachine(RuleBasedStateMachine):
     @rule(pid=profiles, who=addressees, kind=successors, other=profiles, pick=st.integers(0, 7))
     def erase(self, pid: UUID, who: str, kind: str, other: UUID, pick: int) -> None:
         acc, target = self.address(pid, who)
-        peers = [p for p in self.model.active(self.model.profiles[pid].account) if p != pid]
-        successor = {
-            "none": None,
-            "peer": peers[pick % len(peers)] if peers else None,
-            "self": pid,
-            "unknown": uuid4(),
-            "any": other,
-        }[kind]
+        successor = self.successor(pid, kind, other, pick)
         self.run(
             lambda: self.model.erase(acc, target, successor),
             lambda: self.service.erase(acc, target, CAUSE, successor_id=successor),
