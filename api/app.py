@@ -15,10 +15,11 @@ from fastapi import FastAPI
 
 from api import openapi, problems
 from api.limits import BodyLimitsMiddleware
-from api.metrics import Metrics, MetricsMiddleware
+from api.metrics import Metrics, MetricsMiddleware, StateCollector
 from api.quotas import Quotas
 from api.request_id import RequestIdMiddleware
 from api.routers import accounts, admin, audit, health, profiles, stream, tokens, ui
+from infrastructure.accounts import Accounts
 from infrastructure.async_queries import async_queries_for
 from infrastructure.container import Container
 from infrastructure.settings import Settings
@@ -38,7 +39,11 @@ def create_app(container: Container) -> FastAPI:
         await app.state.async_queries.open()
         app.state.ops_limiter = anyio.CapacityLimiter(health.OPS_THREADS)
         container.feed.start()
-        flusher = asyncio.create_task(_flush_last_used(container, app.state.ops_limiter))
+        flusher = asyncio.create_task(
+            _flush_last_used(
+                container.accounts, container.settings.token_last_used_flush_seconds, app.state.ops_limiter
+            )
+        )
         try:
             with stream.streams_end_on_signals(container.feed):
                 yield
@@ -62,7 +67,17 @@ def create_app(container: Container) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     app.state.container = container
-    app.state.metrics = Metrics(container)
+    app.state.metrics = Metrics(
+        StateCollector(
+            container.app,
+            container.view,
+            container.audit.log,
+            container.datastore,
+            container.reader,
+            container.feed,
+            runner=lambda: container.runner,
+        )
+    )
     app.state.quotas = Quotas(container.settings)
     settings = container.settings
     app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
@@ -109,16 +124,18 @@ def create_app(container: Container) -> FastAPI:
 
 def offline_document() -> dict[str, Any]:
     """The OpenAPI document of an app built around a stand-in container: no database is touched."""
-    # Defaults only (no environment): the document does not depend on the machine.
-    stand_in = cast(Container, SimpleNamespace(settings=Settings.model_construct()))
-    return create_app(stand_in).openapi()
+    # Defaults only (no environment): the document does not depend on the machine. The
+    # parts are what create_app hands on (to the metrics) without reading them.
+    parts = dict.fromkeys(("app", "view", "datastore", "reader", "feed", "runner"))
+    stand_in = SimpleNamespace(settings=Settings.model_construct(), audit=SimpleNamespace(log=None), **parts)
+    return create_app(cast(Container, stand_in)).openapi()
 
 
-async def _flush_last_used(container: Container, limiter: anyio.CapacityLimiter) -> None:
+async def _flush_last_used(accounts: Accounts, every: float, limiter: anyio.CapacityLimiter) -> None:
     """Writes tokens' `last used` times every TOKEN_LAST_USED_FLUSH_SECONDS."""
     while True:
-        await asyncio.sleep(container.settings.token_last_used_flush_seconds)
+        await asyncio.sleep(every)
         try:
-            await anyio.to_thread.run_sync(container.accounts.flush_last_used, limiter=limiter)
+            await anyio.to_thread.run_sync(accounts.flush_last_used, limiter=limiter)
         except Exception as e:  # the database is away: kept for the next flush
             log.warning("could not write tokens' last-used times: %s", e)

@@ -225,7 +225,7 @@ def accounts_erase(
     container = _container()
     try:
         try:
-            done = erase_account(container, account_id, Cause("cli", reason))
+            done = erase_account(container.app, container.accounts, account_id, Cause("cli", reason))
         except (NoSuchAccount, PlaintextHistory) as e:
             raise fail(str(e)) from None
     finally:
@@ -374,7 +374,7 @@ def rebuild() -> None:
     container = _container()
     try:
         with _ProgressBar("replaying events") as bar:
-            count = rebuild_read_table(container, progress=bar)
+            count = rebuild_read_table(container.app, container.datastore, container.view, progress=bar)
     except RebuildStopped as e:
         raise fail(str(e)) from None
     finally:
@@ -400,7 +400,14 @@ def verify(
             position, digest = digest_log(container.audit.log, upto)
             typer.echo(f"checkpoint position={position} sha256={digest}")
             return
-        problems = verify_store(container)
+        problems = verify_store(
+            container.app,
+            container.view,
+            container.audit,
+            container.projection_status,
+            container.keys.store,
+            container.queries,
+        )
     finally:
         container.close()
     for line in problems:

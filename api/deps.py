@@ -17,7 +17,7 @@ from domain.service import Cause
 from domain.values import clean_reason
 from infrastructure.accounts import Principal
 from infrastructure.async_queries import AsyncProfileQueries
-from infrastructure.audit import ProfileRef
+from infrastructure.audit import Audit, ProfileRef
 from infrastructure.container import Container
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a sync dependency
@@ -179,9 +179,9 @@ async def get_cause(request: Request, owner: OwnerDep, reason: ReasonHeaderDep) 
 CauseDep = Annotated[Cause, Depends(get_cause)]
 
 
-def timeline_for(container: Container, principal: Principal, profile_id: UUID) -> ProfileRef:
+def timeline_for(audit: Audit, principal: Principal, profile_id: UUID) -> ProfileRef:
     """The profile if the principal may read it; 404 otherwise."""
-    ref = container.audit.timeline(profile_id)
+    ref = audit.timeline(profile_id)
     scope = scope_of(principal)
     if ref is None or (scope is not None and ref.account_id != scope):
         raise not_found(f"no profile {profile_id} in this account")

@@ -14,8 +14,7 @@ from pydantic import BaseModel
 
 from api.problems import Problem, exception_response, invalid
 from domain.service import Cause
-from infrastructure.container import Container
-from infrastructure.idempotency import KeyAlreadyCommitted, fingerprint
+from infrastructure.idempotency import IdempotencyStore, KeyAlreadyCommitted, fingerprint
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _KEPT_HEADERS = ("etag", "location", "x-position", "content-type")
@@ -38,11 +37,11 @@ def _in_flight(retry_after: bool = True) -> Problem:
 
 
 def _lost_the_key(
-    container: Container, account: str, key: str, rebuild: Callable[[str], Response]
+    store: IdempotencyStore, account: str, key: str, rebuild: Callable[[str], Response]
 ) -> Response:
     """This request's transaction rolled back because another request with the
     key committed first: answer as a replay of that one."""
-    stored = container.idempotency.get(account, key)
+    stored = store.get(account, key)
     if stored is not None and stored.state == "done" and stored.body is not None and stored.status:
         return _replayed(stored.status, stored.headers, stored.body)
     if stored is not None and stored.state == "committed" and stored.profile_id:
@@ -55,7 +54,7 @@ def _lost_the_key(
 
 def idempotent(
     request: Request,
-    container: Container,
+    store: IdempotencyStore,
     cause: Cause,
     body: BaseModel | None,
     command: Callable[[Cause], Response],
@@ -71,7 +70,6 @@ def idempotent(
     account = cause.actor
     payload = body.model_dump_json(exclude_unset=True) if body is not None else ""
     fp = fingerprint(request.method, str(request.url.path), payload.encode())
-    store = container.idempotency
     if not store.reserve(account, key, fp):
         stored = store.get(account, key)
         if stored is None:  # expired and removed in between: one more try
@@ -83,13 +81,13 @@ def idempotent(
             return _replayed(stored.status, stored.headers, stored.body)
         elif stored.state == "committed" and stored.profile_id and stored.lease_expired:
             # The first request stored its events but died before replying.
-            return _finish(container, account, key, rebuild(stored.profile_id))
+            return _finish(store, account, key, rebuild(stored.profile_id))
         elif not (stored.lease_expired and store.take_over(account, key)):
             raise _in_flight()
     try:
         response = command(replace(cause, idempotency=(account, key)))
     except KeyAlreadyCommitted:
-        return _lost_the_key(container, account, key, rebuild)
+        return _lost_the_key(store, account, key, rebuild)
     except Exception as exc:
         response = exception_response(exc, request)
         if response.status_code >= 500:
@@ -97,13 +95,13 @@ def idempotent(
             if stored is not None and stored.state == "in_flight":
                 store.release(account, key)  # nothing was written: a retry may run it
             return response
-    return _finish(container, account, key, response)
+    return _finish(store, account, key, response)
 
 
-def _finish(container: Container, account: str, key: str, response: Response) -> Response:
+def _finish(store: IdempotencyStore, account: str, key: str, response: Response) -> Response:
     headers = {k: v for k, v in response.headers.items() if k in _KEPT_HEADERS}
     if response.status_code < 500:
-        container.idempotency.finish(account, key, response.status_code, headers, bytes(response.body))
+        store.finish(account, key, response.status_code, headers, bytes(response.body))
     return response
 
 

@@ -8,16 +8,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.postgres import PostgresDatastore
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.responses import CommandResponse
 from domain.errors import ConcurrencyConflict, DomainError
-from infrastructure.container import Container
+from domain.service import ProfilesService
+from infrastructure.change_feed import ChangeFeed
+from infrastructure.event_log import EventLog
 from infrastructure.logs import ACCESS_LOGGER
+from infrastructure.profiles_view import PostgresProfilesView
+from infrastructure.runner import ProjectionRunner
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -25,7 +31,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, container: Container) -> None:
+    def __init__(self, state: Collector) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
             "http_request_duration_seconds",
@@ -40,7 +46,7 @@ class Metrics:
             ["command", "outcome"],
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(container))
+        self.registry.register(state)
 
         # labels() validates and locks on every call; the children are few
         # (method x route x status), so each is looked up once.
@@ -57,28 +63,35 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _StateCollector(Collector):
-    """Read at scrape time: projection position and lag, pool usage."""
+@dataclass(frozen=True, eq=False)  # eq=False: registered by identity, as any collector
+class StateCollector(Collector):
+    """Read at scrape time: projection position and lag, pool usage, open streams.
+    Nothing is read when it is made (the offline OpenAPI document makes one of Nones)."""
 
-    def __init__(self, container: Container) -> None:
-        self.container = container
+    app: ProfilesService  # the event log's head and its pool
+    view: PostgresProfilesView  # the applied position
+    log: EventLog  # the age of the next event to apply
+    datastore: PostgresDatastore  # the read and write pool
+    reader: PostgresDatastore  # the replica's pool when it is another
+    feed: ChangeFeed  # the open streams
+    # This process's runner, if it has one: started after the app may be made.
+    runner: Callable[[], ProjectionRunner | None]
 
     def collect(self) -> Iterator[Any]:
-        c = self.container
         head: int | None
         position: int | None
         try:
-            head = c.app.recorder.max_notification_id() or 0
-            position = c.view.position(c.app.name)
+            head = self.app.recorder.max_notification_id() or 0
+            position = self.view.position(self.app.name)
         except Exception:  # the database is out of reach: report no projection figures
             head = position = None
         if head is not None and position is not None:
             yield _gauge("projection_position", "Last event position applied to the read table", position)
             yield _gauge("projection_head_position", "Last event position in the event store", head)
             yield _gauge("projection_lag_events", "Events not yet applied to the read table", head - position)
-            lag_seconds = c.audit.log.age_of_next(position) if head > position else 0.0
+            lag_seconds = self.log.age_of_next(position) if head > position else 0.0
             yield _gauge("projection_lag_seconds", "Age of the oldest event not yet applied", lag_seconds)
-        runner = c.runner
+        runner = self.runner()
         if runner is not None:
             yield _gauge("projection_events_applied", "Events this process's runner applied", runner.applied)
             yield _gauge(
@@ -86,9 +99,9 @@ class _StateCollector(Collector):
                 "1 when this process's runner leads and runs",
                 1.0 if runner.status().role == "leader" else 0.0,
             )
-        pools = {"events": c.app.recorder.datastore.pool, "read": c.datastore.pool}  # type: ignore[attr-defined]
-        if c.reader is not c.datastore:
-            pools["replica"] = c.reader.pool
+        pools = {"events": self.app.recorder.datastore.pool, "read": self.datastore.pool}  # type: ignore[attr-defined]
+        if self.reader is not self.datastore:
+            pools["replica"] = self.reader.pool
         for name, stat in (
             ("pool_size", "pool_size"),
             ("pool_available", "pool_available"),
@@ -98,9 +111,7 @@ class _StateCollector(Collector):
             for pool_name, pool in pools.items():
                 family.add_metric([pool_name], pool.get_stats().get(stat, 0))
             yield family
-        feed = getattr(c, "feed", None)
-        if feed is not None:
-            yield _gauge("sse_streams_open", "Server-sent event streams open", feed.subscriber_count())
+        yield _gauge("sse_streams_open", "Server-sent event streams open", self.feed.subscriber_count())
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from domain.errors import ProfileErased
 from domain.roster import Roster, roster_id
-from domain.service import Cause
-from infrastructure.container import Container
+from domain.service import Cause, ProfilesService
+from infrastructure.accounts import Accounts
 
 
 class NoSuchAccount(Exception):
@@ -28,21 +28,20 @@ class AccountErasure:
     position: int = 0
 
 
-def _profiles_of(container: Container, account_id: str) -> list[UUID]:
+def _profiles_of(app: ProfilesService, account_id: str) -> list[UUID]:
     """Every profile the account ever had: each joined its roster when created,
     so the roster's events name them all (the read table may lag)."""
     found: dict[UUID, None] = {}
-    for event in container.app.repository.event_store.get(roster_id(account_id)):
+    for event in app.repository.event_store.get(roster_id(account_id)):
         if isinstance(event, Roster.MemberAdded):
             found.setdefault(UUID(event.profile_id))
     return list(found)
 
 
-def erase_account(container: Container, account_id: str, cause: Cause) -> AccountErasure:
-    if not container.accounts.exists(account_id):
+def erase_account(app: ProfilesService, accounts: Accounts, account_id: str, cause: Cause) -> AccountErasure:
+    if not accounts.exists(account_id):
         raise NoSuchAccount(f"no account {account_id}")
-    app = container.app
-    profiles = _profiles_of(container, account_id)
+    profiles = _profiles_of(app, account_id)
     for profile_id in profiles:
         app.check_erasable(profile_id)
     erased, already = [], []
@@ -59,6 +58,6 @@ def erase_account(container: Container, account_id: str, cause: Cause) -> Accoun
         else:
             erased.append(profile_id)
     app.forget(roster_id(account_id))  # the account's own key (reasons of its default changes)
-    revoked = container.accounts.erase(account_id)
+    revoked = accounts.erase(account_id)
     position = app.recorder.max_notification_id() or 0
     return AccountErasure(account_id, erased, already, revoked, position)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
-from infrastructure.container import Container
+from domain.service import ProfilesService
 from infrastructure.profiles_sql import (
     AUDIT_INDEXES,
     INDEXES,
@@ -24,6 +25,7 @@ from infrastructure.profiles_sql import (
     index_name,
     rosters_table,
 )
+from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.progress import Progress
 from projections.profiles import changes_for
 
@@ -45,8 +47,7 @@ class RebuildStopped(Exception):
 BATCH = 1000
 
 
-def _notifications(container: Container, after: int, stop: int | None) -> Iterator[Notification]:
-    recorder = container.app.recorder
+def _notifications(recorder: ApplicationRecorder, after: int, stop: int | None) -> Iterator[Notification]:
     while True:
         page = recorder.select_notifications(after, BATCH, stop, inclusive_of_start=False)
         if not page:
@@ -56,7 +57,8 @@ def _notifications(container: Container, after: int, stop: int | None) -> Iterat
 
 
 def _replay(
-    container: Container,
+    recorder: ApplicationRecorder,
+    mapper: Mapper[Any],
     curs: Any,
     writer: RowWriter,
     after: int,
@@ -64,11 +66,10 @@ def _replay(
     advance: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Applies events in (after, stop] on curs; returns (count, last position)."""
-    mapper = container.app.mapper
     count, last = 0, after
     # Pipelined: the statements of a batch go out without waiting for each reply.
     with curs.connection.pipeline():
-        for notification in _notifications(container, after, stop):
+        for notification in _notifications(recorder, after, stop):
             try:
                 changes = changes_for(mapper.to_domain_event(notification))
             except Exception as e:  # any event the projection cannot take, named by position
@@ -81,11 +82,19 @@ def _replay(
     return count, last
 
 
-def rebuild_read_table(container: Container, *, progress: Progress | None = None) -> int:
-    datastore = container.datastore
+def rebuild_read_table(
+    app: ProfilesService,
+    datastore: PostgresDatastore,
+    view: PostgresProfilesView,
+    *,
+    progress: Progress | None = None,
+) -> int:
+    """Replays app's events into a fresh table on datastore, then swaps it in
+    under the view's tracking row."""
+    recorder, mapper = app.recorder, app.mapper
     schema = datastore.schema
     writer = RowWriter(schema, NEXT_TABLE)
-    head = container.app.recorder.max_notification_id() or 0
+    head = recorder.max_notification_id() or 0
     with datastore.transaction(commit=True) as curs:
         for name in _tables(NEXT_TABLE):
             curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(name)))
@@ -100,18 +109,18 @@ def rebuild_read_table(container: Container, *, progress: Progress | None = None
     while position < head:
         with datastore.transaction(commit=True) as curs:
             count, position = _replay(
-                container, curs, writer, position, min(position + BATCH * 10, head), advance
+                recorder, mapper, curs, writer, position, min(position + BATCH * 10, head), advance
             )
         replayed += count
         if count == 0:
             break
 
-    app_name, view = container.app.name, container.view
+    app_name = app.name
     with datastore.transaction(commit=True) as curs:
         recorded = view.lock_position(curs, app_name)
         live = recorded or 0
         if live > position:
-            count, position = _replay(container, curs, writer, position, live)
+            count, position = _replay(recorder, mapper, curs, writer, position, live)
             replayed += count
         _swap(curs, schema)
         if recorded is None:

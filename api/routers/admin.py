@@ -146,7 +146,7 @@ async def erase_account_route(
 ) -> JSONResponse:
     cause = Cause(admin.account_id, reason, request.state.request_id)
     try:
-        done = await run_in_threadpool(erase_account, container, account_id, cause)
+        done = await run_in_threadpool(erase_account, container.app, container.accounts, account_id, cause)
     except NoSuchAccount:
         raise not_found(f"no account {account_id}") from None
     body: dict[str, Any] = {

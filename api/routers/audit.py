@@ -91,7 +91,7 @@ def profile_history(
     """The profile's events and its roster's events about it, in order."""
     after = decode_cursor(cursor)
     # min_position: waited for on the event loop by its dependency (api/deps.py).
-    ref = timeline_for(container, principal, profile_id)
+    ref = timeline_for(container.audit, principal, profile_id)
     return JSONResponse(_named(container, page_of(container.audit.history(ref, after, limit + 1), limit)))
 
 

@@ -95,7 +95,7 @@ def _once(
             raise _not_found(UUID(profile_id))
         return profile_response(row, status, position=head, location=location)
 
-    return idempotent(request, container, cause, body, counted(request, run), current)
+    return idempotent(request, container.idempotency, cause, body, counted(request, run), current)
 
 
 def _not_found(profile_id: UUID) -> Problem:
@@ -299,7 +299,7 @@ def _as_it_was(
         raise invalid("as_of", "give either version or as_of, not both")
     if as_of is not None and as_of.tzinfo is None:
         raise invalid("as_of", "must be an RFC 3339 time with a UTC offset")
-    timeline = timeline_for(container, principal, profile_id)
+    timeline = timeline_for(container.audit, principal, profile_id)
     state = container.audit.as_it_was(timeline, version=version, as_of=as_of)
     if state is None:
         when = f"version {version}" if version is not None else f"{as_of.isoformat()}"  # type: ignore[union-attr]
@@ -527,5 +527,10 @@ def erase_profile(
     # A retry whose first request stored the erasure but died before replying
     # gets the receipt (at the log's head), not the profile a command shows.
     return idempotent(
-        request, container, cause, None, counted(request, run), lambda _: receipt(container.audit.log.head())
+        request,
+        container.idempotency,
+        cause,
+        None,
+        counted(request, run),
+        lambda _: receipt(container.audit.log.head()),
     )

@@ -8,8 +8,7 @@ from psycopg.sql import SQL, Identifier
 from domain.service import Cause
 from infrastructure.container import Container
 from infrastructure.profiles_sql import TABLE, account_events_table, history_table
-from infrastructure.rebuild import rebuild_read_table
-from infrastructure.verify import verify_store
+from tests.support.operations import rebuild_read_table, verify_store
 
 ACC = "acct-index"
 

@@ -17,7 +17,7 @@ from domain.roster import Roster, roster_id
 from domain.service import Cause, Outcome, ProfilesService
 from infrastructure.container import Container
 from infrastructure.settings import Settings
-from infrastructure.verify import verify_store
+from tests.support.operations import verify_store
 
 pytestmark = pytest.mark.postgres
 

@@ -25,10 +25,9 @@ from domain.profile import ERASED
 from domain.service import Cause
 from infrastructure.chain_check import chain_problems
 from infrastructure.container import Container, build
-from infrastructure.rebuild import rebuild_read_table
 from infrastructure.settings import Settings
-from infrastructure.verify import verify_store
 from tests.conftest import temporary_database
+from tests.support.operations import rebuild_read_table, verify_store
 
 # Made-up values that occur nowhere else, so that a dump that holds one of them
 # holds it because of this profile.

@@ -18,8 +18,7 @@ from api.app import create_app
 from domain.profile import RacerProfile
 from domain.roster import Roster
 from infrastructure.container import Container
-from infrastructure.rebuild import rebuild_read_table
-from infrastructure.verify import verify_store
+from tests.support.operations import rebuild_read_table, verify_store
 
 pytestmark = pytest.mark.postgres
 

@@ -86,7 +86,7 @@ def test_a_request_whose_key_was_committed_by_another_answers_as_its_replay(cont
         rebuilt.append(profile_id)
         return Response(json.dumps({"id": profile_id}), status_code=201)
 
-    response = idempotent(a_request(key), c, Cause(account), body, b_command, rebuild)
+    response = idempotent(a_request(key), c.idempotency, Cause(account), body, b_command, rebuild)
     assert response.status_code == 201
     assert response.headers["Idempotent-Replayed"] == "true"
     assert rebuilt == [str(a_profile[0])]

@@ -16,7 +16,7 @@ import pytest
 from domain.service import Cause
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
-from infrastructure.verify import verify_store
+from tests.support.operations import verify_store
 
 pytestmark = pytest.mark.postgres
 

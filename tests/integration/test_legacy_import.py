@@ -31,8 +31,8 @@ from infrastructure.legacy_import import (
     import_legacy,
     legacy_profile_id,
 )
-from infrastructure.verify import verify_store
 from tests.support.databases import temporary_database
+from tests.support.operations import verify_store
 
 SAMPLE_SCHEMA = Path(__file__).parents[1] / "fixtures" / "legacy_schema.sql"
 CLI = Path(sys.executable).parent / "racer-profiles"

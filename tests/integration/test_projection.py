@@ -19,11 +19,10 @@ from domain.profile import RacerProfile
 from domain.service import Cause, Outcome
 from infrastructure.container import Container, build
 from infrastructure.profiles_view import AlreadyApplied
-from infrastructure.rebuild import rebuild_read_table
 from infrastructure.settings import Settings
-from infrastructure.verify import verify_store
 from projections.profiles import changes_for
 from projections.rows import ProfileRow
+from tests.support.operations import rebuild_read_table, verify_store
 
 pytestmark = pytest.mark.postgres
 

@@ -27,7 +27,7 @@ from domain.upcasting import DEFAULTS
 from infrastructure.chain_check import chain_problems, checkpoint
 from infrastructure.container import Container
 from infrastructure.sealing import is_sealed
-from infrastructure.verify import verify_store
+from tests.support.operations import verify_store
 
 EVENTS = "racerprofiles_events"
 CHECKPOINT = re.compile(r"^checkpoint position=(\d+) sha256=([0-9a-f]{64})$")

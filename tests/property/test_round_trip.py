@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from domain.values import SAFE_INTEGER
 from infrastructure.container import Container
-from infrastructure.verify import verify_store
+from tests.support.operations import verify_store
 
 pytestmark = pytest.mark.postgres
 

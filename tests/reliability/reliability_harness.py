@@ -386,7 +386,7 @@ def read_table_rows(database_url: str) -> dict[str, tuple[Any, ...]]:
 
 def rebuild_differences(container: Container, database_url: str) -> list[str]:
     """Snapshot the read table, rebuild it from the events, compare every column."""
-    from infrastructure.rebuild import rebuild_read_table
+    from tests.support.operations import rebuild_read_table
 
     before = read_table_rows(database_url)
     rebuild_read_table(container)
@@ -1364,7 +1364,7 @@ def end_state_problems(
     showed an account with active profiles and not exactly one default; every
     sampled default is the roster's at that position; reads saw their own writes;
     and, with rebuild, the live table is identical to a fresh rebuild."""
-    from infrastructure.verify import verify_store
+    from tests.support.operations import verify_store
 
     problems: dict[str, list[str]] = {}
     head = head_position(container)

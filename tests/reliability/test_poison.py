@@ -33,7 +33,7 @@ from reliability_harness import (
 )
 
 from domain.profile import RacerProfile
-from infrastructure.verify import verify_store
+from tests.support.operations import verify_store
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
 
