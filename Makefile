@@ -27,8 +27,9 @@ run: $(VENV)/.installed
 stop: $(VENV)/.installed
 	@$(VENV)/bin/racer-profiles stop
 
+# The thorough hypothesis profile (tests/conftest.py): the in-memory roster machine's full run.
 test: check
-	$(PY) -m pytest
+	$(PY) -m pytest --hypothesis-profile=thorough
 
 # The example Streamlit dashboard next to a running `make run` (same HOST and PORT): on the
 # account of RACER_PROFILES_TOKEN, else on a new one. Headless, and no usage statistics sent.

@@ -1,7 +1,14 @@
 """Shared fixtures: a PostgreSQL server (TEST_DATABASE_URL, else an embedded
 one started for the session) and a fresh database per test. Every test that
 asks for the server, directly or through another fixture, is marked
-`postgres`, so `pytest -m "not postgres"` runs without any database."""
+`postgres`, so `pytest -m "not postgres"` runs without any database.
+
+Hypothesis profiles: `quick` (the default) and `thorough`, which `make test`
+runs (`--hypothesis-profile=thorough`, or HYPOTHESIS_PROFILE=thorough). They
+differ only for property tests that leave max_examples to the profile: the
+in-memory roster machine (tests/property/test_roster_machine.py), the
+project's proof of the roster invariant, runs its full 200 examples in
+`make test` and a sample of them in a quick `pytest -m "not postgres"`."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
@@ -20,6 +28,11 @@ from tests.support.databases import running_container, temporary_database
 pytest_plugins = ["tests.support.service_fixtures"]
 
 SERVER_FIXTURE = "pg_server_url"
+
+hypothesis_settings.register_profile("quick", max_examples=25)
+hypothesis_settings.register_profile("thorough", max_examples=200)
+# Before the test modules are imported: their settings take max_examples from the profile then.
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -22,6 +22,10 @@ import pytest
 
 from tests.support.service import CLI, ROOT, free_port, service_env
 
+# Each test starts its own embedded PostgreSQL (as `make run` does): a server, so
+# `pytest -m "not postgres"` leaves the module out.
+pytestmark = pytest.mark.postgres
+
 STARTUP = 60.0  # seconds: initdb and a first start on a loaded 2-core machine
 STARTED: list[Serve] = []  # every serve the module started, for the clean-up
 

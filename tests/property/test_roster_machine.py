@@ -13,5 +13,7 @@ class InMemoryRosterMachine(RosterMachine):
     """The in-memory ProfilesService (the base machine's default factory)."""
 
 
-InMemoryRosterMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+# max_examples from the hypothesis profile (tests/conftest.py): 200 in `make test` (thorough), 25 in a
+# quick run. The PostgreSQL machine (test_roster_machine_postgres.py) runs its 25 in every profile.
+InMemoryRosterMachine.TestCase.settings = settings(stateful_step_count=30, deadline=None)
 TestInMemoryRoster = InMemoryRosterMachine.TestCase
