@@ -427,14 +427,15 @@ def import_legacy_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan and write nothing"),
 ) -> None:
     """Imports a legacy racer_profiles (and vehicles) table into an account; re-runs import only what is new."""
-    from infrastructure.legacy_import import LegacyImportError, format_report, import_legacy
+    from api.legacy_report import escaped, format_report
+    from infrastructure.legacy_import import LegacyImportError, import_legacy
 
     container = _container()
     try:
         with _ProgressBar("importing", file=sys.stderr) as bar:
             report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=bar)
     except LegacyImportError as e:
-        raise fail(str(e)) from None
+        raise fail(escaped(str(e))) from None  # it may quote the legacy database's own words
     finally:
         container.close()
     for line in format_report(report):

@@ -11,6 +11,7 @@ they verify unchanged: no chain version marker is needed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import datetime
@@ -49,6 +50,20 @@ def digest_of(event: object) -> str:
     return event_digest(get_topic(type(event)), stored_form(type(event), dict(vars(event))))
 
 
+def with_defaults(event_class: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kwargs plus the default of every field the caller left out: the event
+    stores those defaults too, so its hash must cover them."""
+    filled = dict(kwargs)
+    for f in dataclasses.fields(event_class):
+        if f.name in filled or not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            filled[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            filled[f.name] = f.default_factory()
+    return filled
+
+
 class ChainedAggregate(Aggregate):
     """An aggregate whose events form a hash chain (see module docstring)."""
 
@@ -68,6 +83,7 @@ class ChainedAggregate(Aggregate):
         pass
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        kwargs = with_defaults(event_class, kwargs)
         if kwargs.get("timestamp") is None:
             kwargs["timestamp"] = event_class.create_timestamp()
         kwargs["prev_hash"] = self.chain_head
@@ -79,6 +95,7 @@ class ChainedAggregate(Aggregate):
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
         if id is None:
             raise TypeError(f"{cls.__name__} needs an explicit id")
+        kwargs = with_defaults(event_class, kwargs)
         if kwargs.get("timestamp") is None:
             kwargs["timestamp"] = event_class.create_timestamp()
         kwargs["prev_hash"] = GENESIS

@@ -39,6 +39,9 @@ class RacerProfile(ChainedAggregate):
         actor: str
         reason: str | None
         request_id: str | None
+        # Provenance of imported data, as data the importer reads back (e.g. the legacy row's ids);
+        # None for what was made here and for events stored before the field existed (upcasting.py).
+        source: dict[str, Any] | None = None
 
     @event(Created)
     def __init__(
@@ -51,6 +54,7 @@ class RacerProfile(ChainedAggregate):
         actor: str,
         reason: str | None,
         request_id: str | None,
+        source: dict[str, Any] | None,
     ) -> None:
         self.account_id = account_id
         self.name = name
@@ -69,6 +73,7 @@ class RacerProfile(ChainedAggregate):
         reason: str | None = None,
         details: dict[str, Any] | None = None,
         request_id: str | None = None,
+        source: dict[str, Any] | None = None,
     ) -> RacerProfile:
         if len(vehicles) > VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
@@ -81,6 +86,7 @@ class RacerProfile(ChainedAggregate):
             actor=actor,
             reason=reason,
             request_id=request_id,
+            source=dict(source) if source is not None else None,
         )
 
     @property
@@ -96,12 +102,23 @@ class RacerProfile(ChainedAggregate):
             self._renamed(name=new_name, actor=actor, reason=reason, request_id=request_id)
 
     def add_vehicle(
-        self, vehicle: dict[str, Any], actor: str, reason: str | None = None, request_id: str | None = None
+        self,
+        vehicle: dict[str, Any],
+        actor: str,
+        reason: str | None = None,
+        request_id: str | None = None,
+        source: dict[str, Any] | None = None,
     ) -> None:
         self._check_active()
         if len(self.vehicles) >= VEHICLES_MAX:
             raise InvalidValue("vehicles", f"at most {VEHICLES_MAX} vehicles per profile")
-        self._vehicle_added(vehicle=dict(vehicle), actor=actor, reason=reason, request_id=request_id)
+        self._vehicle_added(
+            vehicle=dict(vehicle),
+            actor=actor,
+            reason=reason,
+            request_id=request_id,
+            source=dict(source) if source is not None else None,
+        )
 
     def change_vehicle(
         self,
@@ -174,6 +191,7 @@ class RacerProfile(ChainedAggregate):
         actor: str
         reason: str | None
         request_id: str | None
+        source: dict[str, Any] | None = None  # as on Created
 
     class VehicleChanged(ChainedAggregate.Event):
         vehicle_id: str
@@ -209,7 +227,12 @@ class RacerProfile(ChainedAggregate):
 
     @event(VehicleAdded)
     def _vehicle_added(
-        self, vehicle: dict[str, Any], actor: str, reason: str | None, request_id: str | None
+        self,
+        vehicle: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        request_id: str | None,
+        source: dict[str, Any] | None,
     ) -> None:
         self.vehicles.append(dict(vehicle))
 

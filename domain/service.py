@@ -127,7 +127,9 @@ class ProfilesService(Application[UUID]):
         cause: Cause,
         profile_id: UUID | None = None,
         details: Mapping[str, Any] | None = None,
+        source: Mapping[str, Any] | None = None,
     ) -> Outcome:
+        """source: where an imported profile came from, recorded on its Created event."""
         cause = cause.stamped()
         new_id = profile_id or uuid4()
         records = [vehicle_record(str(uuid4()), v, prefix=f"vehicles[{i}].") for i, v in enumerate(vehicles)]
@@ -145,6 +147,7 @@ class ProfilesService(Application[UUID]):
                 cause.reason,
                 dict(details or {}),
                 cause.request_id,
+                dict(source) if source is not None else None,
             )
             roster = self._roster(account_id, cause)
             roster.join(new_id, profile.created_at.isoformat(), *cause.args())
@@ -176,13 +179,15 @@ class ProfilesService(Application[UUID]):
         fields: Mapping[str, Any],
         cause: Cause,
         expected_version: int | None = None,
+        source: Mapping[str, Any] | None = None,
     ) -> Outcome:
+        """source: where an imported vehicle came from, recorded on its VehicleAdded event."""
         cause = cause.stamped()
         vehicle = vehicle_record(str(uuid4()), fields)
 
         def decide() -> tuple[Aggregate, ...]:
             profile = self._profile(account_id, profile_id, expected_version)
-            profile.add_vehicle(vehicle, *cause.args())
+            profile.add_vehicle(vehicle, *cause.args(), dict(source) if source is not None else None)
             return (profile,)
 
         outcome = self._run(account_id, profile_id, decide, cause)

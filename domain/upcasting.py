@@ -1,5 +1,5 @@
 """Events stored before a field existed still load: missing metadata fields
-(actor, reason, request id, chain hashes, details) get neutral defaults."""
+(actor, reason, request id, chain hashes, details, source) get neutral defaults."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "prev_hash": None,
     "event_hash": None,
     "details": {},
+    "source": None,
 }
 
 

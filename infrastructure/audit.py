@@ -31,6 +31,8 @@ METADATA = {
     "request_id",
     "prev_hash",
     "event_hash",
+    # An import's provenance (e.g. legacy ids) is for the importer; auditors read it in the reason.
+    "source",
 }
 
 

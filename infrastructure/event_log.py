@@ -126,3 +126,9 @@ class EventLog:
 
     def decode(self, logged: LoggedEvent) -> Any:
         return self.app.mapper.to_domain_event(logged.stored)
+
+    def of_types(self, aggregate_ids: Sequence[UUID], topics: Sequence[str]) -> list[LoggedEvent]:
+        """The given aggregates' events of these topics (event classes), in position order."""
+        return self._select(
+            SQL("originator_id = ANY(%s) AND topic = ANY(%s)"), [list(aggregate_ids), list(topics)]
+        )

@@ -1,15 +1,15 @@
 """Reading a legacy dashboard's database for import-legacy: one READ ONLY,
 REPEATABLE READ snapshot, each table streamed through a server-side cursor a
-few rows at a time, so memory stays flat however large the tables are. The
-caller shrinks each row as it arrives (legacy_import keeps a bounded summary).
-JSON columns arrive as their text (RawJson), never parsed here: a deeply
-nested document cannot exhaust the stack before the caller has looked at it."""
+few rows at a time, so memory stays flat however large the tables are. Each
+row is shrunk as it arrives to the bounded summary the plan needs
+(infrastructure/legacy_rows.py). JSON columns arrive as their text (RawJson),
+never parsed here: a deeply nested document cannot exhaust the stack before
+the row's summary has looked at it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Loader
@@ -17,19 +17,26 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.legacy_rows import (
+    PROFILE_REQUIRED,
+    PROFILES_TABLE,
+    VEHICLE_REQUIRED,
+    VEHICLES_TABLE,
+    LegacyTables,
+    LegacyVehicle,
+    RawJson,
+    profile_shrinker,
+    vehicle_shrinker,
+)
+
 # Rows per round trip: a handful, since a single legacy row may hold megabytes.
 ROWS_PER_FETCH = 4
 
-Row = dict[str, Any]
-Shrink = Callable[[Row], Row]
+T = TypeVar("T")
 
 
 class LegacyReadError(Exception):
     """The legacy database cannot be reached or read, or is not a legacy dashboard's."""
-
-
-class RawJson(str):
-    """A json or jsonb value as the server sent it, unparsed."""
 
 
 class _RawJsonLoader(Loader):
@@ -37,24 +44,8 @@ class _RawJsonLoader(Loader):
         return RawJson(bytes(data).decode())
 
 
-@dataclass
-class LegacyTables:
-    profile_columns: list[str]
-    profiles: list[Row]  # shrunk, ordered by created_at, then id
-    vehicle_columns: list[str] | None  # None: no vehicles table
-    vehicles: list[Row]  # shrunk, ordered by id
-
-
-def read_legacy(
-    url: str,
-    profiles_table: str,
-    profile_required: tuple[str, ...],
-    vehicles_table: str,
-    vehicle_required: tuple[str, ...],
-    shrink_profile: Callable[[list[str]], Shrink],
-    shrink_vehicle: Callable[[list[str]], Shrink],
-) -> LegacyTables:
-    """Both tables, each row shrunk as it streams in (the shrinkers are made from the columns)."""
+def read_legacy(url: str) -> LegacyTables:
+    """Both tables, each row shrunk as it streams in."""
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as e:
@@ -77,28 +68,28 @@ def read_legacy(
                         f"the --from database is a racer-profiles store (it has {own}); "
                         "name the legacy dashboard's database"
                     )
-            found = _required(conn, profiles_table, profile_required)
+            found = _required(conn, PROFILES_TABLE, PROFILE_REQUIRED)
             if found is None:
-                raise LegacyReadError(f"the legacy database has no {profiles_table} table")
+                raise LegacyReadError(f"the legacy database has no {PROFILES_TABLE} table")
             schema, profile_columns = found
             profiles = _stream(
                 conn,
                 SQL("SELECT * FROM {}.{} ORDER BY created_at ASC NULLS LAST, id ASC NULLS LAST").format(
-                    Identifier(schema), Identifier(profiles_table)
+                    Identifier(schema), Identifier(PROFILES_TABLE)
                 ),
-                shrink_profile(profile_columns),
+                profile_shrinker(profile_columns),
             )
             vehicle_columns: list[str] | None = None
-            vehicles: list[Row] = []
-            found = _required(conn, vehicles_table, vehicle_required)
+            vehicles: list[LegacyVehicle] = []
+            found = _required(conn, VEHICLES_TABLE, VEHICLE_REQUIRED)
             if found is not None:
                 schema, vehicle_columns = found
                 vehicles = _stream(
                     conn,
                     SQL("SELECT * FROM {}.{} ORDER BY id ASC NULLS LAST").format(
-                        Identifier(schema), Identifier(vehicles_table)
+                        Identifier(schema), Identifier(VEHICLES_TABLE)
                     ),
-                    shrink_vehicle(vehicle_columns),
+                    vehicle_shrinker(vehicle_columns),
                 )
             return LegacyTables(profile_columns, profiles, vehicle_columns, vehicles)
     except psycopg.Error as e:
@@ -107,7 +98,9 @@ def read_legacy(
         conn.close()
 
 
-def _stream(conn: psycopg.Connection[Any], statement: Any, shrink: Shrink) -> list[Row]:
+def _stream(
+    conn: psycopg.Connection[Any], statement: Any, shrink: Callable[[Mapping[str, Any]], T]
+) -> list[T]:
     with conn.cursor(name="legacy_rows", row_factory=dict_row) as curs:
         curs.itersize = ROWS_PER_FETCH
         curs.execute(statement)

@@ -6,6 +6,7 @@ profiles."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,18 +20,16 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+from psycopg.sql import SQL
 
+from api.legacy_report import format_report
+from domain.chain import GENESIS, event_digest
 from domain.profile import ERASED
 from domain.roster import Roster, roster_id
 from domain.service import Cause
 from infrastructure.container import Container
-from infrastructure.legacy_import import (
-    ImportReport,
-    LegacyImportError,
-    format_report,
-    import_legacy,
-    legacy_profile_id,
-)
+from infrastructure.legacy_import import ImportReport, LegacyImportError, import_legacy
+from infrastructure.legacy_plan import legacy_profile_id
 from tests.support.databases import temporary_database
 from tests.support.operations import verify_store
 
@@ -235,6 +234,68 @@ def test_rows_added_to_the_legacy_tables_later_are_imported_by_the_next_run(
     third = run(container, legacy_url, account)
     assert head(container) == position
     assert (third.created, third.to_add) == ([], [])
+
+
+def as_written_before_source_existed(container: Container, profile_id: UUID) -> None:
+    """Rewrites a profile's stored events into the form an import wrote before
+    events had a `source`: without the field, each hash taken again over what is
+    stored and the chain linked again, as the service then stored them."""
+    log, mapper = container.audit.log, container.app.mapper
+    prev = GENESIS
+    with container.app.recorder.datastore.transaction(commit=True) as curs:
+        for logged in log.of(profile_id):
+            state = mapper.stored_state(logged.stored)  # type: ignore[attr-defined]
+            state.pop("source", None)
+            state["prev_hash"] = prev
+            state["event_hash"] = prev = event_digest(logged.stored.topic, state)
+            del state["originator_id"], state["originator_version"]
+            curs.execute(
+                SQL("UPDATE {} SET state = %s WHERE originator_id = %s AND originator_version = %s").format(
+                    log.table
+                ),
+                (mapper.transcoder.encode(state), profile_id, logged.version),
+            )
+    if container.app.repository.cache is not None:  # the cached aggregate holds the old chain head
+        with contextlib.suppress(KeyError):
+            container.app.repository.cache.get(profile_id, evict=True)
+
+
+def test_provenance_is_recorded_as_event_data_and_read_back_from_old_events_too(
+    container: Container, legacy_url: str, account: str
+) -> None:
+    load_sample(legacy_url)
+    run(container, legacy_url, account)
+    alex = pid(account, 1)
+    created = next(iter(container.app.repository.event_store.get(alex)))
+    assert created.source == {"legacy_profile": 1, "legacy_vehicles": [1, 2]}
+    assert created.reason == "legacy import: profile 1, vehicles [1, 2]"  # for auditors, as before
+
+    # A store filled by an import before events had a source: its ids are only in the reasons.
+    for legacy_id in (1, 2, 3):
+        as_written_before_source_existed(container, pid(account, legacy_id))
+    old = list(container.app.repository.event_store.get(alex))
+    assert [e.source for e in old] == [None]
+    assert verify_store(container) == []
+    sql(
+        legacy_url,
+        "INSERT INTO vehicles (id, profile_id, name, class, number) VALUES (8, 1, 'Rain kart', NULL, 43)",
+    )
+
+    report = run(container, legacy_url, account)
+
+    assert (report.created, report.already_imported) == ([], [1, 2, 3])
+    assert [(v.legacy_id, v.profile_id) for v in report.to_add] == [(8, alex)]
+    assert vehicles_of(container, alex) == [*SAMPLE_VEHICLES[1], ("Rain kart", None, "43")]
+    added = list(container.app.repository.event_store.get(alex))[-1]
+    assert (added.source, added.reason) == (
+        {"legacy_profile": 1, "legacy_vehicle": 8},
+        "legacy import: vehicle 8 of profile 1",
+    )
+    position = head(container)
+    assert run(container, legacy_url, account).to_add == []  # old and new events alike
+    assert head(container) == position
+    container.view.wait(container.app.name, position, timeout=10)
+    check_store(container, account)
 
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(

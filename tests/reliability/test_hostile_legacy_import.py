@@ -13,8 +13,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from api.legacy_report import format_report
 from infrastructure.container import Container
-from infrastructure.legacy_import import MAX_NESTING, format_report, import_legacy
+from infrastructure.legacy_import import import_legacy
+from infrastructure.legacy_rows import MAX_NESTING
 from tests.support.databases import temporary_database
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]

@@ -152,3 +152,19 @@ def test_present_fields_win_over_defaults(app: ProfilesService) -> None:
     event = app.mapper.to_domain_event(stored)
     assert event.actor == "alice"
     assert event.prev_hash == "" and isinstance(event.event_hash, str)
+
+
+def test_events_stored_before_the_source_existed_decode_without_one(app: ProfilesService) -> None:
+    pid = app.create_profile(
+        ACC, "Ann", [], Cause("import", "legacy import: profile 3, vehicles []"), source={"legacy_profile": 3}
+    ).profile_id
+    app.add_vehicle(ACC, pid, {"name": "Kart"}, Cause("import"), source={"legacy_vehicle": 7})
+    created, added = stored_of(app, pid)
+    assert json.loads(created.state)["source"] == {"legacy_profile": 3}
+
+    old_created = app.mapper.to_domain_event(without(created, "source"))
+    old_added = app.mapper.to_domain_event(without(added, "source"))
+
+    assert old_created.source is None and old_added.source is None
+    assert old_created.reason == "legacy import: profile 3, vehicles []"
+    assert app.mapper.to_domain_event(added).source == {"legacy_vehicle": 7}
