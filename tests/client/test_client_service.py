@@ -24,6 +24,7 @@ from racer_profiles_client import (
     NotFound,
     PreconditionFailed,
     Profile,
+    ProfileErased,
     ServiceUnreachable,
     Unauthorized,
     Unavailable,
@@ -230,6 +231,36 @@ def test_the_stream_resumes_after_a_dropped_connection(
             assert received and all(p.id == sam.id for p in received), received
             assert f"last-event-id: {first.position}" in proxy.requests_sent().lower()
             stream.close()
+
+
+def test_the_stream_sends_an_erasure_as_a_profile_erased(client: Client) -> None:
+    alex = client.create_profile("Alex")
+    sam = client.create_profile("Sam")
+    stream = client.changes()
+    assert {next(stream).id for _ in range(2)} == {alex.id, sam.id}
+
+    received: list[Profile | ProfileErased] = []
+    done = threading.Event()
+
+    def read_until_an_erasure() -> None:
+        for change in stream:
+            received.append(change)
+            if isinstance(change, ProfileErased):
+                break
+        done.set()
+
+    thread = threading.Thread(target=read_until_an_erasure, daemon=True)
+    thread.start()
+    receipt = client.erase(sam.id)
+    assert done.wait(30), f"no erasure on the stream; it gave {received}"
+    stream.close()
+    erased = received[-1]
+    assert isinstance(erased, ProfileErased)
+    assert (erased.id, erased.erased_at) == (sam.id, receipt.erased_at)
+    # The row's position (the profile's last event); the receipt's is the erasure's last event of all.
+    assert erased.position is not None and erased.position <= receipt.position
+    # Before it, at most Sam's archived state (the erasure archives first): nothing of Alex.
+    assert all(isinstance(c, Profile) and c.id == sam.id and c.archived for c in received[:-1]), received
 
 
 def test_the_async_client_does_the_same(service: Service, token: str, new_token: Callable[[], str]) -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from racer_profiles_client import OPERATIONS, AsyncClient, Client, RateLimited, Unavailable
+from racer_profiles_client import (
+    OPERATIONS,
+    AsyncClient,
+    Client,
+    Profile,
+    ProfileErased,
+    RateLimited,
+    Unavailable,
+)
 from racer_profiles_client.sse import EventDecoder
 
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi.json"
@@ -135,3 +143,27 @@ def test_the_event_decoder_reads_the_streams_format() -> None:
         ("profile", '{"a":\n1}', None, None),
         ("profile", "{}", "7", None),
     ]
+
+
+def test_the_stream_yields_erasures_as_well_as_profiles() -> None:
+    erased = {"id": PROFILE["id"], "erased_at": "2026-11-24T00:09:00+00:00", "position": 9}
+    body = (
+        f"retry: 1000\n\nid: 7\nevent: profile\ndata: {json.dumps({**PROFILE, 'position': 7})}\n\n"
+        f"id: 9\nevent: erased\ndata: {json.dumps(erased)}\n\n"
+        "id: 10\nevent: newer-kind\ndata: {}\n\n"  # a kind this client does not know: passed over
+        f"id: 11\nevent: profile\ndata: {json.dumps({**PROFILE, 'name': 'Sam', 'position': 11})}\n\n"
+    )
+    client, _ = fake(
+        lambda request: httpx.Response(200, text=body, headers={"Content-Type": "text/event-stream"})
+    )
+    changes = client.changes()
+    first, second, third = next(changes), next(changes), next(changes)
+    changes.close()
+    assert isinstance(first, Profile) and (first.name, first.position) == ("Alex", 7)
+    assert isinstance(second, ProfileErased)
+    assert (str(second.id), second.erased_at.isoformat(), second.position) == (
+        PROFILE["id"],
+        "2026-11-24T00:09:00+00:00",
+        9,
+    )
+    assert isinstance(third, Profile) and (third.name, third.position) == ("Sam", 11)

@@ -14,7 +14,7 @@ import httpx
 from racer_profiles_client._calls import Call
 from racer_profiles_client._version import __version__
 from racer_profiles_client.errors import ProblemError, error_for, unreachable
-from racer_profiles_client.models import Accepted, Profile
+from racer_profiles_client.models import Accepted, Change, Profile, ProfileErased
 from racer_profiles_client.sse import EventDecoder
 
 T = TypeVar("T")
@@ -162,7 +162,7 @@ class StreamCursor:
             raise unreachable(self._core.options.base_url, error) from error
         self._failures += 1
 
-    def feed(self, line: str) -> Profile | None:
+    def feed(self, line: str) -> Change | None:
         event = self._decoder.feed(line)
         if event is None:
             return None
@@ -170,7 +170,11 @@ class StreamCursor:
             self.wait = event.retry / 1000
         if event.id and event.id.isdigit():
             self.last = int(event.id)  # the stream's ids are positions
-        return Profile.model_validate_json(event.data) if event.event == "profile" else None
+        if event.event == "profile":
+            return Profile.model_validate_json(event.data)
+        if event.event == "erased":
+            return ProfileErased.model_validate_json(event.data)
+        return None  # an event kind newer than this client
 
 
 def retry_after(response: httpx.Response) -> float | None:

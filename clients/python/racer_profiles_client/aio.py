@@ -17,6 +17,7 @@ from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
     AccountErasure,
     AccountSummary,
+    Change,
     DefaultChange,
     ErasureReceipt,
     ExportedEvent,
@@ -279,8 +280,9 @@ class AsyncClient:
 
     # -- the live stream ------------------------------------------------------
 
-    async def changes(self, last_event_id: int | None = None) -> AsyncIterator[Profile]:
-        """The account's profile changes, live, as Profiles with their `position`.
+    async def changes(self, last_event_id: int | None = None) -> AsyncIterator[Change]:
+        """The account's profile changes, live, as Profiles with their `position`, and
+        a ProfileErased (its id, `erased_at`, `position`) when a profile is erased.
 
         Without `last_event_id` it starts with every profile of the account. A
         dropped connection is resumed with Last-Event-ID (nothing is lost); it
@@ -296,8 +298,8 @@ class AsyncClient:
                         continue
                     stream.connected()
                     async for line in response.aiter_lines():
-                        if (profile := stream.feed(line)) is not None:
-                            yield profile
+                        if (change := stream.feed(line)) is not None:
+                            yield change
             except httpx.TransportError as error:
                 stream.dropped(error)
             await asyncio.sleep(stream.wait)  # the server ended the stream, or the connection broke

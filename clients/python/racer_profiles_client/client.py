@@ -17,6 +17,7 @@ from racer_profiles_client.errors import unreachable
 from racer_profiles_client.models import (
     AccountErasure,
     AccountSummary,
+    Change,
     DefaultChange,
     ErasureReceipt,
     ExportedEvent,
@@ -280,8 +281,9 @@ class Client:
 
     # -- the live stream ------------------------------------------------------
 
-    def changes(self, last_event_id: int | None = None) -> Iterator[Profile]:
-        """The account's profile changes, live, as Profiles with their `position`.
+    def changes(self, last_event_id: int | None = None) -> Iterator[Change]:
+        """The account's profile changes, live, as Profiles with their `position`, and
+        a ProfileErased (its id, `erased_at`, `position`) when a profile is erased.
 
         Without `last_event_id` it starts with every profile of the account. A
         dropped connection is resumed with Last-Event-ID (nothing is lost); it
@@ -297,8 +299,8 @@ class Client:
                         continue
                     stream.connected()
                     for line in response.iter_lines():
-                        if (profile := stream.feed(line)) is not None:
-                            yield profile
+                        if (change := stream.feed(line)) is not None:
+                            yield change
             except httpx.TransportError as error:
                 stream.dropped(error)
             time.sleep(stream.wait)  # the server ended the stream, or the connection broke

@@ -164,6 +164,19 @@ class ErasureReceipt(_Model):
     position: int
 
 
+class ProfileErased(_Model):
+    """The live stream's `erased` event: the profile was erased (drop it from your display).
+    A stream started after the erasure never mentions the profile."""
+
+    id: UUID
+    erased_at: datetime
+    position: int | None = Field(default=None, description="the erasure's position in the event log")
+
+
+Change = Profile | ProfileErased
+"""What `changes()` yields: a profile's latest state, or its erasure."""
+
+
 class AccountErasure(_Model):
     """DELETE /v1/admin/accounts/{id} (admin tokens): what erasing the account did."""
 
