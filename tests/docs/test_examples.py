@@ -32,6 +32,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import postgres_of, until
+from tests.support.service import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else ROOT / ".venv"  # the tests' virtualenv
 CLI = Path(sys.executable).with_name("racer-profiles")
@@ -156,12 +159,21 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, str]]]:
-    """`make run`'s setup in a scratch copy of the checkout: the port, the directory, the environment."""
-    from tests.e2e.test_embedded_lifecycle import postgres_of, until
-    from tests.support.service import free_port
+@dataclass(frozen=True)
+class Served:
+    """`make run`'s setup in a scratch copy of the checkout: the serve process, its
+    port, log and embedded server's data directory, the directory and the environment."""
 
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    data_dir: Path
+    work: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     work = tmp_path_factory.mktemp("docs")
     for entry in ROOT.iterdir():
         if entry.name not in {".git", ".venv", ".data"}:
@@ -183,24 +195,28 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
     try:
         started = until(lambda: "serving" in log.read_text() or serve.poll() is not None, 60)
         assert started and serve.poll() is None, log.read_text()[-3000:]
-        yield port, work, env
+        yield Served(serve, port, log, data_dir, work, env)
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        code = serve.wait(60)
-        text = log.read_text(errors="replace")
-        assert code == 0 and "Traceback" not in text, text[-3000:]
-        assert until(lambda: not postgres_of(data_dir), 10)
+        # Stopped here only when the last test (which checks the stop) did not run or failed.
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGTERM)
+            try:
+                serve.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(serve.pid, signal.SIGKILL)
+                serve.wait(10)
+        for process in postgres_of(data_dir):
+            process.kill()
 
 
 @pytest.mark.postgres  # its own embedded server, as `make run` starts one
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_the_examples_run_as_written(path: Path, served: tuple[int, Path, dict[str, str]]) -> None:
-    port, work, env = served
-    script = session(path, port)
+def test_the_examples_run_as_written(path: Path, served: Served) -> None:
+    script = session(path, served.port)
     result = subprocess.run(
         ["bash", "-c", script],
-        cwd=work,
-        env=env,
+        cwd=served.work,
+        env=served.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -212,3 +228,14 @@ def test_the_examples_run_as_written(path: Path, served: tuple[int, Path, dict[s
         f"the example at {ran[-1] if ran else path} failed (exit {result.returncode}):\n{result.stdout[-4000:]}"
     )
     assert "Traceback" not in result.stdout, result.stdout[-4000:]
+
+
+@pytest.mark.postgres
+def test_the_server_stops_cleanly_after_the_examples(served: Served) -> None:
+    """Last in the module, after every example ran against it: SIGTERM (as `make stop`
+    sends) ends the serve with exit 0 and no traceback, and its embedded PostgreSQL with it."""
+    os.killpg(served.process.pid, signal.SIGTERM)
+    code = served.process.wait(60)
+    text = served.log.read_text(errors="replace")
+    assert code == 0 and "Traceback" not in text, text[-3000:]
+    assert until(lambda: not postgres_of(served.data_dir), 10)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support.processes import postgres_of, until
 from tests.support.service import CLI, ROOT, free_port, service_env
 
 # Each test starts its own embedded PostgreSQL (as `make run` does): a server, so
@@ -30,36 +30,12 @@ STARTUP = 60.0  # seconds: initdb and a first start on a loaded 2-core machine
 STARTED: list[Serve] = []  # every serve the module started, for the clean-up
 
 
-def postgres_of(data_dir: Path) -> list[psutil.Process]:
-    """Every postgres process (postmaster and its children) of data_dir."""
-    found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        try:
-            cmdline = process.info["cmdline"] or []
-            if (process.info["name"] == "postgres" and str(data_dir) in " ".join(cmdline)) or (
-                process.info["name"] == "postgres" and process.ppid() in {p.pid for p in found}
-            ):
-                found.append(process)
-        except psutil.Error:
-            continue
-    return found
-
-
 def postmaster_pid(data_dir: Path) -> int | None:
     try:
         pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return None
     return pid if psutil.pid_exists(pid) else None
-
-
-def until(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)  # bounded poll
-    return bool(condition())
 
 
 @pytest.fixture(scope="module")

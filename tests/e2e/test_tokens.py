@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from e2e_helpers import assert_problem, auth, create
+from stream_reader import Reader
 
-from tests.e2e.test_stream import Reader
 from tests.support.service import Service, running_service
 
 pytestmark = pytest.mark.postgres

@@ -26,7 +26,7 @@ from domain.service import Cause
 from infrastructure.chain_check import chain_problems
 from infrastructure.container import Container, build
 from infrastructure.settings import Settings
-from tests.conftest import temporary_database
+from tests.support.databases import temporary_database
 from tests.support.operations import rebuild_read_table, verify_store
 
 # Made-up values that occur nowhere else, so that a dump that holds one of them

@@ -13,7 +13,7 @@ import pytest
 from domain.service import Cause
 from infrastructure.container import Container, build
 from infrastructure.settings import SCHEMA, Settings
-from tests.conftest import temporary_database
+from tests.support.databases import temporary_database
 
 PREFIXES = ["", "RACERPROFILES_"]
 
