@@ -24,6 +24,9 @@ from tests.support.service import Service, free_port, stop_process
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "clients" / "python" / "examples" / "dashboard.py"
 # Headless and quiet: no browser opened, no usage statistics sent.
+# expect() waits 5 s unless told, not the context's default: a rerun of the dashboard (each
+# click, the first load) can take longer on a loaded 2-core machine.
+RERUN_MS = 20_000
 STREAMLIT_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
@@ -86,10 +89,12 @@ def test_the_dashboard_loads_the_default_and_asks_before_a_switch_clears_input(
     try:
         page.goto(dashboard_url)
         sidebar = page.get_by_test_id("stSidebar")
-        expect(page.get_by_role("heading", name="Sam")).to_be_visible()  # the default, loaded
-        expect(sidebar.get_by_role("button", name="Sam · 1 vehicle · ★ default")).to_be_visible()
-        expect(sidebar.get_by_role("button", name="Alex · 2 vehicles")).to_be_visible()
-        expect(page.get_by_text("Cadet kart")).to_be_visible()
+        expect(page.get_by_role("heading", name="Sam")).to_be_visible(timeout=RERUN_MS)  # the default, loaded
+        expect(sidebar.get_by_role("button", name="Sam · 1 vehicle · ★ default")).to_be_visible(
+            timeout=RERUN_MS
+        )
+        expect(sidebar.get_by_role("button", name="Alex · 2 vehicles")).to_be_visible(timeout=RERUN_MS)
+        expect(page.get_by_text("Cadet kart")).to_be_visible(timeout=RERUN_MS)
         screenshot(page, tmp_path, "1-default-loaded")
 
         # Unsaved input, then a switch: the dialog asks; Cancel keeps everything.
@@ -99,27 +104,27 @@ def test_the_dashboard_loads_the_default_and_asks_before_a_switch_clears_input(
         sidebar.get_by_role("button", name="Alex · 2 vehicles").click()
         dialog = page.get_by_role("dialog")
         expect(dialog).to_contain_text(
-            "Switching to Alex clears what you typed on this page and did not save"
+            "Switching to Alex clears what you typed on this page and did not save", timeout=RERUN_MS
         )
         screenshot(page, tmp_path, "2-switch-asks")
         dialog.get_by_role("button", name="Cancel").click()
-        expect(dialog).to_be_hidden()
-        expect(page.get_by_role("heading", name="Sam")).to_be_visible()
-        expect(page.get_by_label("Vehicle name")).to_have_value("Half-typed kart")
+        expect(dialog).to_be_hidden(timeout=RERUN_MS)
+        expect(page.get_by_role("heading", name="Sam")).to_be_visible(timeout=RERUN_MS)
+        expect(page.get_by_label("Vehicle name")).to_have_value("Half-typed kart", timeout=RERUN_MS)
 
         # Again, confirmed: the input is cleared and Alex is active.
         sidebar.get_by_role("button", name="Alex · 2 vehicles").click()
         dialog.get_by_role("button", name="Switch and clear").click()
-        expect(dialog).to_be_hidden()
-        expect(page.get_by_role("heading", name="Alex")).to_be_visible()
-        expect(page.get_by_text("Rotax Max")).to_be_visible()
-        expect(page.get_by_label("Vehicle name")).to_have_value("")
+        expect(dialog).to_be_hidden(timeout=RERUN_MS)
+        expect(page.get_by_role("heading", name="Alex")).to_be_visible(timeout=RERUN_MS)
+        expect(page.get_by_text("Rotax Max")).to_be_visible(timeout=RERUN_MS)
+        expect(page.get_by_label("Vehicle name")).to_have_value("", timeout=RERUN_MS)
         screenshot(page, tmp_path, "3-switched")
 
         # Without unsaved input a switch asks nothing.
         sidebar.get_by_role("button", name="Sam · 1 vehicle · ★ default").click()
-        expect(page.get_by_role("heading", name="Sam")).to_be_visible()
-        expect(dialog).to_have_count(0)
+        expect(page.get_by_role("heading", name="Sam")).to_be_visible(timeout=RERUN_MS)
+        expect(dialog).to_have_count(0, timeout=RERUN_MS)
     finally:
         context.close()
     # The log of the dashboard_url fixture's `streamlit run`: no error behind the pages.
