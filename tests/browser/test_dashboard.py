@@ -23,10 +23,10 @@ from tests.support.service import Service, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "clients" / "python" / "examples" / "dashboard.py"
-# Headless and quiet: no browser opened, no usage statistics sent.
 # expect() waits 5 s unless told, not the context's default: a rerun of the dashboard (each
 # click, the first load) can take longer on a loaded 2-core machine.
 RERUN_MS = 20_000
+# Headless and quiet: no browser opened, no usage statistics sent.
 STREAMLIT_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
