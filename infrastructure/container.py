@@ -126,7 +126,13 @@ def build(settings: Settings) -> Container:
             read_datastore(settings, settings.keys_conninfo()) if settings.keys_database_url else datastore
         )
         key_store = PostgresKeyStore(keys_datastore)
-        keys = KeyRing(key_store, settings.key_cache_size, settings.key_cache_seconds)
+        keys = KeyRing(
+            key_store,
+            settings.key_cache_size,
+            settings.key_cache_seconds,
+            # In the event store's database, a new profile's key commits with its events.
+            with_events=None if settings.keys_database_url else key_store,
+        )
         idempotency = IdempotencyStore(datastore, settings.idempotency_ttl_seconds, keys)
         app = EncryptedProfilesService(
             settings.library_env(),

@@ -22,7 +22,7 @@ from domain.errors import PlaintextHistory
 from domain.profile import RacerProfile
 from domain.service import ProfilesService
 from domain.upcasting import UpcastingMapper
-from infrastructure.keys import KeyRing
+from infrastructure.keys import KeyRing, NewKeys
 from infrastructure.sealing import has_personal_data, plaintext_fields, seal, unseal
 
 SEALED_BY = "sealed_by"  # stored next to sealed fields: the id of their key
@@ -49,17 +49,33 @@ class SealingMapper(UpcastingMapper):
         self._batch = threading.local()
 
     @contextmanager
-    def linking(self) -> Iterator[None]:
+    def linking(self, new_keys: bool = True) -> Iterator[NewKeys | None]:
         """While events of one save are stored: an event's hash is known only
         once it is sealed, so the next event of the same aggregate (which the
-        domain linked to the unsealed hash) is re-linked to the stored one."""
+        domain linked to the unsealed hash) is re-linked to the stored one.
+        Yields the keys made for the save's new aggregates, if new_keys (the
+        recorder stores them with the events); they are kept once the save returns."""
         self._batch.relink = {}
         self._batch.profile = None
+        self._batch.new_keys = made = self.keys.new_keys() if new_keys else None
         try:
-            yield
+            yield made
+            if made is not None:
+                self.keys.stored(made)
         finally:
             self._batch.relink = None
             self._batch.profile = None
+            self._batch.new_keys = None
+
+    def restart_without_new_keys(self) -> None:
+        """The save is mapped again with keys from the key store (a row for a
+        new aggregate's key was there already); the keys made are dropped."""
+        new_keys: NewKeys | None = self._batch.new_keys
+        if new_keys is not None:
+            new_keys.secrets.clear()
+        self._batch.relink = {}
+        self._batch.profile = None
+        self._batch.new_keys = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -81,7 +97,7 @@ class SealingMapper(UpcastingMapper):
                 self._batch.profile = originator_id
             if has_personal_data(state):
                 key_id = key_id_of(domain_event, state, getattr(self._batch, "profile", None))
-                state = seal(state, self.keys.for_writing(key_id), key_id)
+                state = seal(state, self._writing_key(key_id, originator_id, originator_version), key_id)
                 state[SEALED_BY] = str(key_id)
         if "event_hash" in state:
             relink: dict[str, str] | None = getattr(self._batch, "relink", None)
@@ -94,6 +110,21 @@ class SealingMapper(UpcastingMapper):
             if relink is not None:
                 relink[provisional] = state["event_hash"]
         return StoredEvent(originator_id, originator_version, topic, self.transcoder.encode(state))
+
+    def _writing_key(self, key_id: UUID, originator_id: UUID, originator_version: int) -> bytes:
+        """An aggregate stored for the first time gets a key made here, stored
+        in the same transaction as its events (one commit per command, not two)."""
+        new: NewKeys | None = getattr(self._batch, "new_keys", None)
+        if new is not None:
+            secret = new.secrets.get(key_id)
+            if secret is not None:
+                return secret
+            if originator_version == 1 and key_id == originator_id:
+                secret = self.keys.new_key(key_id)
+                if secret is not None:
+                    new.secrets[key_id] = secret
+                    return secret
+        return self.keys.for_writing(key_id)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
         event = super().to_domain_event(stored_event)

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Identifier
 
 KEY_BYTES = 32
 TABLE = "data_keys"
+KEY_CONSTRAINT = f"{TABLE}_pkey"  # the primary key's name, as PostgreSQL derives it
 
 
 class KeyDestroyed(Exception):
@@ -55,6 +56,7 @@ class PostgresKeyStore:
         self.datastore = datastore
         self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(TABLE))
         self._get = SQL("SELECT secret FROM {} WHERE key_id = %s").format(self.table).as_string()
+        self._insert = SQL("INSERT INTO {} (key_id, secret) VALUES (%s, %s)").format(self.table).as_string()
         # One round trip: insert unless present, then read whichever row won.
         self._get_or_create = (
             SQL(
@@ -93,6 +95,11 @@ class PostgresKeyStore:
             raise KeyDestroyed(f"data key {key_id} was destroyed")
         return bytes(row["secret"])
 
+    def insert_in(self, curs: Any, key_id: UUID, secret: bytes) -> None:
+        """Stores a new key in the caller's transaction; a row for key_id that
+        exists already fails that transaction (IntegrityError on KEY_CONSTRAINT)."""
+        curs.execute(self._insert, (key_id, secret), prepare=True)
+
     def destroy(self, key_id: UUID) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
@@ -121,8 +128,18 @@ class KeyRing:
     ttl seconds, so that a key destroyed by another process stops being used
     here within that time; a destroyed key stays destroyed, so that is kept."""
 
-    def __init__(self, store: KeyStore, max_size: int = 10_000, ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        max_size: int = 10_000,
+        ttl: float = 5.0,
+        with_events: PostgresKeyStore | None = None,
+    ) -> None:
         self.store = store
+        # The store when its table is in the event store's database: a new
+        # aggregate's key is then made here and stored in the transaction of
+        # the aggregate's first events (NewKeys), not committed on its own first.
+        self.with_events = with_events
         self.max_size = max_size
         self.ttl = ttl
         self._cache: OrderedDict[UUID, tuple[float, bytes]] = OrderedDict()
@@ -166,6 +183,37 @@ class KeyRing:
             self._keep(key_id, secret)
         return secret
 
+    def new_key(self, key_id: UUID) -> bytes | None:
+        """A key for an aggregate whose first events are being stored, to go
+        into their transaction (NewKeys); None when it cannot (the keys live
+        in another database, or the key is known here): for_writing then."""
+        if self.with_events is None or self._cached(key_id) is not None:
+            return None
+        return os.urandom(KEY_BYTES)
+
+    def new_keys(self) -> NewKeys | None:
+        """What one save's new keys go into; None when they cannot go with the events."""
+        return None if self.with_events is None else NewKeys(self.with_events)
+
+    def stored(self, new: NewKeys) -> None:
+        """The keys of new_keys, once their transaction committed."""
+        for key_id, secret in new.secrets.items():
+            self._keep(key_id, secret)
+
     def destroy(self, key_id: UUID) -> None:
         self.store.destroy(key_id)
         self._keep(key_id, _DESTROYED)
+
+
+class NewKeys:
+    """The keys made for one save's new aggregates (KeyRing.new_key): the
+    recorder inserts them in the events' transaction, and the ring keeps them
+    once it commits."""
+
+    def __init__(self, store: PostgresKeyStore) -> None:
+        self.store = store
+        self.secrets: dict[UUID, bytes] = {}
+
+    def insert(self, curs: Any) -> None:
+        for key_id, secret in self.secrets.items():
+            self.store.insert_in(curs, key_id, secret)

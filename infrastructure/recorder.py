@@ -5,7 +5,6 @@ and every call follows one retry policy (infrastructure/db_retry.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from functools import cached_property
@@ -15,6 +14,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     AggregateRecorder,
     EventStore,
+    IntegrityError,
     InterfaceError,
     Mapper,
     OperationalError,
@@ -29,6 +29,7 @@ from infrastructure.db_retry import retry_dead_connections
 from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.idempotency import TABLE, KeyAlreadyCommitted
 from infrastructure.inline_projection import InlineProjection, InlineWrite
+from infrastructure.keys import KEY_CONSTRAINT, NewKeys
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,11 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
                 # lease and a retry took the key over): raising rolls back this
                 # transaction, so the key's events are stored once.
                 raise KeyAlreadyCommitted(account_id, key)
+        new_keys: NewKeys | None = kwargs.get("new_keys")
+        if new_keys is not None:
+            # Pipelined before the lock; a key that exists already fails at the
+            # insert's sync (ProfilesEventStore.put then stores without new keys).
+            new_keys.insert(curs)
         super()._insert_events(curs, stored_events, **kwargs)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -200,8 +206,23 @@ class ProfilesEventStore(EventStore[Any]):
         if inline is not None and kwargs.get("tracking") is None and domain_events:
             kwargs["inline"] = inline.prepare(domain_events)
         linking = getattr(self.mapper, "linking", None)
-        with linking() if linking is not None else contextlib.nullcontext():
+        if linking is None:
             return super().put(domain_events, **kwargs)
+        # Only the events' recorder stores new keys (not the snapshots').
+        with linking(new_keys=isinstance(self.recorder, ProfilesRecorder)) as new_keys:
+            if new_keys is None:
+                return super().put(domain_events, **kwargs)
+            try:
+                return super().put(domain_events, **kwargs, new_keys=new_keys)
+            except IntegrityError as e:
+                if getattr(getattr(e.__cause__, "diag", None), "constraint_name", None) != KEY_CONSTRAINT:
+                    raise
+                # A new aggregate's key row exists already (left by a failed
+                # attempt of an older version, which committed keys on their own):
+                # seal with that key instead, as those versions did.
+                log.warning("a key for a new aggregate existed already; using the stored key")
+                self.mapper.restart_without_new_keys()  # type: ignore[attr-defined]
+                return super().put(domain_events, **kwargs)
 
 
 class SnapshotsRecorder(RenderedStatements):
