@@ -277,8 +277,12 @@ class ProfilesService(Application[UUID]):
         cause = cause.stamped()
 
         def decide() -> tuple[Aggregate, ...]:
-            self._profile(account_id, profile_id, None)
             roster = self._roster(account_id, cause)
+            if str(profile_id) not in roster.members:
+                # The roster's members are the account's active profiles, so a
+                # member needs no loading; anything else is told apart here
+                # (missing or another account's: 404; archived: not active).
+                self._profile(account_id, profile_id, None)
             if expected_roster_version is not None and roster.version != expected_roster_version:
                 raise VersionMismatch(expected_roster_version, roster.version)
             roster.set_default(profile_id, *cause.args())

@@ -62,6 +62,7 @@ from api.schemas import (
 from domain.roster import roster_id
 from domain.service import Cause
 from domain.values import clean_reason
+from infrastructure.async_queries import AsyncProfileQueries
 from infrastructure.container import Container
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"])
@@ -165,6 +166,17 @@ async def list_profiles(
 ) -> JSONResponse:
     account = account_to_read(principal, account_id)
     after = decode_cursor(cursor) if cursor else None
+    return await profile_page(queries, account, include_archived, after, limit)
+
+
+async def profile_page(
+    queries: AsyncProfileQueries,
+    account: str,
+    include_archived: bool = False,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> JSONResponse:
+    """A page of the account's profiles (also answered by api/fast_reads.py)."""
     rows = await queries.page(account, include_archived=include_archived, after=after, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return FastJSONResponse({"items": [public(r) for r in rows[:limit]], "next_cursor": next_cursor})
@@ -199,7 +211,11 @@ async def get_default(
     min_position: MinPositionDep,
     account_id: AccountQuery = None,
 ) -> JSONResponse:
-    account = account_to_read(principal, account_id)
+    return await default_profile(queries, account_to_read(principal, account_id))
+
+
+async def default_profile(queries: AsyncProfileQueries, account: str) -> JSONResponse:
+    """The account's default profile (also answered by api/fast_reads.py)."""
     # The roster's version and the row come from one snapshot: the ETag always
     # names the roster version of the default shown.
     row, roster_version = await queries.default_and_roster_version(account, roster_id(account))

@@ -41,7 +41,9 @@ def test_a_failed_save_leaves_no_key(container: Container) -> None:
             "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
             " $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$"
         )
-        conn.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON {events} FOR EACH ROW EXECUTE FUNCTION refuse()")
+        conn.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON {events} FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
     with pytest.raises(Exception, match="refused for the test"):
         container.app.create_profile(account, "Ada", [], Cause(account), profile_id=profile_id)
     assert _key_row(container, profile_id) is None
