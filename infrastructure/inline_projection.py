@@ -33,7 +33,7 @@ from uuid import UUID
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.profile_queries import Statements, _row
-from infrastructure.profiles_view import TRACKING_TABLE, PostgresProfilesView
+from infrastructure.profiles_view import CHANGES_CHANNEL, TRACKING_TABLE, PostgresProfilesView
 from projections.profiles import changes_for
 from projections.rows import (
     AddVehicle,
@@ -77,7 +77,12 @@ class InlineProjection:
             .format(schema, Identifier(TRACKING_TABLE), schema, Identifier(events_table))
             .as_string()
         )
-        self.tracking_statement = view.insert_tracking_statement.as_string()
+        # The tracking record and the notice of its position in one statement.
+        self.tracking_statement = (
+            SQL("WITH tracked AS ({}) SELECT pg_notify(%(channel)s, %(position)s)")
+            .format(view.insert_tracking_statement)
+            .as_string()
+        )
 
     def prepare(self, domain_events: Sequence[Any]) -> InlineWrite | None:
         """The events' row changes, computed before the transaction starts; None
@@ -101,11 +106,16 @@ class InlineProjection:
         if row is None or row["tracked"] != row["head"] or len(positions) != len(write.changes):
             return
         batch = list(zip(positions, write.changes, strict=True))
-        self.view.write_changes(curs, batch)
+        self.view.write_changes(curs, batch, notify=False)
         last = positions[-1]
         curs.execute(
             self.tracking_statement,
-            {"application_name": self.application_name, "notification_id": last},
+            {
+                "application_name": self.application_name,
+                "notification_id": last,
+                "channel": CHANGES_CHANNEL,
+                "position": str(last),
+            },
             prepare=True,
         )
         write.rows = curs.connection.cursor()

@@ -114,13 +114,18 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         if self._commits_visible_to_readers:
             self._reached_position(application_name, last)
 
-    def write_changes(self, curs: Any, batch: Sequence[tuple[int, Sequence[RowChange]]]) -> None:
-        """The statements of a batch's row changes, and the notice of its last
-        position, on curs (in the caller's transaction: the runner's batch or a
-        command's own, infrastructure/inline_projection.py)."""
+    def write_changes(
+        self, curs: Any, batch: Sequence[tuple[int, Sequence[RowChange]]], notify: bool = True
+    ) -> None:
+        """The statements of a batch's row changes, and (if notify) the notice of
+        its last position, on curs (in the caller's transaction: the runner's
+        batch or a command's own, infrastructure/inline_projection.py, which
+        sends the notice with its tracking record)."""
         for position, changes in batch:
             for change in changes:
                 self.writer.execute(curs, change, position)
+        if not notify:
+            return
         # Delivered to listeners only once the transaction commits; also when
         # no row changed, since it wakes the waits for these positions.
         curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(batch[-1][0])), prepare=True)
