@@ -112,26 +112,37 @@ def create_app(container: Container) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     problems.install(app)
     openapi.install(app)
-    app.include_router(health.router)
-    app.include_router(ui.router)
-    # Before profiles.router: /v1/profiles/{profile_id} would capture "stream".
-    app.include_router(stream.router)
-    app.include_router(audit.history_router)
-    app.include_router(profiles.router)
-    app.include_router(audit.router)
-    app.include_router(accounts.router)
-    app.include_router(tokens.router)
-    app.include_router(admin.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
+
+
+# In the order of the OpenAPI document's paths. Routing does not depend on it (api/path_params.py).
+ROUTERS = (
+    health.router,
+    ui.router,
+    stream.router,
+    audit.history_router,
+    profiles.router,
+    audit.router,
+    accounts.router,
+    tokens.router,
+    admin.router,
+)
 
 
 def offline_document() -> dict[str, Any]:
     """The OpenAPI document of an app built around a stand-in container: no database is touched."""
+    return offline_app().openapi()
+
+
+def offline_app() -> FastAPI:
+    """The app around a stand-in container, for what needs no database (its document, its routes)."""
     # Defaults only (no environment): the document does not depend on the machine. The
     # parts are what create_app hands on (to the metrics) without reading them.
     parts = dict.fromkeys(("app", "view", "datastore", "reader", "feed", "runner"))
     stand_in = SimpleNamespace(settings=Settings.model_construct(), audit=SimpleNamespace(log=None), **parts)
-    return create_app(cast(Container, stand_in)).openapi()
+    return create_app(cast(Container, stand_in))
 
 
 async def _flush_last_used(accounts: Accounts, every: float, limiter: anyio.CapacityLimiter) -> None:

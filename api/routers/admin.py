@@ -14,7 +14,6 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ContainerDep, PrincipalDep, ReasonHeaderDep
 from api.openapi import problems
 from api.problems import Problem, invalid, not_found
-from api.routers.tokens import TOKEN_ID, token_public
 from api.schemas import (
     AccountCreate,
     AccountErasureReceipt,
@@ -23,6 +22,7 @@ from api.schemas import (
     TokenIssued,
     TokenList,
 )
+from api.token_public import TOKEN_ID, token_public
 from domain.service import Cause
 from infrastructure.account_erasure import NoSuchAccount, erase_account
 from infrastructure.accounts import Principal, TokenError

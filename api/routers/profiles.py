@@ -36,6 +36,7 @@ from api.openapi import (
     problems,
     profile_ok,
 )
+from api.path_params import GET_PROFILE_PATH
 from api.problems import Problem, invalid, not_found
 from api.responses import (
     FastJSONResponse,
@@ -262,7 +263,7 @@ def set_default(
 
 
 @router.get(
-    "/{profile_id}",
+    GET_PROFILE_PATH,
     response_model=ProfilePublic,
     summary="One profile",
     description=(

@@ -7,31 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from api.deps import ContainerDep, PrincipalDep
 from api.openapi import problems
 from api.problems import Problem, not_found
 from api.schemas import TokenList
-from infrastructure.accounts import TokenInfo
+from api.token_public import TOKEN_ID, token_public
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
-
-TOKEN_ID = Path(description="the token's id (`id` in the list)", pattern=r"^[0-9a-f]{1,64}$")
-
-
-def token_public(info: TokenInfo) -> dict[str, Any]:
-    """A token as the API shows it (TokenPublic); the one mapping for both routers."""
-    return {
-        "id": info.token_id,
-        "account_id": str(info.account_id),
-        "name": info.name,
-        "role": info.role,
-        "created_at": info.created_at.isoformat(),
-        "last_used_at": info.last_used_at.isoformat() if info.last_used_at else None,
-        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
-        "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
-    }
 
 
 def token_not_found(token_id: str) -> Problem:
