@@ -66,7 +66,7 @@ def serve(
 
     from api import running
     from api.app import create_app
-    from api.workers import Projectors, supervise
+    from api.workers import Projectors, settle_heap, supervise
 
     address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     # Bound before anything starts, so a port in use is one line, not a log record after start-up.
@@ -98,6 +98,7 @@ def serve(
             signal.signal(signal.SIGHUP, server.handle_exit)
             if not reuse_port:  # a worker of serve --workers: the supervisor said where
                 _announce_when_started(server, address, container.settings)
+            settle_heap()
             server.run(sockets=[sock])
         finally:
             if projectors is not None:

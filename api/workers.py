@@ -11,6 +11,7 @@ commits through the change feed's LISTEN (infrastructure/change_feed.py)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -21,6 +22,24 @@ import time
 from pathlib import Path
 
 RESTART_PAUSE = 5.0  # seconds before a stopped projector is started again
+# Objects allocated between two collections of the youngest generation (CPython: 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """For an API process about to serve. Streams' backlogs allocate tens of
+    thousands of dicts a second (each page's profiles, decoded and re-shaped):
+    with CPython's default thresholds that was some 50 collections a second and,
+    every few seconds, a full one that traversed every object of the process,
+    pausing every request in flight (up to 200 ms, measured under the flood of
+    tests/reliability/test_floods.py). The objects that exist now (modules, the
+    app, its routes, the pools) live as long as the process: frozen, full
+    collections skip them; a larger young generation lets a page's objects die
+    before a collection promotes them."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    sys.setswitchinterval(0.001)
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
