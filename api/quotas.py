@@ -50,10 +50,13 @@ class Quotas:
         self.token_streams = Slots(settings.max_streams_per_token)
         self.account_streams = Slots(settings.max_streams_per_account)
         self.streams = Slots(settings.max_streams)
-        # Streams read their backlog pages through the async read pool, which the
-        # hot queries use too: at most half of it at once, so a burst of new
-        # streams queues here (on the event loop) instead of starving those.
-        self.backlog_reads = asyncio.Semaphore(max(1, settings.pool_size // 2))
+        # A backlog page is read, decoded and encoded on the event loop: tens of
+        # milliseconds of CPU for large profiles. One page at a time in the whole
+        # process, so the loop's queue never holds more than one such step, and
+        # every other request (health checks, other accounts' commands) waits for
+        # at most one, not one per open stream; a burst of new streams queues here
+        # instead of taking the async read pool from the hot queries.
+        self.backlog_turn = asyncio.Semaphore(1)
 
     @contextmanager
     def wait(self, token_id: str) -> Iterator[None]:

@@ -16,8 +16,10 @@ from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from infrastructure import jsonb_values
 from infrastructure.db_retry import ATTEMPTS, unreachable
 from infrastructure.dead_connections import is_dead_async
 from infrastructure.profile_queries import ProfileQueries, Statements, _row, default_and_version
@@ -43,6 +45,7 @@ class AsyncProfileQueries:
             timeout=timeout,
             open=False,
             name="read-async",
+            configure=_configure,
         )
 
     async def open(self, timeout: float = 30.0) -> None:
@@ -133,6 +136,10 @@ class AsyncProfileQueries:
             return await cursor.fetchall()
 
         return [_row(r) for r in await self._run(query)]
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(jsonb_values.loads, conn)
 
 
 def async_queries_for(settings: Settings, queries: ProfileQueries) -> AsyncProfileQueries:

@@ -14,6 +14,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from psycopg.types.json import Jsonb
 
 
@@ -38,3 +39,24 @@ def dumps(value: Any) -> str:
 
 def jsonb(value: Any) -> Jsonb:
     return Jsonb(value, dumps=dumps)
+
+
+# An integer of 19 digits or more may not fit orjson's 64 bits, which it would
+# read as a float; such text (rare: details are bounded to ±2^53-1, older events
+# may hold more) goes through json.loads, which keeps it an int. Found by mapping
+# every digit to "0" and the rest to " ": a tenth of a regular expression's time.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def loads(data: str | bytes) -> Any:
+    """jsonb text to Python, as json.loads reads it, in less time (half, on
+    profiles): streams' backlogs decode whole pages of them on the event loop."""
+    if isinstance(data, str):  # psycopg's loaders pass bytes; its type allows both
+        data = data.encode()
+    if _LONG_DIGITS not in data.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:  # what json accepts and orjson does not (lone surrogates)
+            pass
+    return json.loads(data)

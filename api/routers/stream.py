@@ -128,14 +128,18 @@ async def _backlog(
     read_page: Callable[[tuple[int, UUID]], Awaitable[list[ProfileRow]]],
     page_size: int,
     rows: list[ProfileRow],
+    turn: asyncio.Semaphore,
     fresh: bool = False,
 ) -> AsyncIterator[tuple[bytes, int]]:
     """The account's changed rows a page at a time, from rows (the first page, read
     with one row more): (encoded page, last position sent). The row after each
-    page is read too, so rows sharing a position are never split by an `id:` line."""
+    page is read too, so rows sharing a position are never split by an `id:` line.
+    Encoding takes the backlog's turn (api/quotas.py), as reading a page does."""
     while rows:
         page, rest = rows[:page_size], rows[page_size:]
-        encoded = encode(page, rest[0].position if rest else None, fresh=fresh)
+        async with turn:
+            await asyncio.sleep(0)  # the page's decoding and its encoding: two steps of the loop
+            encoded = encode(page, rest[0].position if rest else None, fresh=fresh)
         last, cursor = page[-1].position, (page[-1].position, page[-1].id)
         # Only the encoded page is held while a slow client takes it, not the rows.
         del rows, page
@@ -226,7 +230,7 @@ async def profile_stream(
     page_size = container.settings.stream_page_size
 
     async def read_page(after: tuple[int, UUID]) -> list[ProfileRow]:
-        async with quotas.backlog_reads:
+        async with quotas.backlog_turn:
             return await queries.changed_page(principal.account_id, after, page_size + 1)
 
     try:
@@ -239,7 +243,7 @@ async def profile_stream(
     except BaseException:
         close()
         raise
-    backlog = _backlog(read_page, page_size, first, fresh=not after)
+    backlog = _backlog(read_page, page_size, first, quotas.backlog_turn, fresh=not after)
     return _EventStream(_events(subscription, backlog, after, principal), close)
 
 

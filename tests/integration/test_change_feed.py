@@ -185,7 +185,9 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         queries = async_queries_for(container.settings, container.queries)
         await queries.open()
         backlog = await queries.changed_page("a", (0, stream_module._AFTER_EVERY_ID), 101)
-        pages = stream_module._backlog(lambda after: queries.changed_page("a", after, 101), 100, backlog)
+        pages = stream_module._backlog(
+            lambda after: queries.changed_page("a", after, 101), 100, backlog, asyncio.Semaphore(1)
+        )
         events = stream_module._events(subscription, pages, 0, Principal("a", "owner"))
         assert await anext(events) == b"retry: 1000\n\n"
         assert b'"name":"Alex"' in await anext(events)
@@ -263,7 +265,10 @@ def test_the_backlog_goes_out_in_pages_without_splitting_a_position(
             pages = [
                 page
                 async for page, _ in stream_module._backlog(
-                    lambda after: queries.changed_page(account, after, page_size + 1), page_size, first
+                    lambda after: queries.changed_page(account, after, page_size + 1),
+                    page_size,
+                    first,
+                    asyncio.Semaphore(1),
                 )
             ]
         finally:
