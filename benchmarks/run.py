@@ -1721,8 +1721,8 @@ METHODS = {
     "rebuild": "`racer-profiles rebuild` as a user runs it, wall time including start-up; peak RSS is "
     "ru_maxrss of that process from wait4()",
     "seeding": "in-process through the project's domain and save(); the large stage copies one "
-    "domain-made account's events with fresh ids and recomputed hash chains (checked), see "
-    "benchmarks/harness/seed.py",
+    "domain-made account's events with fresh ids, personal fields sealed again under a fresh data key "
+    "per copy, and recomputed hash chains (checked), see benchmarks/harness/seed.py",
     "memory": "VmRSS from /proc: M1-M3 of the API process alone (serve's own process), M4 of serve with its "
     "projector child",
 }

@@ -12,17 +12,25 @@ slow for 100,000 accounts).
   with fresh ids (account, profile, roster = roster_id(account), vehicle,
   request id) and fresh timestamps, its hash chain recomputed with
   domain.chain.event_digest, written with COPY under the event table's lock
-  (positions in order). The copy is checked first on the template (the
-  recomputed hashes must equal the stored ones) and then on a sample of copies
-  loaded back through the application's mapper (each event's digest and
-  chain). If either check fails, the bulk is made by the domain instead
-  (slower, same events).
+  (positions in order). Personal fields are sealed per profile
+  (infrastructure/sealing.py, the key's id bound into each ciphertext), so a
+  copy cannot reuse the template's ciphertext or its key: the template's
+  sealed fields are opened once, and each copy seals them again with
+  infrastructure.sealing.seal under a fresh data key of its own, whose row is
+  written to the key store's table (committed before the events). The copy is
+  checked first on the template (the recomputed hashes must equal the stored
+  ones) and then on a sample of copies loaded back through the application
+  (their values must read as the template's, their data keys must be their
+  own, and each stored event's digest and chain link must hold, as
+  `racer-profiles verify` checks them). If the template cannot be copied, the
+  bulk is made by the domain instead (slower, same events).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import time
 import uuid
@@ -35,10 +43,14 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from domain.chain import GENESIS, digest_of, event_digest
-from domain.profile import RacerProfile
+from domain.chain import GENESIS, event_digest
+from domain.profile import ERASED, RacerProfile
 from domain.roster import Roster, roster_id
 from domain.values import vehicle_record
+from infrastructure.encrypted_app import SEALED_BY
+from infrastructure.keys import KEY_BYTES
+from infrastructure.keys import TABLE as KEYS_TABLE
+from infrastructure.sealing import SEALED, WITHHELD, is_sealed, personal_fields, seal, unseal
 
 Progress = Callable[[str], None]
 
@@ -201,6 +213,11 @@ EH = "@@EH@@"
 PH = "@@PH@@"
 
 
+def _slot(k: int) -> str:
+    """Where a copy's k-th ciphertext of an event goes."""
+    return f"@@SEALED{k}@@"
+
+
 def _unwrap(value: Any) -> Any:
     """The transcoder's wire form to the values event_digest sees."""
     if isinstance(value, dict):
@@ -214,13 +231,47 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def _ciphertexts(value: Any) -> list[str]:
+    """The ciphertexts of the sealed values in value, in the order
+    infrastructure.sealing walks them (maps in key order, lists in order)."""
+    if is_sealed(value):
+        return [value[SEALED]]
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _ciphertexts(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _ciphertexts(v)]
+    return []
+
+
+def _opened_values(sealed: Any, opened: Any) -> list[Any]:
+    """The plaintexts of the sealed values in sealed, from its opened form."""
+    if is_sealed(sealed):
+        return [opened]
+    if isinstance(sealed, dict):
+        return [p for k, v in sealed.items() for p in _opened_values(v, opened[k])]
+    if isinstance(sealed, list):
+        return [p for v, o in zip(sealed, opened, strict=True) for p in _opened_values(v, o)]
+    return []
+
+
+@dataclass
+class _Opened:
+    """An event's personal fields, opened once: each copy seals them again
+    under its own data key (the key's id is bound into the ciphertext)."""
+
+    key: str  # the identity whose data key seals them: "profile" or "roster"
+    plain: dict[str, Any]  # the personal fields in plaintext, in stored order
+    values: str  # JSON of the values that were sealed (the fields' structure, vehicle ids say, is not)
+
+
 @dataclass
 class _TemplateEvent:
     aggregate: str  # "profile" | "roster"
     version: int
     topic: str
-    text: str  # wire JSON with EH/PH placeholders and template identities
-    canon: str | None  # the bytes event_digest hashes (PH placeholder), when captured
+    text: str  # wire JSON with EH/PH/_slot placeholders and template identities
+    canon: str | None  # the bytes event_digest hashes (PH/_slot placeholders), when captured
+    opened: _Opened | None  # its sealed fields, when it has any
 
 
 @dataclass
@@ -232,6 +283,7 @@ class Template:
     timestamps: list[str]  # template iso strings, in event order
     base_time: datetime
     events: list[_TemplateEvent]
+    keys: list[str]  # the identities with a data key of their own ("profile", "roster")
 
 
 def _digest_state(text: str, originator_id: str, version: int) -> dict[str, Any]:
@@ -278,6 +330,22 @@ def _captured_canonical(topic: str, state: dict[str, Any]) -> tuple[str, str] | 
         return None
 
 
+def _open(container: Any, wire: dict[str, Any], identities: dict[str, str]) -> _Opened:
+    """The event's personal fields in plaintext, opened with the template's data key."""
+    if SEALED_BY not in wire:
+        raise ValueError("sealed fields without the id of their key")
+    key_id = UUID(wire[SEALED_BY])
+    owners = [name for name in ("profile", "roster") if identities[name] == str(key_id)]
+    if not owners:
+        raise ValueError(f"fields sealed under the key of {key_id}, neither the profile's nor the roster's")
+    fields = {name: wire[name] for name in personal_fields(wire)}
+    plain = unseal(fields, lambda: container.keys.for_reading(key_id), key_id)
+    values = _opened_values(fields, plain)
+    if _ciphertexts(plain) or WITHHELD in values or ERASED in values:
+        raise ValueError("a sealed field of the template does not open")
+    return _Opened(owners[0], plain, json.dumps(values))
+
+
 def make_template(app: Any, container: Any) -> Template:
     """One account made by the domain and save(); its stored events are the template."""
     account_id = str(uuid.uuid4())
@@ -316,6 +384,15 @@ def make_template(app: Any, container: Any) -> Template:
         text = text.replace(prev_field, f'"prev_hash":"{PH}"')
         if EH not in text or PH not in text:
             raise ValueError("cannot locate the hash fields in the wire form")
+        ciphertexts = _ciphertexts({name: wire[name] for name in personal_fields(wire)})
+        opened = _open(container, wire, identities) if ciphertexts else None
+        for k, ciphertext in enumerate(ciphertexts):
+            # Base64, so the same in the wire form and in the canonical text.
+            if text.count(ciphertext) != 1:
+                raise ValueError("cannot locate a sealed value in the wire form")
+            text = text.replace(ciphertext, _slot(k))
+            if canon is not None:
+                canon = canon.replace(ciphertext, _slot(k)) if canon.count(ciphertext) == 1 else None
         events.append(
             _TemplateEvent(
                 "profile" if str(e.originator_id) == profile_id else "roster",
@@ -323,22 +400,36 @@ def make_template(app: Any, container: Any) -> Template:
                 e.topic,
                 text,
                 canon,
+                opened,
             )
         )
+    # Copies change ids and times by string replacement, and seal the plaintext as it is.
+    for ev in events:
+        values = ev.opened.values if ev.opened else ""
+        if any(old in values for old in [*identities.values(), *timestamps]):
+            raise ValueError("a sealed value holds an id or a time that copies change")
+    keys = sorted({ev.opened.key for ev in events if ev.opened})
     base = datetime.fromisoformat(timestamps[0])
-    return Template(account_id, profile_id, rid, identities, timestamps, base, events)
+    return Template(account_id, profile_id, rid, identities, timestamps, base, events, keys)
 
 
-def _copies(
-    template: Template, n: int, start: datetime
-) -> Iterable[tuple[str, tuple[UUID, int, str, bytes]]]:
-    """Yields (account_id, row) for n copies of the template account.
+@dataclass
+class _Copy:
+    account_id: str
+    events: list[tuple[UUID, int, str, bytes]]  # rows of the events table, in store order
+    keys: list[tuple[UUID, bytes]]  # rows of the key store's table: the copy's own data keys
+
+
+def _copies(template: Template, n: int, start: datetime) -> Iterable[_Copy]:
+    """n copies of the template account.
 
     Each copy's wire text and, when captured, the canonical text its hash is
     computed from are the template's with every identity string replaced (the
     replaced values are uuids, hex ids and ISO times: no JSON escaping is
-    involved); without a captured canonical text the digest is recomputed
-    with domain.chain.event_digest from the parsed copy."""
+    involved) and its personal fields sealed again under the copy's own fresh
+    data keys (base64 ciphertexts, no escaping either); without a captured
+    canonical text the digest is recomputed with domain.chain.event_digest
+    from the parsed copy."""
     offsets = [datetime.fromisoformat(t) - template.base_time for t in template.timestamps]
     step = timedelta(microseconds=10)
     fast = all(ev.canon is not None for ev in template.events)
@@ -369,22 +460,34 @@ def _copies(
         mapping += [
             (old, (at + off).isoformat()) for old, off in zip(template.timestamps, offsets, strict=True)
         ]
+        key_ids = {"profile": profile, "roster": rid}
+        keys = {name: os.urandom(KEY_BYTES) for name in template.keys}
+        rows = []
         last_hash = {"profile": GENESIS, "roster": GENESIS}
         for ev, in_text, in_canon in zip(template.events, present_text, present_canon, strict=True):
             text = ev.text
             for j in in_text:
                 text = text.replace(*mapping[j])
             text = text.replace(PH, last_hash[ev.aggregate])
+            sealed: list[str] = []
+            if ev.opened is not None:
+                owner = ev.opened.key
+                sealed = _ciphertexts(seal(ev.opened.plain, keys[owner], key_ids[owner]))
+                for k, ciphertext in enumerate(sealed):
+                    text = text.replace(_slot(k), ciphertext)
             originator = profile if ev.aggregate == "profile" else rid
             if fast:
                 canon = ev.canon  # type: ignore[assignment]
                 for j in in_canon:
                     canon = canon.replace(*mapping[j])
+                for k, ciphertext in enumerate(sealed):
+                    canon = canon.replace(_slot(k), ciphertext)
                 digest = sha256(canon.replace(PH, last_hash[ev.aggregate]).encode()).hexdigest()
             else:
                 digest = _digest(ev.topic, text, str(originator), ev.version)
             last_hash[ev.aggregate] = digest
-            yield account_id, (originator, ev.version, ev.topic, text.replace(EH, digest).encode())
+            rows.append((originator, ev.version, ev.topic, text.replace(EH, digest).encode()))
+        yield _Copy(account_id, rows, [(key_ids[name], secret) for name, secret in keys.items()])
 
 
 def copy_accounts(
@@ -405,6 +508,9 @@ def copy_accounts(
     schema = recorder.datastore.schema
     events_table = _table(schema, recorder.events_table_name)
     conninfo = container.settings.conninfo()
+    # The key store may be a database of its own (KEYS_DATABASE_URL).
+    keys_table = _table(container.keys_datastore.schema, KEYS_TABLE)
+    keys_conninfo = container.settings.keys_conninfo()
     with psycopg.connect(**conninfo) as conn, conn.cursor() as cur:
         _account_rows(cur, schema, [template.account_id])
     written = len(template.events)
@@ -414,6 +520,7 @@ def copy_accounts(
     while done < n:
         size = min(chunk, n - done)
         account_ids: list[str] = []
+        key_rows: list[tuple[UUID, bytes]] = []
         with psycopg.connect(**conninfo) as conn, conn.cursor() as cur:
             cur.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events_table))
             with cur.copy(
@@ -422,19 +529,34 @@ def copy_accounts(
                 ).format(events_table)
             ) as cp:
                 cp.set_types(["uuid", "int8", "text", "bytea"])
-                last_account = None
-                for account_id, row in _copies(template, size, start + timedelta(microseconds=10 * done)):
-                    cp.write_row(row)
-                    written += 1
-                    if account_id != last_account:
-                        account_ids.append(account_id)
-                        last_account = account_id
+                for copy in _copies(template, size, start + timedelta(microseconds=10 * done)):
+                    for row in copy.events:
+                        cp.write_row(row)
+                    written += len(copy.events)
+                    account_ids.append(copy.account_id)
+                    key_rows.extend(copy.keys)
             _account_rows(cur, schema, account_ids)
+            # The keys commit first: no committed event is ever without its key.
+            _data_key_rows(keys_conninfo, keys_table, key_rows)
         done += size
-        sample.append(account_ids[0])
-        progress(f"  copied {done + 1:,}/{n + 1:,} accounts ({written:,} events)")
-    _check_copies(app, sample)
+        sample.extend(account_ids[:: max(1, size // 4)])
+        progress(
+            f"  copied {done + 1:,}/{n + 1:,} accounts ({written:,} events, {len(key_rows):,} data keys)"
+        )
+    _check_copies(app, container, template, sample)
     return written, "copies"
+
+
+def _data_key_rows(conninfo: dict[str, Any], table: sql.Composable, rows: list[tuple[UUID, bytes]]) -> None:
+    """Copies' data keys in the key store's table (infrastructure/keys.py), in a transaction of their own."""
+    with (
+        psycopg.connect(**conninfo) as conn,
+        conn.cursor() as cur,
+        cur.copy(sql.SQL("COPY {} (key_id, secret) FROM STDIN (FORMAT BINARY)").format(table)) as cp,
+    ):
+        cp.set_types(["uuid", "bytea"])
+        for row in rows:
+            cp.write_row(row)
 
 
 def _account_rows(cur: Any, schema: str, account_ids: list[str]) -> None:
@@ -449,22 +571,49 @@ def _account_rows(cur: Any, schema: str, account_ids: list[str]) -> None:
             cp.write_row((secrets.token_hex(8), account_id, _token_hash(secrets.token_urlsafe(32))))
 
 
-def _check_copies(app: Any, account_ids: list[str]) -> None:
-    """Loads sampled copies through the application and checks every event's
-    digest and chain link; raises when a copy is not a valid history."""
+def _readable(profile: Any) -> tuple[Any, ...]:
+    """What a profile's sealed fields read as (vehicle ids differ between copies)."""
+    vehicles = [{k: v for k, v in vehicle.items() if k != "id"} for vehicle in profile.vehicles]
+    return profile.name, vehicles, profile.details
+
+
+def _chain_holds(app: Any, originator: UUID) -> bool:
+    """Each stored event's digest and link, over the form as stored (the
+    ciphertext), as infrastructure/chain_check.py walks them for verify."""
+    prev = GENESIS
+    for stored in app.recorder.select_events(originator):
+        state = app.mapper.stored_state(stored)
+        if state.get("prev_hash") != prev or event_digest(stored.topic, state) != state.get("event_hash"):
+            return False
+        prev = state["event_hash"]
+    return prev != GENESIS
+
+
+def _check_copies(app: Any, container: Any, template: Template, account_ids: list[str]) -> None:
+    """Loads sampled copies through the application: their profiles must read
+    as the template's (their sealed fields open with their own data keys, not
+    the template's) and every stored event's digest and chain link must hold;
+    raises when a copy is not a valid history."""
+    template_profile = UUID(template.profile_id)
+    want = _readable(app.get_profile(template_profile))
+    key_store = container.keys.store
+    template_keys = {key_store.get(UUID(template.identities[name])) for name in template.keys}
     for account_id in account_ids:
         roster = app.get_roster(account_id)
         if roster is None or len(roster.members) != 1 or roster.default is None:
             raise RuntimeError(f"copied account {account_id}: roster does not load as expected")
-        for originator in (roster.id, UUID(roster.default)):
-            prev = GENESIS
-            for event in app.events.get(originator):
-                if digest_of(event) != event.event_hash or event.prev_hash != prev:
-                    raise RuntimeError(f"copied account {account_id}: broken hash chain at {originator}")
-                prev = event.event_hash
-        profile = app.get_profile(UUID(roster.default))
+        profile_id = UUID(roster.default)
+        profile = app.get_profile(profile_id)
         if profile.account_id != account_id:
             raise RuntimeError(f"copied account {account_id}: profile belongs to {profile.account_id}")
+        if _readable(profile) != want:
+            raise RuntimeError(f"copied account {account_id}: reads {_readable(profile)}, not {want}")
+        own = {"profile": profile_id, "roster": roster.id}
+        if any(key_store.get(own[name]) in template_keys for name in template.keys):
+            raise RuntimeError(f"copied account {account_id}: shares a data key with the template")
+        for originator in (roster.id, profile_id):
+            if not _chain_holds(app, originator):
+                raise RuntimeError(f"copied account {account_id}: broken hash chain at {originator}")
 
 
 def _domain_bulk(app: Any, container: Any, n: int, progress: Progress, chunk: int = 5000) -> int:
