@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from psycopg.sql import SQL
 
 from domain.chain import GENESIS, event_digest
 from infrastructure.event_log import EventLog
-
-
-def _by_aggregate(log: EventLog) -> Iterator[StoredEvent]:
-    statement = SQL(
-        "SELECT originator_id, originator_version, topic, state FROM {t}"
-        " ORDER BY originator_id, originator_version"
-    ).format(t=log.table)
-    with log.datastore.get_connection() as conn, conn.cursor(name="chain_walk") as curs:
-        conn.autocommit = False  # a named (server-side) cursor needs a transaction
-        try:
-            curs.execute(statement)
-            for r in curs:
-                yield StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-        finally:
-            conn.rollback()
-            conn.autocommit = True
 
 
 def chain_problems(log: EventLog) -> list[str]:
@@ -35,7 +17,7 @@ def chain_problems(log: EventLog) -> list[str]:
     problems: list[str] = []
     current: UUID | None = None
     expected_version, prev_hash, broken = 1, GENESIS, False
-    for stored in _by_aggregate(log):
+    for stored in log.by_aggregate():
         aggregate = UUID(str(stored.originator_id))
         if aggregate != current:
             current, expected_version, prev_hash, broken = aggregate, 1, GENESIS, False

@@ -145,7 +145,7 @@ def build(settings: Settings) -> Container:
             read_datastore(settings, settings.read_conninfo()) if settings.read_database_url else datastore
         )
         view = PostgresProfilesView(datastore, application_name=app.name, reader=reader)
-        queries = ProfileQueries(reader, events_table=app.recorder.events_table_name)  # type: ignore[attr-defined]
+        queries = ProfileQueries(reader, app.recorder.events_table_name)  # type: ignore[attr-defined]
         if settings.inline_projection:
             app.recorder.inline = InlineProjection(  # type: ignore[attr-defined]
                 view,

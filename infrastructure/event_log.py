@@ -1,4 +1,12 @@
-"""Reading the stored events with their positions, for audits and exports."""
+"""Every statement on the library's events table (the application recorder's
+table of stored events, the log), and the log's reader for audits, exports and
+the hash-chain walk.
+
+The recorder (infrastructure/recorder.py), the read queries, the projection
+runner, the inline projection and the replay of an export send statements
+built here; statements that read the log and another table in one round trip
+embed the subqueries below. Statements are rendered to text once by their
+users: psycopg renders a Composed on every execute."""
 
 from __future__ import annotations
 
@@ -12,6 +20,79 @@ from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from domain.service import ProfilesService
+
+
+def events_table(schema: str, name: str) -> Composed:
+    """The events table, schema-qualified; name is the recorder's events_table_name."""
+    return SQL("{}.{}").format(Identifier(schema), Identifier(name))
+
+
+def head_subquery(events: Composed) -> Composed:
+    """The log's last position (NULL when empty), as a scalar subquery."""
+    return SQL("(SELECT max(notification_id) FROM {})").format(events)
+
+
+def version_subquery(events: Composed) -> Composed:
+    """An aggregate's version (parameter: its id), as a scalar subquery."""
+    return SQL("(SELECT max(originator_version) FROM {} WHERE originator_id = %s)").format(events)
+
+
+def head_statement(events: Composed) -> Composed:
+    """The log's last position, as the column head."""
+    return SQL("SELECT max(notification_id) AS head FROM {}").format(events)
+
+
+def version_statement(events: Composed) -> Composed:
+    """An aggregate's version (parameter: its id), as the column v."""
+    return SQL("SELECT max(originator_version) AS v FROM {} WHERE originator_id = %s").format(events)
+
+
+def insert_statement(events: Composed, originator_id_type: str, returning_positions: bool) -> Composed:
+    """Stores events (in the events table, or the snapshots table, which has the
+    same columns) given as four arrays of plain types (binary on the wire): the
+    library sends one array of a composite type, which psycopg dumps in Python as
+    text (py-spy: an eighth of a command's CPU)."""
+    return SQL(
+        "INSERT INTO {} (originator_id, originator_version, topic, state)"
+        " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]){}"
+    ).format(
+        events,
+        Identifier(originator_id_type),
+        SQL(" RETURNING notification_id" if returning_positions else ""),
+    )
+
+
+def select_events_statement(
+    select_events: Composed, gt: bool, lte: bool, desc: bool, limit: bool
+) -> Composed:
+    """The library's select_events statement (one aggregate's events) with the
+    clauses of a call's shape, as the library adds them: after a version (gt), up
+    to one (lte), newest first (desc), at most so many (limit); parameters in that order."""
+    statement = select_events
+    if gt:
+        statement += SQL(" AND originator_version > %s")
+    if lte:
+        statement += SQL(" AND originator_version <= %s")
+    statement += SQL(" ORDER BY originator_version DESC" if desc else " ORDER BY originator_version ASC")
+    if limit:
+        statement += SQL(" LIMIT %s")
+    return statement
+
+
+def insert_with_positions_statement(events: Composed) -> Composed:
+    """Stores an exported event at its own position (the replay of an export)."""
+    return SQL(
+        "INSERT INTO {} (notification_id, originator_id, originator_version, topic, state)"
+        " VALUES (%s, %s, %s, %s, %s)"
+    ).format(events)
+
+
+def continue_positions_after(curs: Any, schema: str, name: str, last: int) -> None:
+    """The next stored event's position follows last (after events stored with their positions)."""
+    curs.execute(
+        SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)"),
+        (f'"{schema}"."{name}"', last),
+    )
 
 
 @dataclass(frozen=True)
@@ -33,9 +114,7 @@ class EventLog:
         self.app = app
         recorder: Any = app.recorder
         self.datastore = recorder.datastore
-        self.table: Composed = SQL("{}.{}").format(
-            Identifier(self.datastore.schema), Identifier(recorder.events_table_name)
-        )
+        self.table = events_table(self.datastore.schema, recorder.events_table_name)
 
     def _select(
         self, where: Composable, params: Sequence[Any], limit: int | None = None
@@ -105,6 +184,25 @@ class EventLog:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(statement)
             return [(r["originator_id"], r["topic"]) for r in curs.fetchall()]
+
+    def by_aggregate(self) -> Iterator[StoredEvent]:
+        """Every event, by aggregate then version, through a server-side cursor
+        (the whole log is never in memory)."""
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {t}"
+            " ORDER BY originator_id, originator_version"
+        ).format(t=self.table)
+        with self.datastore.get_connection() as conn, conn.cursor(name="chain_walk") as curs:
+            conn.autocommit = False  # a named (server-side) cursor needs a transaction
+            try:
+                curs.execute(statement)
+                for r in curs:
+                    yield StoredEvent(
+                        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                    )
+            finally:
+                conn.rollback()
+                conn.autocommit = True
 
     def age_of_next(self, position: int) -> float:
         """Seconds since the first event after position was recorded (0 if none)."""

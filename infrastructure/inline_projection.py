@@ -32,6 +32,7 @@ from uuid import UUID
 
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.event_log import events_table, head_subquery
 from infrastructure.profile_queries import Statements, _row
 from infrastructure.profiles_view import CHANGES_CHANNEL, TRACKING_TABLE, PostgresProfilesView
 from projections.profiles import changes_for
@@ -62,19 +63,20 @@ class InlineWrite:
 
 class InlineProjection:
     def __init__(
-        self, view: PostgresProfilesView, application_name: str, events_table: str, statements: Statements
+        self, view: PostgresProfilesView, application_name: str, events: str, statements: Statements
     ) -> None:
         self.view = view
         self.rows_statement = statements.by_ids
         self.application_name = application_name
-        schema = Identifier(view.datastore.schema)
+        schema = view.datastore.schema
         self.check_statement = (
             SQL(
                 "SELECT coalesce((SELECT notification_id FROM {}.{} WHERE application_name = %s"
-                " FOR NO KEY UPDATE), 0) AS tracked, coalesce((SELECT max(notification_id) FROM {}.{}), 0)"
-                " AS head"
+                " FOR NO KEY UPDATE), 0) AS tracked, coalesce({}, 0) AS head"
             )
-            .format(schema, Identifier(TRACKING_TABLE), schema, Identifier(events_table))
+            .format(
+                Identifier(schema), Identifier(TRACKING_TABLE), head_subquery(events_table(schema, events))
+            )
             .as_string()
         )
         # The tracking record and the notice of its position in one statement.

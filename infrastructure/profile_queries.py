@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Composed, Identifier
 
+from infrastructure.event_log import events_table, head_statement, version_statement, version_subquery
 from infrastructure.profiles_sql import TABLE
 from projections.rows import COLUMN_NAMES, ProfileRow
 
@@ -23,9 +24,9 @@ class Statements:
     """The read statements, composed once and kept as text: psycopg renders a
     Composed on every execute, which showed in profiles of the hot queries."""
 
-    def __init__(self, schema: str, table: str, events_table: str) -> None:
+    def __init__(self, schema: str, table: str, events: str) -> None:
         self.table = SQL("{}.{}").format(Identifier(schema), Identifier(table))
-        self.events = SQL("{}.{}").format(Identifier(schema), Identifier(events_table))
+        self.events = events_table(schema, events)
         self.get = (
             SQL("SELECT {c} FROM {t} WHERE id = %s AND (%s::text IS NULL OR account_id = %s)")
             .format(c=COLUMNS, t=self.table)
@@ -39,11 +40,10 @@ class Statements:
         # one round trip), so the version matches the row shown.
         self.default_and_roster_version = (
             SQL(
-                "SELECT (SELECT max(originator_version) FROM {e} WHERE originator_id = %s) AS rv, p.*"
-                " FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
+                "SELECT {v} AS rv, p.* FROM (SELECT 1) AS one LEFT JOIN (SELECT {c} FROM {t}"
                 " WHERE account_id = %s AND is_default) AS p ON true"
             )
-            .format(e=self.events, c=COLUMNS, t=self.table)
+            .format(v=version_subquery(self.events), c=COLUMNS, t=self.table)
             .as_string()
         )
         # A stream's backlog, a page at a time: keyset on (position, id).
@@ -55,7 +55,8 @@ class Statements:
             .format(c=COLUMNS, t=self.table)
             .as_string()
         )
-        self.head = SQL("SELECT max(notification_id) AS head FROM {e}").format(e=self.events).as_string()
+        self.head = head_statement(self.events).as_string()
+        self.aggregate_version = version_statement(self.events).as_string()
         self.pages = {
             (include_archived, keyset): SQL(
                 "SELECT {c} FROM {t} WHERE account_id = %s AND erased_at IS NULL{a}{k}"
@@ -86,25 +87,17 @@ def default_and_version(record: Any) -> tuple[ProfileRow | None, int]:
 
 
 class ProfileQueries:
-    def __init__(
-        self, datastore: PostgresDatastore, table: str = TABLE, events_table: str = "racerprofiles_events"
-    ) -> None:
+    def __init__(self, datastore: PostgresDatastore, events: str, table: str = TABLE) -> None:
+        """events: the recorder's events_table_name (the version and the head read it)."""
         self.datastore = datastore
-        self.statements = Statements(datastore.schema, table, events_table)
+        self.statements = Statements(datastore.schema, table, events)
         self.table = self.statements.table
-        self.events = self.statements.events
 
     def aggregate_version(self, aggregate_id: UUID) -> int:
         """An aggregate's version as this server (maybe a replica) has it: read
         before a row, it is never newer than the row (a replica replays in order)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                SQL("SELECT max(originator_version) AS v FROM {} WHERE originator_id = %s").format(
-                    self.events
-                ),
-                (aggregate_id,),
-                prepare=True,
-            )
+            curs.execute(self.statements.aggregate_version, (aggregate_id,), prepare=True)
             row: Any = curs.fetchone()
         return int(row["v"] or 0) if row else 0
 

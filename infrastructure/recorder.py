@@ -27,6 +27,7 @@ from psycopg.sql import SQL, Composable, Identifier
 
 from infrastructure.db_retry import retry_dead_connections
 from infrastructure.dead_connections import CheckedDatastore
+from infrastructure.event_log import events_table, insert_statement, select_events_statement
 from infrastructure.idempotency import TABLE, KeyAlreadyCommitted
 from infrastructure.inline_projection import InlineProjection, InlineWrite
 from infrastructure.keys import KEY_CONSTRAINT, NewKeys
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 class RenderedStatements(PostgresAggregateRecorder):
     """The library's statements rendered to text once: psycopg renders a
     Composed on every execute, and select_events composed its statement anew
-    on every call (each command loads its roster and profile with it)."""
+    on every call (each command loads its roster and profile with it). The
+    insert and select statements are infrastructure/event_log.py's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,22 +47,11 @@ class RenderedStatements(PostgresAggregateRecorder):
             s.as_string() if isinstance(s, Composable) else s for s in self.lock_table_statements
         ]
         self._select_texts: dict[tuple[bool, bool, bool, bool], str] = {}
-        # The library sends the events as one array of a composite type, which
-        # psycopg dumps in Python as text (py-spy: an eighth of a command's
-        # CPU); four arrays of plain types go out in binary.
-        self._insert_text = (
-            SQL(
-                "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
-                " SELECT * FROM unnest(%b::{}[], %b::bigint[], %b::text[], %b::bytea[]){}"
-            )
-            .format(
-                Identifier(self.datastore.schema),
-                Identifier(self.events_table_name),
-                Identifier(self.datastore.originator_id_type),
-                SQL(" RETURNING notification_id" if isinstance(self, PostgresApplicationRecorder) else ""),
-            )
-            .as_string()
-        )
+        self._insert_text = insert_statement(
+            events_table(self.datastore.schema, self.events_table_name),
+            self.datastore.originator_id_type,
+            returning_positions=isinstance(self, PostgresApplicationRecorder),
+        ).as_string()
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         curs.execute(
@@ -87,16 +78,7 @@ class RenderedStatements(PostgresAggregateRecorder):
         shape = (gt is not None, lte is not None, desc, limit is not None)
         statement = self._select_texts.get(shape)
         if statement is None:
-            composed = self.select_events_statement
-            if gt is not None:
-                composed += SQL(" AND originator_version > %s")
-            if lte is not None:
-                composed += SQL(" AND originator_version <= %s")
-            composed += SQL(
-                " ORDER BY originator_version DESC" if desc else " ORDER BY originator_version ASC"
-            )
-            if limit is not None:
-                composed += SQL(" LIMIT %s")
+            composed = select_events_statement(self.select_events_statement, *shape)
             statement = self._select_texts[shape] = composed.as_string()
         params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
+from infrastructure.event_log import continue_positions_after, events_table, insert_with_positions_statement
 
 BATCH = 500
 
@@ -59,13 +60,9 @@ def replay_file(path: Path, app: ProfilesService) -> tuple[int, int]:
     """Inserts every event of the file; returns (count, last position)."""
     recorder: Any = app.recorder
     datastore = recorder.datastore
-    table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(recorder.events_table_name))
     if recorder.max_notification_id():
         raise NotEmpty("the target event store is not empty")
-    insert = SQL(
-        "INSERT INTO {} (notification_id, originator_id, originator_version, topic, state)"
-        " VALUES (%s, %s, %s, %s, %s)"
-    ).format(table)
+    insert = insert_with_positions_statement(events_table(datastore.schema, recorder.events_table_name))
     count, last = 0, 0
     with path.open(encoding="utf-8") as lines, datastore.transaction(commit=True) as curs:
         batch: list[tuple[int, UUID, int, str, bytes]] = []
@@ -80,8 +77,5 @@ def replay_file(path: Path, app: ProfilesService) -> tuple[int, int]:
         if batch:
             curs.executemany(insert, batch)
         if last:
-            curs.execute(
-                SQL("SELECT setval(pg_get_serial_sequence(%s, 'notification_id'), %s)"),
-                (f'"{datastore.schema}"."{recorder.events_table_name}"', last),
-            )
+            continue_positions_after(curs, datastore.schema, recorder.events_table_name, last)
     return count, last

@@ -21,6 +21,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
+from infrastructure.event_log import events_table, head_subquery
 from infrastructure.profiles_view import TRACKING_TABLE, AlreadyApplied, PostgresProfilesView
 from projections.profiles import changes_for
 
@@ -80,13 +81,14 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.coalesce_interval = coalesce_interval
-        schema = Identifier(view.datastore.schema)
+        schema = view.datastore.schema
+        events = events_table(schema, app.recorder.events_table_name)  # type: ignore[attr-defined]
         self._positions_statement = (
             SQL(
                 "SELECT coalesce((SELECT notification_id FROM {}.{} WHERE application_name = %s), 0) AS tracked,"
-                " coalesce((SELECT max(notification_id) FROM {}.{}), 0) AS head"
+                " coalesce({}, 0) AS head"
             )
-            .format(schema, Identifier(TRACKING_TABLE), schema, Identifier(app.recorder.events_table_name))  # type: ignore[attr-defined]
+            .format(Identifier(schema), Identifier(TRACKING_TABLE), head_subquery(events))
             .as_string()
         )
         self.lock_key = lock_key
