@@ -28,6 +28,8 @@ from projections.rows import (
 )
 
 TABLE = "racer_profiles"
+# The table a rebuild fills, then swaps in for TABLE (infrastructure/rebuild.py).
+NEXT_TABLE = f"{TABLE}_next"
 
 
 def history_table(table: str) -> str:
@@ -45,12 +47,24 @@ def rosters_table(table: str) -> str:
     return f"{table}_rosters"
 
 
+def tables(table: str) -> tuple[str, ...]:
+    """The read table and the audit index tables kept beside it (rebuilt together)."""
+    return table, history_table(table), account_events_table(table), rosters_table(table)
+
+
 # Index names, by what they hold (a rebuilt table's indexes are renamed with it).
 INDEXES = ("one_default", "account_order")
+# PostgreSQL's name for the read table's primary key (its id column's PRIMARY KEY).
+PRIMARY_KEY = "pkey"
 
 
 def index_name(table: str, index: str) -> str:
     return f"{table}_{index}"
+
+
+def index_names(table: str) -> tuple[str, ...]:
+    """Every index of the table and its audit tables, in the same order for any table."""
+    return tuple(index_name(table, i) for i in (*INDEXES, PRIMARY_KEY, *AUDIT_INDEXES))
 
 
 def ddl(schema: str, table: str) -> list[Composed]:
@@ -88,32 +102,33 @@ AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_d
 def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
     h = SQL("{}.{}").format(Identifier(schema), Identifier(history_table(table)))
     a = SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(table)))
+    history_pkey, history_at, account_events_pkey, account_defaults, rosters_pkey = (
+        Identifier(index_name(table, i)) for i in AUDIT_INDEXES
+    )
     return [
         SQL(
             "CREATE TABLE IF NOT EXISTS {h} ("
             " profile_id uuid NOT NULL, position bigint NOT NULL, version integer NOT NULL,"
             " is_default boolean NOT NULL, concerns text, recorded_at timestamptz NOT NULL,"
             " CONSTRAINT {pk} PRIMARY KEY (profile_id, position))"
-        ).format(h=h, pk=Identifier(f"{table}_history_pkey")),
+        ).format(h=h, pk=history_pkey),
         # as_of: the first entry after a moment.
-        SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(
-            i=Identifier(f"{table}_history_at"), h=h
-        ),
+        SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(i=history_at, h=h),
         SQL(
             "CREATE TABLE IF NOT EXISTS {a} ("
             " account_id text NOT NULL, position bigint NOT NULL, default_change boolean NOT NULL,"
             " CONSTRAINT {pk} PRIMARY KEY (account_id, position))"
-        ).format(a=a, pk=Identifier(f"{table}_account_events_pkey")),
+        ).format(a=a, pk=account_events_pkey),
         # The default timeline: an account's default changes without its other events.
         SQL("CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change").format(
-            i=Identifier(f"{table}_account_defaults"), a=a
+            i=account_defaults, a=a
         ),
         SQL(
             "CREATE TABLE IF NOT EXISTS {r} (roster_id uuid NOT NULL, account_id text NOT NULL,"
             " CONSTRAINT {pk} PRIMARY KEY (roster_id))"
         ).format(
             r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(table))),
-            pk=Identifier(f"{table}_rosters_pkey"),
+            pk=rosters_pkey,
         ),
     ]
 

@@ -14,22 +14,10 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
-from infrastructure.profiles_sql import (
-    AUDIT_INDEXES,
-    INDEXES,
-    TABLE,
-    RowWriter,
-    account_events_table,
-    ddl,
-    history_table,
-    index_name,
-    rosters_table,
-)
+from infrastructure.profiles_sql import NEXT_TABLE, TABLE, RowWriter, ddl, index_names, tables
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.progress import Progress
 from projections.profiles import changes_for
-
-NEXT_TABLE = f"{TABLE}_next"
 
 
 class RebuildStopped(Exception):
@@ -96,7 +84,7 @@ def rebuild_read_table(
     writer = RowWriter(schema, NEXT_TABLE)
     head = recorder.max_notification_id() or 0
     with datastore.transaction(commit=True) as curs:
-        for name in _tables(NEXT_TABLE):
+        for name in tables(NEXT_TABLE):
             curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(name)))
         for statement in ddl(schema, NEXT_TABLE):
             curs.execute(statement)
@@ -131,20 +119,10 @@ def rebuild_read_table(
     return replayed
 
 
-def _tables(table: str) -> tuple[str, ...]:
-    """The read table and the audit index tables kept beside it."""
-    return table, history_table(table), account_events_table(table), rosters_table(table)
-
-
 def _swap(curs: Any, schema: str) -> None:
     s = Identifier(schema)
-    for live, fresh in zip(_tables(TABLE), _tables(NEXT_TABLE), strict=True):
+    for live, fresh in zip(tables(TABLE), tables(NEXT_TABLE), strict=True):
         curs.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(s, Identifier(live)))
         curs.execute(SQL("ALTER TABLE {}.{} RENAME TO {}").format(s, Identifier(fresh), Identifier(live)))
-    # The DDL's indexes and PostgreSQL's name for the primary key's.
-    for index in (*INDEXES, "pkey", *AUDIT_INDEXES):
-        curs.execute(
-            SQL("ALTER INDEX {}.{} RENAME TO {}").format(
-                s, Identifier(index_name(NEXT_TABLE, index)), Identifier(index_name(TABLE, index))
-            )
-        )
+    for live, fresh in zip(index_names(TABLE), index_names(NEXT_TABLE), strict=True):
+        curs.execute(SQL("ALTER INDEX {}.{} RENAME TO {}").format(s, Identifier(fresh), Identifier(live)))
