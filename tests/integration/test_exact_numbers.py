@@ -36,6 +36,7 @@ def _store_unchecked(container: Container, account: str, details: dict[str, obje
         actor=account,
         reason=None,
         request_id=None,
+        source=None,
     )
     roster = Roster.open(account, account, None, None)
     roster.join(profile.id, profile.created_at.isoformat(), account, None, None)
