@@ -136,7 +136,7 @@ async def wait_for_min_position(
     ] = None,
 ) -> int | None:
     """Waits (on the event loop) until the read table shows x_min_position; see wait_until."""
-    await wait_until(container, queries, request.app.state.quotas, principal.token_id, x_min_position)
+    await wait_until(container.reads, queries, request.app.state.quotas, principal.token_id, x_min_position)
     return x_min_position
 
 

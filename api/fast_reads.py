@@ -19,6 +19,7 @@ from typing import Any
 from starlette.routing import Match
 
 from api.routers.profiles import default_profile, profile_page
+from infrastructure.accounts import Accounts, Principal
 
 DEFAULT, LIST = "/v1/profiles/default", "/v1/profiles"
 # Headers that change a query's answer or its wait: left to the app.
@@ -49,7 +50,7 @@ class FastReads:
                 await self.app(scope, receive, send)
                 return
         state = self.fastapi_app.state
-        principal = _cached_owner(state.container, token)
+        principal = _cached_owner(state.container.accounts, token)
         if principal is None:
             await self.app(scope, receive, send)
             return
@@ -76,12 +77,12 @@ class FastReads:
         return route
 
 
-def _cached_owner(container: Any, token: bytes | None) -> Any:
+def _cached_owner(accounts: Accounts, token: bytes | None) -> Principal | None:
     """The principal of an owner's bearer token in the token cache; None otherwise."""
     if token is None:
         return None
     scheme, _, secret = token.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
-    principal = container.accounts.cached(secret.strip())
+    principal = accounts.cached(secret.strip())
     return principal if principal is not None and principal.role == "owner" else None

@@ -20,7 +20,7 @@ from api.quotas import Quotas
 from api.schemas import Accepted, ProfilePublic
 from domain.service import Outcome
 from infrastructure.async_queries import AsyncProfileQueries
-from infrastructure.container import Container
+from infrastructure.read_your_writes import ReadYourWrites
 from projections.rows import ProfileRow, public
 
 
@@ -67,28 +67,28 @@ def profile_response(
     )
 
 
-def wait_for(container: Container, position: int | None) -> None:
+def wait_for(reads: ReadYourWrites, position: int | None) -> None:
     """Blocks until the read table has applied position; 503 when it does not in time."""
     if not position:
         return
     try:
-        container.view.wait(container.app.name, position, timeout=container.settings.wait_timeout)
+        reads.wait(position)
     except TimeoutError:
         raise unavailable(f"the read table has not reached position {position} yet", 1) from None
 
 
 async def wait_until(
-    container: Container, queries: AsyncProfileQueries, quotas: Quotas, token_id: str, position: int | None
+    reads: ReadYourWrites, queries: AsyncProfileQueries, quotas: Quotas, token_id: str, position: int | None
 ) -> None:
     """X-Min-Position: returns once the read table has applied position, holding no
     thread (awaited on the event loop, woken by the change feed). A position past
     the event log's head is refused at once (422 `position-ahead`); at most
     MAX_WAITS_PER_TOKEN waits per token (429); 503 after WAIT_TIMEOUT."""
-    view = container.view
+    view = reads.view
     if not position or view.has_reached(position):
         return
     with quotas.wait(token_id):
-        head = await _head(container, queries, position)
+        head = await _head(reads, queries, position)
         if position > head:
             raise Problem.of(
                 "position-ahead",
@@ -99,31 +99,31 @@ async def wait_until(
         try:
             await view.wait_async(
                 position,
-                container.settings.wait_timeout,
-                lambda: queries.tracking_position(view.position_statement, container.app.name),
+                reads.wait_timeout,
+                lambda: queries.tracking_position(view.position_statement, reads.application_name),
             )
         except TimeoutError:
             raise unavailable(f"the read table has not reached position {position} yet", 1) from None
 
 
-async def _head(container: Container, queries: AsyncProfileQueries, position: int) -> int:
+async def _head(reads: ReadYourWrites, queries: AsyncProfileQueries, position: int) -> int:
     head = await queries.head()
-    if position > head and container.settings.read_database_url:
+    if position > head and reads.primary_head is not None:
         # A replica lags the primary: only the primary's head can refuse a position.
-        head = await anyio.to_thread.run_sync(lambda: container.app.recorder.max_notification_id() or 0)
+        head = await anyio.to_thread.run_sync(reads.primary_head)
     return head
 
 
 def command_response(
-    container: Container, account_id: str, outcome: Outcome, status: int = 200, location: bool = False
+    reads: ReadYourWrites, account_id: str, outcome: Outcome, status: int = 200, location: bool = False
 ) -> JSONResponse:
     """Read-your-writes: the body comes from the read table once it shows the command."""
     try:
         # A command projected inline brought its rows back with its commit.
-        row = container.view.fresh_row(outcome.profile_id, outcome.position)
+        row = reads.view.fresh_row(outcome.profile_id, outcome.position)
         if row is None or row.account_id != account_id:
-            container.view.wait(container.app.name, outcome.position, timeout=container.settings.wait_timeout)
-            row = container.queries.get(account_id, outcome.profile_id)
+            reads.wait(outcome.position)
+            row = reads.queries.get(account_id, outcome.profile_id)
     except (TimeoutError, OperationalError, InterfaceError):
         # The change is stored; only the read table lags, or the database went
         # away after the commit. Say so instead of failing: a client that took

@@ -25,6 +25,7 @@ from infrastructure.keys import KeyRing, PostgresKeyStore
 from infrastructure.profile_queries import ProfileQueries
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.projection_status import ProjectionStatus
+from infrastructure.read_your_writes import ReadYourWrites
 from infrastructure.runner import ProjectionRunner
 from infrastructure.settings import POOL_MIN, SCHEMA, Settings
 
@@ -75,6 +76,8 @@ class Container:
     projection_status: ProjectionStatus
     # Live profile changes for the streams; started by the HTTP app's lifespan.
     feed: ChangeFeed
+    # What answers read after a write or before a query (api/responses.py).
+    reads: ReadYourWrites
     runner: ProjectionRunner | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -179,6 +182,14 @@ def build(settings: Settings) -> Container:
         idempotency=idempotency,
         projection_status=projection_status,
         feed=feed,
+        reads=ReadYourWrites(
+            view,
+            queries,
+            app.name,
+            settings.wait_timeout,
+            # With a replica, only the primary's head can say a position was never written.
+            (lambda: app.recorder.max_notification_id() or 0) if settings.read_database_url else None,
+        ),
     )
 
 

@@ -91,7 +91,7 @@ def _once(
         # The first request stored its events but died before replying: answer
         # as it would have, from the read table (with the command's own status).
         head = container.audit.log.head()
-        wait_for(container, head)
+        wait_for(container.reads, head)
         row = container.queries.get(cause.actor, UUID(profile_id))
         if row is None:
             raise _not_found(UUID(profile_id))
@@ -134,7 +134,7 @@ def create_profile(
             _because(cause, body.reason),
             details=body.details,
         )
-        return command_response(container, owner.account_id, outcome, 201, location=True)
+        return command_response(container.reads, owner.account_id, outcome, 201, location=True)
 
     return _once(request, container, cause, body, run, status=201, location=True)
 
@@ -254,7 +254,7 @@ def set_default(
         outcome = container.app.set_default(
             owner.account_id, body.profile_id, _because(cause, body.reason), if_match
         )
-        response = command_response(container, owner.account_id, outcome)
+        response = command_response(container.reads, owner.account_id, outcome)
         if outcome.roster_version is not None:
             response.headers["ETag"] = etag(outcome.roster_version)
         return response
@@ -345,7 +345,7 @@ def rename_profile(
         outcome = container.app.rename(
             owner.account_id, profile_id, body.name, _because(cause, body.reason), if_match
         )
-        return command_response(container, owner.account_id, outcome)
+        return command_response(container.reads, owner.account_id, outcome)
 
     return _once(request, container, cause, body, run)
 
@@ -376,7 +376,7 @@ def archive_profile(
         outcome = container.app.archive(
             owner.account_id, profile_id, _because(cause, body.reason), body.successor_id, if_match
         )
-        return command_response(container, owner.account_id, outcome)
+        return command_response(container.reads, owner.account_id, outcome)
 
     return _once(request, container, cause, body, run)
 
@@ -405,7 +405,7 @@ def restore_profile(
 
     def run(cause: Cause) -> Response:
         outcome = container.app.restore(owner.account_id, profile_id, _because(cause, body.reason), if_match)
-        return command_response(container, owner.account_id, outcome)
+        return command_response(container.reads, owner.account_id, outcome)
 
     return _once(request, container, cause, body, run)
 
@@ -439,7 +439,7 @@ def add_vehicle(
             _because(cause, body.reason),
             if_match,
         )
-        response = command_response(container, owner.account_id, outcome, 201)
+        response = command_response(container.reads, owner.account_id, outcome, 201)
         if outcome.vehicle_id:
             response.headers["Location"] = f"/v1/profiles/{profile_id}/vehicles/{outcome.vehicle_id}"
         return response
@@ -474,7 +474,7 @@ def change_vehicle(
             _because(cause, body.reason),
             if_match,
         )
-        return command_response(container, owner.account_id, outcome)
+        return command_response(container.reads, owner.account_id, outcome)
 
     return _once(request, container, cause, body, run)
 
@@ -498,7 +498,7 @@ def remove_vehicle(
 ) -> Response:
     def run(cause: Cause) -> Response:
         outcome = container.app.remove_vehicle(owner.account_id, profile_id, str(vehicle_id), cause, if_match)
-        return command_response(container, owner.account_id, outcome)
+        return command_response(container.reads, owner.account_id, outcome)
 
     return _once(request, container, cause, None, run)
 
@@ -530,7 +530,7 @@ def erase_profile(
     ] = None,
 ) -> Response:
     def receipt(position: int) -> Response:
-        wait_for(container, position)
+        wait_for(container.reads, position)
         row = container.queries.get(owner.account_id, profile_id)
         if row is None or row.erased_at is None:
             raise Problem(500, "internal", "Internal server error", "the erasure is not in the read table")
