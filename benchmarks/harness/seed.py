@@ -513,7 +513,7 @@ def copy_accounts(
     keys_conninfo = container.settings.keys_conninfo()
     with psycopg.connect(**conninfo) as conn, conn.cursor() as cur:
         _account_rows(cur, schema, [template.account_id])
-    written = len(template.events)
+    written, keys_written = len(template.events), len(template.keys)
     sample: list[str] = []
     start = datetime.now(UTC)
     done = 0
@@ -538,11 +538,10 @@ def copy_accounts(
             _account_rows(cur, schema, account_ids)
             # The keys commit first: no committed event is ever without its key.
             _data_key_rows(keys_conninfo, keys_table, key_rows)
+        keys_written += len(key_rows)
         done += size
         sample.extend(account_ids[:: max(1, size // 4)])
-        progress(
-            f"  copied {done + 1:,}/{n + 1:,} accounts ({written:,} events, {len(key_rows):,} data keys)"
-        )
+        progress(f"  copied {done + 1:,}/{n + 1:,} accounts ({written:,} events, {keys_written:,} data keys)")
     _check_copies(app, container, template, sample)
     return written, "copies"
 
