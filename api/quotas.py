@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import anyio
+
 from api.problems import Problem, unavailable
 from infrastructure.settings import Settings
 
@@ -50,13 +52,18 @@ class Quotas:
         self.token_streams = Slots(settings.max_streams_per_token)
         self.account_streams = Slots(settings.max_streams_per_account)
         self.streams = Slots(settings.max_streams)
-        # A backlog page is read, decoded and encoded on the event loop: tens of
-        # milliseconds of CPU for large profiles. One page at a time in the whole
-        # process, so the loop's queue never holds more than one such step, and
-        # every other request (health checks, other accounts' commands) waits for
-        # at most one, not one per open stream; a burst of new streams queues here
+        # A backlog page is read and decoded on the event loop: milliseconds of
+        # CPU for large profiles. One page at a time in the whole process, so the
+        # loop's queue never holds more than one such step, and every other
+        # request (health checks, other accounts' commands) waits for at most
+        # one, not one per open stream; a burst of new streams queues here
         # instead of taking the async read pool from the hot queries.
         self.backlog_turn = asyncio.Semaphore(1)
+        # Encoding a page (twice the decoding's CPU) runs in a thread of its own,
+        # not the request threads: the GIL's switch interval (api/workers.py)
+        # hands the loop its turn within a millisecond, where a step of the loop
+        # would hold it for the whole page.
+        self.backlog_encoder = anyio.CapacityLimiter(1)
 
     @contextmanager
     def wait(self, token_id: str) -> Iterator[None]:

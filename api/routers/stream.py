@@ -36,9 +36,12 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
+import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
@@ -128,18 +131,19 @@ async def _backlog(
     read_page: Callable[[tuple[int, UUID]], Awaitable[list[ProfileRow]]],
     page_size: int,
     rows: list[ProfileRow],
-    turn: asyncio.Semaphore,
+    encoder: anyio.CapacityLimiter,
     fresh: bool = False,
 ) -> AsyncIterator[tuple[bytes, int]]:
     """The account's changed rows a page at a time, from rows (the first page, read
     with one row more): (encoded page, last position sent). The row after each
     page is read too, so rows sharing a position are never split by an `id:` line.
-    Encoding takes the backlog's turn (api/quotas.py), as reading a page does."""
+    A page is encoded in the encoder's thread (api/quotas.py), off the event loop."""
     while rows:
         page, rest = rows[:page_size], rows[page_size:]
-        async with turn:
-            await asyncio.sleep(0)  # the page's decoding and its encoding: two steps of the loop
-            encoded = encode(page, rest[0].position if rest else None, fresh=fresh)
+        following = rest[0].position if rest else None
+        encoded = await anyio.to_thread.run_sync(
+            partial(encode, page, following, fresh=fresh), limiter=encoder
+        )
         last, cursor = page[-1].position, (page[-1].position, page[-1].id)
         # Only the encoded page is held while a slow client takes it, not the rows.
         del rows, page
@@ -243,7 +247,7 @@ async def profile_stream(
     except BaseException:
         close()
         raise
-    backlog = _backlog(read_page, page_size, first, quotas.backlog_turn, fresh=not after)
+    backlog = _backlog(read_page, page_size, first, quotas.backlog_encoder, fresh=not after)
     return _EventStream(_events(subscription, backlog, after, principal), close)
 
 

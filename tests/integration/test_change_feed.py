@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
 
+import anyio
 import psycopg
 import pytest
 
@@ -186,7 +187,7 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         await queries.open()
         backlog = await queries.changed_page("a", (0, stream_module._AFTER_EVERY_ID), 101)
         pages = stream_module._backlog(
-            lambda after: queries.changed_page("a", after, 101), 100, backlog, asyncio.Semaphore(1)
+            lambda after: queries.changed_page("a", after, 101), 100, backlog, anyio.CapacityLimiter(1)
         )
         events = stream_module._events(subscription, pages, 0, Principal("a", "owner"))
         assert await anext(events) == b"retry: 1000\n\n"
@@ -268,7 +269,7 @@ def test_the_backlog_goes_out_in_pages_without_splitting_a_position(
                     lambda after: queries.changed_page(account, after, page_size + 1),
                     page_size,
                     first,
-                    asyncio.Semaphore(1),
+                    anyio.CapacityLimiter(1),
                 )
             ]
         finally:
