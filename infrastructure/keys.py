@@ -47,6 +47,9 @@ class KeyStore(Protocol):
     def live_keys(self, key_ids: list[UUID]) -> list[UUID]:
         """Those of key_ids whose key still exists."""
 
+    def get_many(self, key_ids: list[UUID]) -> dict[UUID, bytes | None]:
+        """The keys of key_ids that the store has (None: destroyed); missing ones are left out."""
+
 
 class PostgresKeyStore:
     """The default key store: a table, in the event store's database or in
@@ -111,6 +114,16 @@ class PostgresKeyStore:
                 (key_id,),
             )
 
+    def get_many(self, key_ids: list[UUID]) -> dict[UUID, bytes | None]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                SQL("SELECT key_id, secret FROM {} WHERE key_id = ANY(%s)").format(self.table), (key_ids,)
+            )
+            return {
+                row["key_id"]: None if row["secret"] is None else bytes(row["secret"])
+                for row in curs.fetchall()
+            }
+
     def live_keys(self, key_ids: list[UUID]) -> list[UUID]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
@@ -173,6 +186,16 @@ class KeyRing:
             secret = _DESTROYED if found is None else found
             self._keep(key_id, secret)
         return None if secret is _DESTROYED else secret
+
+    def prefetch(self, key_ids: set[UUID]) -> None:
+        """Keeps the keys of key_ids that are not kept yet, read in one query: a
+        replay (rebuild) opens the events of thousands of profiles in a row, and
+        one query per profile showed as most of its time."""
+        wanted = [key_id for key_id in key_ids if self._cached(key_id) is None]
+        if not wanted:
+            return
+        for key_id, secret in self.store.get_many(wanted).items():
+            self._keep(key_id, _DESTROYED if secret is None else secret)
 
     def for_writing(self, key_id: UUID) -> bytes:
         secret = self._cached(key_id)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
+from infrastructure.keys import KeyRing
 from infrastructure.profiles_sql import NEXT_TABLE, TABLE, RowWriter, ddl, index_names, tables
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.progress import Progress
@@ -35,11 +37,16 @@ class RebuildStopped(Exception):
 BATCH = 1000
 
 
-def _notifications(recorder: ApplicationRecorder, after: int, stop: int | None) -> Iterator[Notification]:
+def _notifications(
+    recorder: ApplicationRecorder, after: int, stop: int | None, keys: KeyRing | None = None
+) -> Iterator[Notification]:
     while True:
         page = recorder.select_notifications(after, BATCH, stop, inclusive_of_start=False)
         if not page:
             return
+        if keys is not None:
+            # Most of a page's sealed events are opened with their own aggregate's key.
+            keys.prefetch({n.originator_id for n in page if isinstance(n.originator_id, UUID)})
         yield from page
         after = page[-1].id
 
@@ -57,7 +64,7 @@ def _replay(
     count, last = 0, after
     # Pipelined: the statements of a batch go out without waiting for each reply.
     with curs.connection.pipeline():
-        for notification in _notifications(recorder, after, stop):
+        for notification in _notifications(recorder, after, stop, getattr(mapper, "keys", None)):
             try:
                 changes = changes_for(mapper.to_domain_event(notification))
             except Exception as e:  # any event the projection cannot take, named by position
