@@ -434,7 +434,9 @@ def import_legacy_command(
     container = _container()
     try:
         with _ProgressBar("importing", file=sys.stderr) as bar:
-            report = import_legacy(container, legacy_url, account, dry_run=dry_run, progress=bar)
+            report = import_legacy(
+                container.app, container.accounts, legacy_url, account, dry_run=dry_run, progress=bar
+            )
     except LegacyImportError as e:
         raise fail(escaped(str(e))) from None  # it may quote the legacy database's own words
     finally:

@@ -184,6 +184,13 @@ class Accounts:
             curs.execute(SQL("SELECT 1 FROM {} WHERE id = %s").format(self._accounts), (key,))
             return curs.fetchone() is not None
 
+    def role_of(self, account_id: UUID) -> str | None:
+        """The account's role; None when there is no such account."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(SQL("SELECT role FROM {} WHERE id = %s").format(self._accounts), (account_id,))
+            row: Any = curs.fetchone()
+        return None if row is None else str(row["role"])
+
     def erase(self, account_id: str) -> int:
         """Revokes every live token of the account (heard by every process, as any
         revocation) and removes its name; returns the number of tokens revoked.

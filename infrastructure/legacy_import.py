@@ -23,13 +23,12 @@ from dataclasses import dataclass, field, fields
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
-from psycopg.sql import SQL, Identifier
 
 from domain.errors import ConcurrencyConflict, DomainError, InvalidValue
 from domain.profile import RacerProfile
 from domain.roster import Roster, roster_id
-from domain.service import Cause
-from infrastructure.container import Container
+from domain.service import Cause, ProfilesService
+from infrastructure.accounts import Accounts
 from infrastructure.event_log import EventLog
 from infrastructure.legacy_plan import BadRow, Imported, Plan, candidate_ids, plan
 from infrastructure.legacy_provenance import ACTOR, imported_vehicle_keys
@@ -61,7 +60,8 @@ class ImportReport(Plan):
 
 
 def import_legacy(
-    container: Container,
+    app: ProfilesService,
+    accounts: Accounts,
     legacy_url: str,
     account_id: str,
     *,
@@ -72,48 +72,40 @@ def import_legacy(
 
     Raises LegacyImportError before writing anything if the account is not an
     owner account of this store or the legacy database cannot be read."""
-    account = _check_account(container, account_id)
+    account = _check_account(accounts, account_id)
     try:
         legacy = read_legacy(legacy_url)
     except LegacyReadError as e:
         raise LegacyImportError(str(e)) from None
-    planned = plan(account, legacy, _imported(container, candidate_ids(account, legacy)))
+    planned = plan(account, legacy, _imported(app, candidate_ids(account, legacy)))
     report = ImportReport(
         **{f.name: getattr(planned, f.name) for f in fields(Plan)}, account_id=account, dry_run=dry_run
     )
     if not dry_run:
-        _write(container, account, report, progress)
-    _settle_default(container, account, report)
+        _write(app, account, report, progress)
+    _settle_default(app, account, report)
     return report
 
 
-def _check_account(container: Container, account_id: str) -> str:
+def _check_account(accounts: Accounts, account_id: str) -> str:
     try:
         account = str(UUID(account_id.strip()))
     except ValueError:
         raise LegacyImportError(
             f"--account {account_id!r} is not an account id (the uuid `accounts create` prints)"
         ) from None
-    statement = SQL("SELECT role FROM {}.{} WHERE id = %s").format(
-        Identifier(container.datastore.schema), Identifier("accounts")
-    )
-    with container.datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(statement, (UUID(account),))
-        row = curs.fetchone()
-    if row is None:
+    role = accounts.role_of(UUID(account))
+    if role is None:
         raise LegacyImportError(f"no account {account} in this store; create it with `accounts create`")
-    if row["role"] != "owner":
-        raise LegacyImportError(
-            f"account {account} is an {row['role']} account; profiles belong to owner accounts"
-        )
+    if role != "owner":
+        raise LegacyImportError(f"account {account} is an {role} account; profiles belong to owner accounts")
     return account
 
 
 # --- writing -------------------------------------------------------------
 
 
-def _write(container: Container, account: str, report: ImportReport, progress: Progress | None) -> None:
-    app = container.app
+def _write(app: ProfilesService, account: str, report: ImportReport, progress: Progress | None) -> None:
     roster = app.get_roster(account)
     has_default = roster is not None and roster.default is not None
     total = len(report.to_create) + len(report.to_add)
@@ -141,7 +133,7 @@ def _write(container: Container, account: str, report: ImportReport, progress: P
                 source=p.source,
             )
         except ConcurrencyConflict as e:
-            if not _exists(container, p.profile_id):
+            if not _exists(app, p.profile_id):
                 raise LegacyImportError(
                     f"stopped after importing {plural(len(report.created), 'profile')}: {e};"
                     " run the import again to finish it"
@@ -174,45 +166,43 @@ def _write(container: Container, account: str, report: ImportReport, progress: P
             progress.advance(1)
 
 
-def _exists(container: Container, profile_id: UUID) -> bool:
-    return bool(container.app.recorder.select_events(profile_id, limit=1))
+def _exists(app: ProfilesService, profile_id: UUID) -> bool:
+    return bool(app.recorder.select_events(profile_id, limit=1))
 
 
-def _settle_default(container: Container, account: str, report: ImportReport) -> None:
+def _settle_default(app: ProfilesService, account: str, report: ImportReport) -> None:
     """Applies the legacy default unless someone other than the import chose the
     account's current default: that choice is kept, so a re-run never overrides
     a default the user picked (and a run that stopped half-way is completed)."""
     choice = report.default
     if choice is None:
         return
-    roster = container.app.get_roster(account)
+    roster = app.get_roster(account)
     members = roster.members if roster is not None else {}
     current = roster.default if roster is not None else None
     planned = report.dry_run and any(p.profile_id == choice.profile_id for p in report.to_create)
     if str(choice.profile_id) not in members and not planned:
-        state = "archived" if _exists(container, choice.profile_id) else "not imported"
+        state = "archived" if _exists(app, choice.profile_id) else "not imported"
         choice.outcome = f"not applied: that profile is {state} in racer-profiles"
         return
     if current == str(choice.profile_id):
         choice.outcome = choice.outcome or "already the default"
         return
-    chooser = _default_chooser(container, account) if current is not None else None
+    chooser = _default_chooser(app, account) if current is not None else None
     if current is not None and chooser != ACTOR:
         choice.outcome = f"not applied: the account's default {current} was chosen by {chooser}; kept"
         return
     if report.dry_run:
         choice.outcome = "would be set"
         return
-    container.app.set_default(
-        account, choice.profile_id, Cause(ACTOR, f"legacy import default: {choice.reason}")
-    )
+    app.set_default(account, choice.profile_id, Cause(ACTOR, f"legacy import default: {choice.reason}"))
     report.events_written = True
     choice.outcome = "set"
 
 
-def _default_chooser(container: Container, account: str) -> str | None:
+def _default_chooser(app: ProfilesService, account: str) -> str | None:
     """The actor of the roster's latest DefaultChanged event, if any."""
-    for event in container.app.repository.event_store.get(roster_id(account), desc=True):
+    for event in app.repository.event_store.get(roster_id(account), desc=True):
         if isinstance(event, Roster.DefaultChanged):
             return str(getattr(event, "actor", None))
     return None
@@ -221,10 +211,10 @@ def _default_chooser(container: Container, account: str) -> str | None:
 # --- what the store already holds --------------------------------------------
 
 
-def _imported(container: Container, profile_ids: Sequence[UUID]) -> Imported:
+def _imported(app: ProfilesService, profile_ids: Sequence[UUID]) -> Imported:
     """For each of these profiles that exists: the legacy vehicle ids imported
     into it; None for an erased profile, into which nothing is imported again."""
-    log = EventLog(container.app)
+    log = EventLog(app)
     created, added = get_topic(RacerProfile.Created), get_topic(RacerProfile.VehicleAdded)
     erased = get_topic(RacerProfile.Erased)
     found: dict[UUID, set[str] | None] = {}

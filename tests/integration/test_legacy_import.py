@@ -113,7 +113,7 @@ def check_store(container: Container, account: str) -> Roster:
 
 
 def run(container: Container, url: str, account: str, **kwargs: Any) -> ImportReport:
-    report = import_legacy(container, url, account, **kwargs)
+    report = import_legacy(container.app, container.accounts, url, account, **kwargs)
     format_report(report)  # always printable
     return report
 
@@ -624,7 +624,7 @@ def test_the_legacy_database_is_read_in_a_read_only_transaction(
     )
 
     with pytest.raises(LegacyImportError, match="read-only transaction"):
-        import_legacy(container, legacy_url, account)
+        import_legacy(container.app, container.accounts, legacy_url, account)
 
     with psycopg.connect(legacy_url) as conn:
         assert conn.execute("SELECT count(*) FROM touched").fetchone() == (0,)
@@ -635,7 +635,7 @@ def test_an_unusable_account_or_legacy_database_fails_before_writing(
     container: Container, legacy_url: str, account: str, database_url: str, pg_server_url: str
 ) -> None:
     with pytest.raises(LegacyImportError, match="the legacy database has no racer_profiles table"):
-        import_legacy(container, legacy_url, account)  # still empty
+        import_legacy(container.app, container.accounts, legacy_url, account)  # still empty
     load_sample(legacy_url)
     auditor = str(container.accounts.create("Auditor", "auditor").account_id)
     missing = make_conninfo(pg_server_url, dbname=f"rp_missing_{uuid.uuid4().hex[:8]}")
@@ -649,12 +649,12 @@ def test_an_unusable_account_or_legacy_database_fails_before_writing(
     ]
     for url, who, message in cases:
         with pytest.raises(LegacyImportError, match=message):
-            import_legacy(container, url, who)
+            import_legacy(container.app, container.accounts, url, who)
     assert head(container) == 0
 
     sql(legacy_url, "ALTER TABLE racer_profiles DROP COLUMN created_at")
     with pytest.raises(LegacyImportError, match="lacks column"):
-        import_legacy(container, legacy_url, account)
+        import_legacy(container.app, container.accounts, legacy_url, account)
     assert head(container) == 0
 
 

@@ -56,7 +56,7 @@ def test_escape_sequences_in_column_names_reach_the_report_escaped(
         f'CREATE TABLE vehicles (id int, profile_id int, name text, "{escapes}" text);'
         f"INSERT INTO vehicles VALUES (1, 1, 'Kart', 'x')",
     )
-    report = import_legacy(container, legacy_url, account, dry_run=True)
+    report = import_legacy(container.app, container.accounts, legacy_url, account, dry_run=True)
     lines = format_report(report)
     text = "\n".join(lines)
     assert [unprintable(line) for line in lines] == [[] for _ in lines], text
@@ -78,7 +78,7 @@ def test_deeply_nested_jsonb_skips_its_row_and_imports_the_others(
         f"INSERT INTO racer_profiles VALUES (1, 'Deep', now(), '{nested}'),"
         ' (2, \'Shallow\', now(), \'{"theme": ["dark", {"size": 2}]}\')',
     )
-    report = import_legacy(container, legacy_url, account)
+    report = import_legacy(container.app, container.accounts, legacy_url, account)
     assert [(b.legacy_id, b.reason) for b in report.bad_rows] == [
         (1, f"column prefs holds JSON nested deeper than {MAX_NESTING} levels")
     ]
@@ -99,7 +99,7 @@ def test_large_rows_are_streamed_so_memory_stays_flat(
     )
     tracemalloc.start()
     try:
-        report = import_legacy(container, legacy_url, account, dry_run=True)
+        report = import_legacy(container.app, container.accounts, legacy_url, account, dry_run=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
