@@ -49,6 +49,9 @@ class FastReads:
             elif name in _DELEGATED:
                 await self.app(scope, receive, send)
                 return
+        if token is None:  # the app answers 401
+            await self.app(scope, receive, send)
+            return
         state = self.fastapi_app.state
         principal = _cached_owner(state.container.accounts, token)
         if principal is None:
@@ -77,10 +80,8 @@ class FastReads:
         return route
 
 
-def _cached_owner(accounts: Accounts, token: bytes | None) -> Principal | None:
+def _cached_owner(accounts: Accounts, token: bytes) -> Principal | None:
     """The principal of an owner's bearer token in the token cache; None otherwise."""
-    if token is None:
-        return None
     scheme, _, secret = token.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
