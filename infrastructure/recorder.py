@@ -5,11 +5,13 @@ and every call follows one retry policy (infrastructure/db_retry.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+import psycopg
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -154,11 +156,24 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
         """The library's sequence (lock, notify, insert), with the inline
         projection's check under the lock, in the same round trip."""
         write: InlineWrite | None = kwargs.get("inline")
-        self._lock_table(curs)
-        if write is not None and self.inline is not None:
-            self.inline.check(curs.connection, write)
-        self._notify_channel(curs)
-        RenderedStatements._insert_stored_events(self, curs, stored_events)
+        try:
+            self._lock_table(curs)
+            if write is not None and self.inline is not None:
+                self.inline.check(curs.connection, write)
+            self._notify_channel(curs)
+            RenderedStatements._insert_stored_events(self, curs, stored_events)
+        except psycopg.Error:
+            # A statement sent before these (a new key's insert) failed, and its
+            # error came back while these were being sent. The library keeps the
+            # error and leaves its transaction block normally, so its COMMIT
+            # would meet an aborted pipeline and raise "pipeline aborted" (an
+            # OperationalError, retried, never the IntegrityError that
+            # ProfilesEventStore.put handles). Syncing the pipeline here ends the
+            # aborted state: the COMMIT then rolls back and the error raised is
+            # the failed statement's own.
+            with contextlib.suppress(psycopg.Error), curs.connection.pipeline():
+                pass  # a nested pipeline block syncs at its exit
+            raise
 
     def _notify_channel(self, curs: Any) -> None:
         # The library composes this statement on every insert.
