@@ -115,6 +115,9 @@ def _check_expiry(expires_at: datetime | None) -> datetime | None:
     return expires_at
 
 
+LIVE_NAME_INDEX = "api_tokens_live_name"
+
+
 class Accounts:
     # Found tokens are remembered so that a request costs no lookup; the secret
     # is still hashed and compared on every request. While revocations are
@@ -143,6 +146,12 @@ class Accounts:
         ).format(self._tokens, self._accounts)
 
     def create_tables(self) -> None:
+        """Creates the tables, or upgrades older ones. Every process runs this at
+        start while others serve: an ALTER takes its table's ACCESS EXCLUSIVE
+        lock even when the column exists, so the upgrades run only for what is
+        missing, and always on accounts before api_tokens, the order in which
+        `create` writes them (the other order deadlocked a CLI's `accounts
+        create` against a starting server)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 SQL(
@@ -157,6 +166,14 @@ class Accounts:
                     " created_at timestamptz NOT NULL DEFAULT now())"
                 ).format(self._tokens, self._accounts)
             )
+            present = self._present(curs)
+            # Upgrades a table made before accounts could be erased.
+            if ("accounts", "erased_at") not in present:
+                curs.execute(
+                    SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS erased_at timestamptz").format(
+                        self._accounts
+                    )
+                )
             # Added by the token life cycle; ALTER keeps older deployments' tables.
             for column in (
                 f"name text NOT NULL DEFAULT '{FIRST_TOKEN_NAME}'",
@@ -164,16 +181,29 @@ class Accounts:
                 "revoked_at timestamptz",
                 "last_used_at timestamptz",
             ):
-                curs.execute(SQL(f"ALTER TABLE {{}} ADD COLUMN IF NOT EXISTS {column}").format(self._tokens))
-            curs.execute(
-                SQL(
-                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (account_id, name) WHERE revoked_at IS NULL"
-                ).format(Identifier("api_tokens_live_name"), self._tokens)
-            )
-            # Upgrades a table made before accounts could be erased.
-            curs.execute(
-                SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS erased_at timestamptz").format(self._accounts)
-            )
+                if ("api_tokens", column.split()[0]) not in present:
+                    curs.execute(
+                        SQL(f"ALTER TABLE {{}} ADD COLUMN IF NOT EXISTS {column}").format(self._tokens)
+                    )
+            if ("api_tokens", LIVE_NAME_INDEX) not in present:
+                curs.execute(
+                    SQL(
+                        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (account_id, name) WHERE revoked_at IS NULL"
+                    ).format(Identifier(LIVE_NAME_INDEX), self._tokens)
+                )
+
+    def _present(self, curs: Any) -> set[tuple[str, str]]:
+        """(table, column) and (table, index) pairs of the two tables, read from
+        the catalog (which takes no lock on the tables)."""
+        curs.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(schema)s"
+            " AND c.relname IN ('accounts', 'api_tokens') AND a.attnum > 0 AND NOT a.attisdropped"
+            " UNION ALL SELECT tablename, indexname FROM pg_indexes"
+            " WHERE schemaname = %(schema)s AND tablename = 'api_tokens'",
+            {"schema": self.datastore.schema},
+        )
+        return {(row["relname"], row["attname"]) for row in curs.fetchall()}
 
     def exists(self, account_id: str) -> bool:
         try:
