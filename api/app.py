@@ -17,7 +17,7 @@ from api import openapi, problems
 from api.fast_reads import FastReads
 from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware, StateCollector
-from api.quotas import Quotas
+from api.quotas import ForegroundRequests, Quotas
 from api.request_id import RequestIdMiddleware
 from api.routers import accounts, admin, audit, health, profiles, stream, tokens, ui
 from infrastructure.accounts import Accounts
@@ -110,6 +110,8 @@ def create_app(container: Container) -> FastAPI:
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: a request counts for the streams' backlog share from its first step.
+    app.add_middleware(ForegroundRequests, share=app.state.quotas.backlog)
     problems.install(app)
     openapi.install(app)
     for router in ROUTERS:

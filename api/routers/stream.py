@@ -37,7 +37,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from uuid import UUID
 
 import anyio
@@ -49,7 +49,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import UNAUTHORIZED, AsyncQueriesDep, ContainerDep, get_principal
 from api.openapi import problems
 from api.problems import Problem, invalid
-from api.quotas import Quotas
+from api.quotas import BacklogShare, Quotas
 from api.responses import public
 from infrastructure.accounts import Principal
 from infrastructure.change_feed import ChangeFeed, Subscription
@@ -127,31 +127,57 @@ class _EventStream(StreamingResponse):
             self._on_close()
 
 
-async def _backlog(
-    read_page: Callable[[tuple[int, UUID]], Awaitable[list[ProfileRow]]],
+class _Page(NamedTuple):
+    encoded: bytes
+    cursor: tuple[int, UUID]  # (position, id) of its last row: the next page starts after it
+    more: bool  # whether rows follow
+
+
+async def _read_page(
+    read: Callable[[tuple[int, UUID], int], Awaitable[list[ProfileRow]]],
+    after: tuple[int, UUID],
     page_size: int,
-    rows: list[ProfileRow],
-    encoder: anyio.CapacityLimiter,
-    fresh: bool = False,
-) -> AsyncIterator[tuple[bytes, int]]:
-    """The account's changed rows a page at a time, from rows (the first page, read
-    with one row more): (encoded page, last position sent). The row after each
-    page is read too, so rows sharing a position are never split by an `id:` line.
-    A page is encoded in the encoder's thread (api/quotas.py), off the event loop."""
-    while rows:
-        page, rest = rows[:page_size], rows[page_size:]
-        following = rest[0].position if rest else None
+    share: BacklogShare,
+    fresh: bool,
+) -> _Page | None:
+    """One page of the backlog, read and encoded in one step of the backlog's share
+    (api/quotas.py), so no stream holds decoded rows while it waits for its turn.
+    The row after the page is read too, so rows sharing a position are never split
+    by an `id:` line. Encoding runs in the share's thread, off the event loop."""
+    async with share.step():
+        rows = await read(after, page_size + 1)
+        if not rows:
+            return None
+        page = rows[:page_size]
+        following = rows[page_size].position if len(rows) > page_size else None
         encoded = await anyio.to_thread.run_sync(
-            partial(encode, page, following, fresh=fresh), limiter=encoder
+            partial(encode, page, following, fresh=fresh), limiter=share.encoder
         )
-        last, cursor = page[-1].position, (page[-1].position, page[-1].id)
-        # Only the encoded page is held while a slow client takes it, not the rows.
-        del rows, page
-        yield encoded, last
-        if not rest:
+        return _Page(encoded, (page[-1].position, page[-1].id), len(rows) > page_size)
+
+
+def _pages(
+    read: Callable[[tuple[int, UUID], int], Awaitable[list[ProfileRow]]],
+    page_size: int,
+    share: BacklogShare,
+    fresh: bool = False,
+) -> Callable[[tuple[int, UUID]], Awaitable[_Page | None]]:
+    """The backlog's pages: the page after a (position, id) cursor, or None past the last row."""
+    return partial(_read_page, read, page_size=page_size, share=share, fresh=fresh)
+
+
+async def _backlog(
+    page: _Page | None, next_page: Callable[[tuple[int, UUID]], Awaitable[_Page | None]]
+) -> AsyncIterator[tuple[bytes, int]]:
+    """The account's changed rows a page at a time, from the first page:
+    (encoded page, last position sent). Only the page being sent is held."""
+    while page is not None:
+        yield page.encoded, page.cursor[0]
+        if not page.more:
             return
-        del rest, encoded
-        rows = await read_page(cursor)
+        cursor = page.cursor
+        del page
+        page = await next_page(cursor)
 
 
 async def _events(
@@ -231,23 +257,21 @@ async def profile_stream(
         feed.unsubscribe(subscription)
         quotas.close_stream(principal.token_id, principal.account_id)
 
-    page_size = container.settings.stream_page_size
+    def read(after: tuple[int, UUID], limit: int) -> Awaitable[list[ProfileRow]]:
+        return queries.changed_page(principal.account_id, after, limit)
 
-    async def read_page(after: tuple[int, UUID]) -> list[ProfileRow]:
-        async with quotas.backlog_turn:
-            return await queries.changed_page(principal.account_id, after, page_size + 1)
-
+    next_page = _pages(read, container.settings.stream_page_size, quotas.backlog, fresh=not after)
     try:
         # Revoked after this request authenticated, before it subscribed: the
         # feed ended the token's streams without this one.
         if container.accounts.revocation_heard(principal.token_id):
             raise Problem.of("unauthorized", "invalid token", UNAUTHORIZED)
         # The first page before answering: a database outage is a 503, not a broken stream.
-        first = await read_page((after, _AFTER_EVERY_ID))
+        first = await next_page((after, _AFTER_EVERY_ID))
     except BaseException:
         close()
         raise
-    backlog = _backlog(read_page, page_size, first, quotas.backlog_encoder, fresh=not after)
+    backlog = _backlog(first, next_page)
     return _EventStream(_events(subscription, backlog, after, principal), close)
 
 

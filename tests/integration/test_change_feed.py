@@ -9,12 +9,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from uuid import UUID
 
-import anyio
 import psycopg
 import pytest
 
 import api.routers.stream as stream_module
 import infrastructure.change_feed as feed_module
+from api.quotas import BacklogShare
 from domain.service import Cause, Outcome
 from infrastructure.accounts import Principal
 from infrastructure.async_queries import async_queries_for
@@ -185,10 +185,12 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         subscription = feed.subscribe("a")
         queries = async_queries_for(container.settings, container.queries)
         await queries.open()
-        backlog = await queries.changed_page("a", (0, stream_module._AFTER_EVERY_ID), 101)
-        pages = stream_module._backlog(
-            lambda after: queries.changed_page("a", after, 101), 100, backlog, anyio.CapacityLimiter(1)
+        next_page = stream_module._pages(
+            lambda after, limit: queries.changed_page("a", after, limit), 100, BacklogShare()
         )
+        backlog = await next_page((0, stream_module._AFTER_EVERY_ID))
+        assert backlog is not None
+        pages = stream_module._backlog(backlog, next_page)
         events = stream_module._events(subscription, pages, 0, Principal("a", "owner"))
         assert await anext(events) == b"retry: 1000\n\n"
         assert b'"name":"Alex"' in await anext(events)
@@ -209,11 +211,11 @@ def test_event_stream_ids_keepalive_and_no_repeats(
         assert not default_blocks[0].startswith("id:")
         assert default_blocks[1].startswith(f"id: {outcome.position}\n")
         # Nothing the backlog held is sent again.
-        assert all(f'"position":{backlog[-1].position}}}' not in b for b in blocks)
+        assert all(f'"position":{backlog.cursor[0]}}}' not in b for b in blocks)
         await events.aclose()
         feed.unsubscribe(subscription)
         await queries.close()
-        assert backlog[-1].id == alex
+        assert backlog.cursor[1] == alex
 
     run(main)
 
@@ -262,16 +264,11 @@ def test_the_backlog_goes_out_in_pages_without_splitting_a_position(
         queries = async_queries_for(container.settings, container.queries)
         await queries.open()
         try:
-            first = await queries.changed_page(account, (0, stream_module._AFTER_EVERY_ID), page_size + 1)
-            pages = [
-                page
-                async for page, _ in stream_module._backlog(
-                    lambda after: queries.changed_page(account, after, page_size + 1),
-                    page_size,
-                    first,
-                    anyio.CapacityLimiter(1),
-                )
-            ]
+            next_page = stream_module._pages(
+                lambda after, limit: queries.changed_page(account, after, limit), page_size, BacklogShare()
+            )
+            first = await next_page((0, stream_module._AFTER_EVERY_ID))
+            pages = [page async for page, _ in stream_module._backlog(first, next_page)]
         finally:
             await queries.close()
         assert len(pages) == -(-4 // page_size)  # 4 rows: ids[0] and ids[2] share the last position
