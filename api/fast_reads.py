@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.routing import Match
+from fastapi.routing import APIRoute
 
-from api.routers.profiles import default_profile, profile_page
+from api.routers.profiles import default_profile, profile_page, router
 from infrastructure.accounts import Accounts, Principal
 
 DEFAULT, LIST = "/v1/profiles/default", "/v1/profiles"
@@ -29,8 +29,7 @@ _DELEGATED = (b"x-min-position",)
 class FastReads:
     def __init__(self, app: Any, fastapi_app: Any) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app  # for its routes (metrics label by template) and its state
-        self._routes: dict[str, Any] = {}
+        self.fastapi_app = fastapi_app  # for its state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path")
@@ -53,7 +52,7 @@ class FastReads:
             await self.app(scope, receive, send)
             return
         state = self.fastapi_app.state
-        principal = _cached_owner(state.container.accounts, token)
+        principal = cached_owner(state.container.accounts, token)
         if principal is None:
             await self.app(scope, receive, send)
             return
@@ -67,23 +66,23 @@ class FastReads:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["account_id"] = principal.account_id  # for the access log
-        scope["route"] = self._route(path, scope)
+        scope["route"] = route_of("GET", path)
         await response(scope, receive, send)
 
-    def _route(self, path: str, scope: dict[str, Any]) -> Any:
-        """The route the app would have matched (the metrics label requests by its template)."""
-        route = self._routes.get(path)
-        if route is None:
-            route = self._routes[path] = next(
-                r for r in self.fastapi_app.router.routes if r.matches(scope)[0] is Match.FULL
-            )
-        return route
 
-
-def _cached_owner(accounts: Accounts, token: bytes) -> Principal | None:
+def cached_owner(accounts: Accounts, token: bytes) -> Principal | None:
     """The principal of an owner's bearer token in the token cache; None otherwise."""
     scheme, _, secret = token.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
     principal = accounts.cached(secret.strip())
     return principal if principal is not None and principal.role == "owner" else None
+
+
+def route_of(method: str, path: str) -> APIRoute:
+    """The route the app matches for a request without path parameters: the
+    metrics label a request by its template and count a command under its
+    route's name, as for the app's own requests."""
+    return next(
+        r for r in router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+    )

@@ -61,6 +61,7 @@ def test_answers_as_the_app_does(container: Container, client: TestClient) -> No
     metrics = client.get("/metrics").text
     # Labelled by the route's template like every request (the fast ones included).
     assert 'route="/v1/profiles/default"' in metrics and 'route="/v1/profiles"' in metrics
+    assert 'route="None"' not in metrics
 
 
 class _Inner:
