@@ -61,6 +61,10 @@ def create_app(container: Container) -> FastAPI:
             log.info("application shutdown complete: requests answered, pools closed")
 
     app = FastAPI(
+        # FastAPI's native OpenTelemetry looks up the global providers on every
+        # request (a twelfth of a query's CPU on the event loop); this service
+        # reports through its own metrics and access log (api/metrics.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="racer-profiles",
         version="1.0.0",
         description="Racer profiles of a racing dashboard, event-sourced, one default per account.",
