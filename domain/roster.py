@@ -4,6 +4,7 @@ profile, so two racing writers collide on the roster's next version."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
@@ -105,6 +106,18 @@ class Roster(ChainedAggregate):
         member = self._check_member(profile_id)
         if self.default != member:
             self._change_default(member, actor, reason, request_id)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Roster:
+        """The library's aggregate cache hands each command a deep copy of the
+        cached roster, and copy.deepcopy walked every member: 180 us a command
+        at 600 members. Members are str -> str and the rest of the state is
+        immutable values, so copying the two containers is a complete copy."""
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied.members = dict(self.members)
+        copied._pending_events = list(self._pending_events)
+        memo[id(self)] = copied
+        return copied
 
     # --- queries --------------------------------------------------------
 

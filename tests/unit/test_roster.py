@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import pytest
@@ -262,3 +264,23 @@ def test_roster_replayed_from_its_events_equals_the_live_roster() -> None:
     assert replayed == roster
     assert (replayed.members, replayed.default) == ({str(P2): T2}, str(P2))
     assert_invariant(replayed)
+
+
+def test_a_deep_copy_is_independent_and_complete() -> None:
+    """The aggregate cache hands commands deep copies (Roster.__deepcopy__ copies
+    only the containers): a copy changed by a command leaves the cached roster
+    as it was, and no other attribute may be mutable."""
+    roster = Roster.open("acc", "me")
+    first, second = uuid4(), uuid4()
+    roster.join(first, "2026-01-01T00:00:00+00:00", "me")
+    roster.collect_events()
+    copied = copy.deepcopy(roster)
+    assert vars(copied) == vars(roster) and copied is not roster
+    copied.join(second, "2026-01-02T00:00:00+00:00", "me")
+    copied.set_default(second, "me")
+    assert list(roster.members) == [str(first)] and roster.default == str(first)
+    assert roster.pending_events == [] and len(copied.pending_events) == 2
+    assert roster.version == 3 and copied.version == 5
+    containers = {"members", "_pending_events"}
+    immutable = (str, int, UUID, datetime, type(None))
+    assert all(isinstance(v, immutable) for k, v in vars(roster).items() if k not in containers), vars(roster)
