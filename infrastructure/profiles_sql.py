@@ -173,23 +173,34 @@ def _statement(change: object, table: Table, position: int) -> tuple[list[str], 
     raise TypeError(f"unknown row change {change!r}")
 
 
-def _value(column: str, value: Any) -> Any:
+def column_value(column: str, value: Any) -> Any:
+    """A column's value as a statement parameter (or a COPY field)."""
     return jsonb(value) if column in JSONB else value
 
 
-@_statement.register
-def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
-    # Every field of InsertProfile is the column of its name (profile_id is id); archived and
-    # is_default start at their defaults.
+def inserted_row(c: InsertProfile, position: int) -> dict[str, Any]:
+    """The columns InsertProfile sets, by name: every field of InsertProfile is the column of
+    its name (profile_id is id); archived, is_default and erased_at start at their defaults."""
     values = {("id" if f.name == "profile_id" else f.name): getattr(c, f.name) for f in fields(c)}
     values.update(vehicle_count=len(c.vehicles), updated_at=c.created_at, position=position)
+    return values
+
+
+def insert_statement(table: Table, values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """INSERT of a row with these columns (the others at their defaults)."""
     columns = tuple(values)
     sql = _text(
         table,
         "INSERT INTO {t} ({columns}) VALUES (" + ", ".join(["%s"] * len(columns)) + ")",
         columns,
     )
-    return [sql], [tuple(_value(col, values[col]) for col in columns)]
+    return sql, tuple(column_value(col, values[col]) for col in columns)
+
+
+@_statement.register
+def _(c: InsertProfile, table: Table, position: int) -> tuple[list[str], list[Any]]:
+    sql, args = insert_statement(table, inserted_row(c, position))
+    return [sql], [args]
 
 
 @_statement.register
@@ -203,7 +214,7 @@ def _(c: UpdateProfile, table: Table, position: int) -> tuple[list[str], list[An
         tuple(columns),
     )
     args = (
-        *[_value(col, c.columns[col]) for col in columns],
+        *[column_value(col, c.columns[col]) for col in columns],
         c.version,
         c.updated_at,
         position,

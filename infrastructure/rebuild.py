@@ -6,7 +6,7 @@ applied to the old table after the catch-up and before the rename."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -15,8 +15,9 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from domain.service import ProfilesService
+from infrastructure.fresh_tables import FreshTablesWriter
 from infrastructure.keys import KeyRing
-from infrastructure.profiles_sql import NEXT_TABLE, TABLE, RowWriter, ddl, index_names, tables
+from infrastructure.profiles_sql import NEXT_TABLE, TABLE, ddl, index_names, tables
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.progress import Progress
 from projections.profiles import changes_for
@@ -37,9 +38,9 @@ class RebuildStopped(Exception):
 BATCH = 1000
 
 
-def _notifications(
+def _pages(
     recorder: ApplicationRecorder, after: int, stop: int | None, keys: KeyRing | None = None
-) -> Iterator[Notification]:
+) -> Iterator[Sequence[Notification]]:
     while True:
         page = recorder.select_notifications(after, BATCH, stop, inclusive_of_start=False)
         if not page:
@@ -47,7 +48,7 @@ def _notifications(
         if keys is not None:
             # Most of a page's sealed events are opened with their own aggregate's key.
             keys.prefetch({n.originator_id for n in page if isinstance(n.originator_id, UUID)})
-        yield from page
+        yield page
         after = page[-1].id
 
 
@@ -55,25 +56,24 @@ def _replay(
     recorder: ApplicationRecorder,
     mapper: Mapper[Any],
     curs: Any,
-    writer: RowWriter,
+    writer: FreshTablesWriter,
     after: int,
     stop: int | None,
     advance: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
-    """Applies events in (after, stop] on curs; returns (count, last position)."""
+    """Applies events in (after, stop] on curs, a page at a time; returns (count, last position)."""
     count, last = 0, after
-    # Pipelined: the statements of a batch go out without waiting for each reply.
-    with curs.connection.pipeline():
-        for notification in _notifications(recorder, after, stop, getattr(mapper, "keys", None)):
+    for page in _pages(recorder, after, stop, getattr(mapper, "keys", None)):
+        changes = []
+        for notification in page:
             try:
-                changes = changes_for(mapper.to_domain_event(notification))
+                changes.append((notification.id, changes_for(mapper.to_domain_event(notification))))
             except Exception as e:  # any event the projection cannot take, named by position
                 raise RebuildStopped(notification.id, e) from e
-            for change in changes:
-                writer.execute(curs, change, notification.id)
-            count, last = count + 1, notification.id
-            if advance is not None:
-                advance(1)
+        writer.write(curs, changes)
+        count, last = count + len(page), page[-1].id
+        if advance is not None:
+            advance(len(page))
     return count, last
 
 
@@ -88,7 +88,7 @@ def rebuild_read_table(
     under the view's tracking row."""
     recorder, mapper = app.recorder, app.mapper
     schema = datastore.schema
-    writer = RowWriter(schema, NEXT_TABLE)
+    writer = FreshTablesWriter(schema, NEXT_TABLE)
     head = recorder.max_notification_id() or 0
     with datastore.transaction(commit=True) as curs:
         for name in tables(NEXT_TABLE):
