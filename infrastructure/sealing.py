@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.profile import ERASED
+from infrastructure.jsonb_values import loads
 from infrastructure.keys import KeyMissing
 
 SEALED = "$enc"
@@ -112,7 +113,7 @@ def unseal(state: dict[str, Any], key_of: Callable[[], bytes | None], key_id: UU
             return aead
         raw = base64.b64decode(value[SEALED])
         try:
-            return json.loads(aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad))
+            return loads(aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad))
         except InvalidTag:
             raise ValueError(f"a sealed value does not open with data key {key_id}: it was altered") from None
 
