@@ -119,6 +119,9 @@ class _PageState:
         self.owner, self.curs = owner, curs
         profiles: set[UUID] = set()
         rosters: set[UUID] = set()
+        # Rows the page itself makes are not asked for: the store holds one first event
+        # per aggregate, so a profile or roster created in the page has no row before it.
+        created: set[UUID] = set()
         for _, changes in page:
             for c in changes:
                 if isinstance(c, ListEvent):
@@ -126,9 +129,13 @@ class _PageState:
                         profiles.add(c.account_of)
                     profiles.update(p for p, _ in c.profiles)
                     if c.roster is not None:
-                        rosters.add(c.roster)
-                elif not isinstance(c, (InsertProfile, ChangeDefault)):
+                        (created if c.account_id is not None else rosters).add(c.roster)
+                elif isinstance(c, InsertProfile):
+                    created.add(c.profile_id)
+                elif not isinstance(c, ChangeDefault):
                     profiles.add(c.profile_id)
+        profiles -= created
+        rosters -= created
         self.rows: dict[UUID, _Row] = {}
         if profiles:
             curs.execute(owner._profiles, (list(profiles),))
