@@ -27,6 +27,8 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.errors import UniqueViolation
 from psycopg.sql import SQL, Identifier
 
+from infrastructure import catalog
+
 ROLES = ("owner", "auditor", "admin")
 REVOCATIONS_CHANNEL = "racer_tokens_revoked"
 FIRST_TOKEN_NAME = "initial"
@@ -146,12 +148,10 @@ class Accounts:
         ).format(self._tokens, self._accounts)
 
     def create_tables(self) -> None:
-        """Creates the tables, or upgrades older ones. Every process runs this at
-        start while others serve: an ALTER takes its table's ACCESS EXCLUSIVE
-        lock even when the column exists, so the upgrades run only for what is
-        missing, and always on accounts before api_tokens, the order in which
-        `create` writes them (the other order deadlocked a CLI's `accounts
-        create` against a starting server)."""
+        """Creates the tables, or upgrades older ones: only what is missing
+        (infrastructure/catalog.py), and always accounts before api_tokens, the
+        order in which `create` writes them (the other order deadlocked a CLI's
+        `accounts create` against a starting server)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 SQL(
@@ -166,7 +166,7 @@ class Accounts:
                     " created_at timestamptz NOT NULL DEFAULT now())"
                 ).format(self._tokens, self._accounts)
             )
-            present = self._present(curs)
+            present = catalog.present(curs, self.datastore.schema, ("accounts", "api_tokens"))
             # Upgrades a table made before accounts could be erased.
             if ("accounts", "erased_at") not in present:
                 curs.execute(
@@ -191,19 +191,6 @@ class Accounts:
                         "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (account_id, name) WHERE revoked_at IS NULL"
                     ).format(Identifier(LIVE_NAME_INDEX), self._tokens)
                 )
-
-    def _present(self, curs: Any) -> set[tuple[str, str]]:
-        """(table, column) and (table, index) pairs of the two tables, read from
-        the catalog (which takes no lock on the tables)."""
-        curs.execute(
-            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(schema)s"
-            " AND c.relname IN ('accounts', 'api_tokens') AND a.attnum > 0 AND NOT a.attisdropped"
-            " UNION ALL SELECT tablename, indexname FROM pg_indexes"
-            " WHERE schemaname = %(schema)s AND tablename = 'api_tokens'",
-            {"schema": self.datastore.schema},
-        )
-        return {(row["relname"], row["attname"]) for row in curs.fetchall()}
 
     def exists(self, account_id: str) -> bool:
         try:

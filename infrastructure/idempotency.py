@@ -18,6 +18,7 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from domain.roster import roster_id
+from infrastructure import catalog
 from infrastructure.keys import KeyDestroyed, KeyRing
 from infrastructure.sealing import open_bytes, seal_bytes
 
@@ -72,13 +73,17 @@ class IdempotencyStore:
                     " headers jsonb, body bytea, PRIMARY KEY (account_id, key))"
                 ).format(self.table)
             )
-            curs.execute(
-                SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires_at)").format(
-                    Identifier(f"{TABLE}_expires_at"), self.table
+            # Only what is missing: every process runs this at start (infrastructure/catalog.py).
+            found = catalog.present(curs, self.datastore.schema, (TABLE,))
+            if (TABLE, f"{TABLE}_expires_at") not in found:
+                curs.execute(
+                    SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires_at)").format(
+                        Identifier(f"{TABLE}_expires_at"), self.table
+                    )
                 )
-            )
             # Upgrades a table made before bodies were sealed (NULL: a plaintext body).
-            curs.execute(SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS sealed_by uuid").format(self.table))
+            if (TABLE, "sealed_by") not in found:
+                curs.execute(SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS sealed_by uuid").format(self.table))
 
     def reserve(self, account_id: str, key: str, fp: str) -> bool:
         """True when this request now owns the key (new, or expired and replaced).

@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
+from infrastructure.catalog import Present
 from infrastructure.jsonb_values import jsonb
 from projections.rows import (
     COLUMNS,
@@ -67,8 +68,9 @@ def index_names(table: str) -> tuple[str, ...]:
     return tuple(index_name(table, i) for i in (*INDEXES, PRIMARY_KEY, *AUDIT_INDEXES))
 
 
-def ddl(schema: str, table: str) -> list[Composed]:
-    """The table from ProfileRow's columns; columns added since a table was made are added to it."""
+def ddl(schema: str, table: str, present: Present = frozenset()) -> list[Composed]:
+    """The table from ProfileRow's columns; columns added since a table was made are added to it.
+    present: columns and indexes that exist already (infrastructure/catalog.py), left alone."""
     t = SQL("{}.{}").format(Identifier(schema), Identifier(table))
     definitions = SQL(", ").join(
         SQL("{} ").format(Identifier(c.name)) + SQL(c.metadata["sql"]) for c in COLUMNS
@@ -78,20 +80,20 @@ def ddl(schema: str, table: str) -> list[Composed]:
         + SQL(c.metadata["sql"])
         for c in COLUMNS
         # Only a column with a default or nullable can be added to a table that has rows.
-        if "DEFAULT" in c.metadata["sql"] or "NOT NULL" not in c.metadata["sql"]
+        if ("DEFAULT" in c.metadata["sql"] or "NOT NULL" not in c.metadata["sql"])
+        and (table, c.name) not in present
     ]
-    one_default, account_order = (Identifier(index_name(table, i)) for i in INDEXES)
+    one_default, account_order = (index_name(table, i) for i in INDEXES)
+    indexes = [
+        # The read table can never hold two defaults for one account.
+        (one_default, "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default"),
+        (account_order, "CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)"),
+    ]
     return [
         SQL("CREATE TABLE IF NOT EXISTS {t} (").format(t=t) + definitions + SQL(")"),
         *upgrades,
-        # The read table can never hold two defaults for one account.
-        SQL("CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default").format(
-            i=one_default, t=t
-        ),
-        SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
-            i=account_order, t=t
-        ),
-        *_audit_index_ddl(schema, table),
+        *(SQL(text).format(i=Identifier(i), t=t) for i, text in indexes if (table, i) not in present),
+        *_audit_index_ddl(schema, table, present),
     ]
 
 
@@ -99,7 +101,7 @@ def ddl(schema: str, table: str) -> list[Composed]:
 AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_defaults", "rosters_pkey")
 
 
-def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
+def _audit_index_ddl(schema: str, table: str, present: Present) -> list[Composed]:
     h = SQL("{}.{}").format(Identifier(schema), Identifier(history_table(table)))
     a = SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(table)))
     history_pkey, history_at, account_events_pkey, account_defaults, rosters_pkey = (
@@ -113,15 +115,25 @@ def _audit_index_ddl(schema: str, table: str) -> list[Composed]:
             " CONSTRAINT {pk} PRIMARY KEY (profile_id, position))"
         ).format(h=h, pk=history_pkey),
         # as_of: the first entry after a moment.
-        SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(i=history_at, h=h),
+        *(
+            [SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(i=history_at, h=h)]
+            if (history_table(table), index_name(table, "history_at")) not in present
+            else []
+        ),
         SQL(
             "CREATE TABLE IF NOT EXISTS {a} ("
             " account_id text NOT NULL, position bigint NOT NULL, default_change boolean NOT NULL,"
             " CONSTRAINT {pk} PRIMARY KEY (account_id, position))"
         ).format(a=a, pk=account_events_pkey),
         # The default timeline: an account's default changes without its other events.
-        SQL("CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change").format(
-            i=account_defaults, a=a
+        *(
+            [
+                SQL(
+                    "CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change"
+                ).format(i=account_defaults, a=a)
+            ]
+            if (account_events_table(table), index_name(table, "account_defaults")) not in present
+            else []
         ),
         SQL(
             "CREATE TABLE IF NOT EXISTS {r} (roster_id uuid NOT NULL, account_id text NOT NULL,"

@@ -14,8 +14,9 @@ from eventsourcing.persistence import IntegrityError, Tracking, WaitInterruptedE
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
+from infrastructure import catalog
 from infrastructure.db_retry import retry_dead_connections
-from infrastructure.profiles_sql import TABLE, RowWriter, ddl
+from infrastructure.profiles_sql import TABLE, RowWriter, ddl, tables
 from projections.rows import ProfileRow, RowChange
 from projections.view import ProfilesView
 
@@ -51,6 +52,7 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self.reader = reader or datastore
         self._commits_visible_to_readers = self.reader is datastore
         self.table = table
+        self._ddl_from = len(self.sql_create_statements)  # ours follow the tracking table's
         self.sql_create_statements.extend(ddl(datastore.schema, table))
         self.writer = RowWriter(datastore.schema, table)
         self.application_name = application_name
@@ -69,6 +71,14 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         )
         # The same, as text for the async pool (infrastructure/async_queries.py).
         self.position_statement = self._head_statement.as_string()
+
+    def create_table(self) -> None:
+        """The library's DDL run, with ours limited to what is missing: every
+        process runs this at start while others serve (infrastructure/catalog.py)."""
+        with self.datastore.transaction(commit=False) as curs:
+            found = catalog.present(curs, self.datastore.schema, tables(self.table))
+        self.sql_create_statements[self._ddl_from :] = ddl(self.datastore.schema, self.table, found)
+        super().create_table()
 
     def record_position(self, curs: Any, application_name: str, position: int) -> None:
         """Records position as applied in curs's transaction (the library's tracking insert):

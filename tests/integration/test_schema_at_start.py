@@ -1,32 +1,57 @@
-"""The account tables at start: every process (each server worker, each CLI
-command) runs Accounts.create_tables while others serve, so it must upgrade an
-older deployment's tables and otherwise touch no table lock that a request
-would wait on (an ALTER on api_tokens at start deadlocked a CLI's `accounts
-create` against a starting server)."""
+"""The schema at start: every process (each server worker, each CLI command)
+runs the DDL while others serve, so it must upgrade an older deployment's
+tables and otherwise take no table lock that a request would wait on (an ALTER
+on api_tokens at start deadlocked a CLI's `accounts create` against a starting
+server; infrastructure/catalog.py)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import psycopg
+from psycopg.rows import dict_row
 
+from infrastructure import catalog
 from infrastructure.accounts import FIRST_TOKEN_NAME
 from infrastructure.container import Container, build
+from infrastructure.profiles_sql import TABLE, account_events_table, index_name, tables
 from infrastructure.settings import Settings
 
 
-def test_starting_takes_no_lock_that_writers_wait_on(container: Container) -> None:
-    # Another transaction is writing both tables (as `accounts create` does) and
-    # has not committed: starting again must not wait for it, nor it for us.
+def _starts_beside_a_writer(container: Container, tables: str, create: Callable[[], None]) -> bool:
+    """Whether create() finished while another transaction was writing the
+    tables (as `accounts create` or a command does) and had not committed."""
     done = threading.Event()
     with psycopg.connect(container.settings.database_url) as writer:
-        writer.execute("LOCK TABLE accounts, api_tokens IN ROW EXCLUSIVE MODE")
-        starting = threading.Thread(target=lambda: (container.accounts.create_tables(), done.set()))
+        writer.execute(f"LOCK TABLE {tables} IN ROW EXCLUSIVE MODE")
+        starting = threading.Thread(target=lambda: (create(), done.set()))
         starting.start()
         finished = done.wait(10)
         writer.rollback()  # a start that waited goes on now
     starting.join(30)
-    assert finished, "starting waited for another transaction's writes to the account tables"
+    return finished
+
+
+def test_starting_takes_no_lock_that_writers_wait_on(container: Container) -> None:
+    assert _starts_beside_a_writer(container, "accounts, api_tokens", container.accounts.create_tables)
+    read_tables = ", ".join(tables(TABLE))
+    assert _starts_beside_a_writer(container, read_tables, container.view.create_table)
+    assert _starts_beside_a_writer(container, "idempotency_keys", container.idempotency.create_table)
+
+
+def test_the_read_table_gets_what_it_lacks(container: Container) -> None:
+    """An older read table (a column and an index missing) is upgraded at start."""
+    with psycopg.connect(container.settings.database_url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {TABLE} DROP COLUMN details")
+        conn.execute(f"DROP INDEX {index_name(TABLE, 'account_order')}")
+        conn.execute(f"DROP INDEX {index_name(TABLE, 'account_defaults')}")
+    container.view.create_table()
+    with psycopg.connect(container.settings.database_url) as conn:
+        found = catalog.present(conn.cursor(row_factory=dict_row), "public", tables(TABLE))
+    assert (TABLE, "details") in found
+    assert (TABLE, index_name(TABLE, "account_order")) in found
+    assert (account_events_table(TABLE), index_name(TABLE, "account_defaults")) in found
 
 
 def test_an_older_deployments_tables_are_upgraded(database_url: str) -> None:
