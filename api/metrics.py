@@ -5,7 +5,6 @@ collide; /metrics serves it in the text exposition format."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,11 +20,9 @@ from domain.errors import ConcurrencyConflict, DomainError
 from domain.service import ProfilesService
 from infrastructure.change_feed import ChangeFeed
 from infrastructure.event_log import EventLog
-from infrastructure.logs import ACCESS_LOGGER
+from infrastructure.logs import log_request
 from infrastructure.profiles_view import PostgresProfilesView
 from infrastructure.runner import ProjectionRunner
-
-access_log = logging.getLogger(ACCESS_LOGGER)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -146,16 +143,15 @@ class MetricsMiddleware:
             self.metrics.observe(scope["method"], route, status, duration)
             state = scope.get("state", {})
             # One line per request; never the token, the body or the query string.
-            access_log.info(
-                "request",
-                extra={
+            log_request(
+                {
                     "request_id": state.get("request_id"),
                     "account_id": state.get("account_id"),
                     "method": scope["method"],
                     "route": route,
                     "status": status,
                     "duration_ms": round(duration * 1000, 2),
-                },
+                }
             )
 
 

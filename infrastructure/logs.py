@@ -1,8 +1,8 @@
 """Logging: JSON lines when stderr is not a terminal, plain text when it is.
 
 The access log (one line per request) is written by a thread of its own: a
-request only queues its record, and the formatting and the write to stderr
-happen off the request path."""
+request only queues its fields and its time (log_request), and making the
+record, formatting it and writing it to stderr happen off the request path."""
 
 from __future__ import annotations
 
@@ -10,11 +10,49 @@ import atexit
 import logging
 import queue
 import sys
+import time
 from logging.handlers import QueueHandler, QueueListener
+from typing import Any, NamedTuple
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 ACCESS_LOGGER = "racer_profiles.access"
+_access = logging.getLogger(ACCESS_LOGGER)
+
+
+class _Request(NamedTuple):
+    """A request's access line as the event loop queues it."""
+
+    created: float
+    fields: dict[str, Any]
+
+
+class _AccessListener(QueueListener):
+    """Makes each queued request's record on the listener's thread: making a
+    LogRecord on the event loop (the caller's frame, thread and process names)
+    cost a request more than queueing a tuple does."""
+
+    def prepare(self, record: Any) -> Any:
+        if not isinstance(record, _Request):
+            return record
+        made = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", None, None)
+        made.created = record.created
+        made.msecs = int((record.created - int(record.created)) * 1000) + 0.0
+        made.__dict__.update(record.fields)
+        return made
+
+
+_requests: queue.SimpleQueue[Any] | None = None  # set by configure()
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    """One access line (message "request" with fields). Once configure() ran (serve),
+    only the fields and the time are queued here; otherwise the logging module
+    handles it as any record."""
+    if _requests is not None and _access.isEnabledFor(logging.INFO):
+        _requests.put(_Request(time.time(), fields))
+    else:
+        _access.info("request", extra=fields)
 
 
 class _Queued(QueueHandler):
@@ -46,7 +84,7 @@ _listener: QueueListener | None = None
 
 
 def configure(level: int = logging.INFO) -> None:
-    global _listener
+    global _listener, _requests
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -73,11 +111,11 @@ def configure(level: int = logging.INFO) -> None:
 
     if _listener is not None:
         _listener.stop()
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    access = logging.getLogger(ACCESS_LOGGER)
-    access.handlers[:] = [_Queued(records)]
-    access.propagate = False
-    _listener = QueueListener(records, handler)
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    _access.handlers[:] = [_Queued(records)]
+    _access.propagate = False
+    _listener = _AccessListener(records, handler)
     _listener.start()
+    _requests = records
     # Stopping the listener writes what is still queued (the last requests' lines).
     atexit.register(_listener.stop)

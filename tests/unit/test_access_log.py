@@ -1,0 +1,36 @@
+"""The access log's line, queued off the request path (infrastructure/logs.py
+log_request), is the line the logging module made before: same fields, same
+values, same time format. Run in a subprocess: configure() sets the process's
+logging up for good."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+SCRIPT = """
+import logging, sys
+from infrastructure import logs
+logs.configure()
+fields = {"request_id": "r1", "account_id": None, "method": "GET", "route": "/v1/profiles",
+          "status": 200, "duration_ms": 1.25}
+logs.log_request(fields)
+logging.getLogger(logs.ACCESS_LOGGER).info("request", extra=fields)
+"""  # at exit, the listener writes what is still queued
+
+
+def test_a_queued_request_line_is_the_logging_modules_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=True
+    )
+    queued, logged = (json.loads(line) for line in done.stderr.splitlines())
+    assert queued.keys() == logged.keys()
+    assert {k: v for k, v in queued.items() if k != "time"} == {
+        k: v for k, v in logged.items() if k != "time"
+    }
+    assert queued["message"] == "request" and queued["logger"] == "racer_profiles.access"
+    assert queued["status"] == 200 and queued["account_id"] is None
+    made, then = (datetime.strptime(x["time"], "%Y-%m-%d %H:%M:%S,%f") for x in (queued, logged))
+    assert 0 <= (then - made).total_seconds() < 5
