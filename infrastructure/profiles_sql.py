@@ -69,31 +69,50 @@ def index_names(table: str) -> tuple[str, ...]:
 
 
 def ddl(schema: str, table: str, present: Present = frozenset()) -> list[Composed]:
-    """The table from ProfileRow's columns; columns added since a table was made are added to it.
-    present: columns and indexes that exist already (infrastructure/catalog.py), left alone."""
+    """The table from ProfileRow's columns and its audit tables; columns added since
+    a table was made are added to it. present: the columns and indexes that exist
+    already (infrastructure/catalog.py): the statements that would add them are left out."""
+    return [statement for adds, statement in _ddl(schema, table) if adds not in present]
+
+
+# What a statement adds that may exist already, (table, column or index); None: a
+# CREATE TABLE IF NOT EXISTS, which takes no lock on an existing table.
+_Adds = tuple[str, str] | None
+
+
+def _ddl(schema: str, table: str) -> list[tuple[_Adds, Composed]]:
     t = SQL("{}.{}").format(Identifier(schema), Identifier(table))
     definitions = SQL(", ").join(
         SQL("{} ").format(Identifier(c.name)) + SQL(c.metadata["sql"]) for c in COLUMNS
     )
     upgrades = [
-        SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} ").format(t=t, c=Identifier(c.name))
-        + SQL(c.metadata["sql"])
+        (
+            (table, c.name),
+            SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} ").format(t=t, c=Identifier(c.name))
+            + SQL(c.metadata["sql"]),
+        )
         for c in COLUMNS
         # Only a column with a default or nullable can be added to a table that has rows.
-        if ("DEFAULT" in c.metadata["sql"] or "NOT NULL" not in c.metadata["sql"])
-        and (table, c.name) not in present
+        if "DEFAULT" in c.metadata["sql"] or "NOT NULL" not in c.metadata["sql"]
     ]
     one_default, account_order = (index_name(table, i) for i in INDEXES)
-    indexes = [
-        # The read table can never hold two defaults for one account.
-        (one_default, "CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default"),
-        (account_order, "CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)"),
-    ]
     return [
-        SQL("CREATE TABLE IF NOT EXISTS {t} (").format(t=t) + definitions + SQL(")"),
+        (None, SQL("CREATE TABLE IF NOT EXISTS {t} (").format(t=t) + definitions + SQL(")")),
         *upgrades,
-        *(SQL(text).format(i=Identifier(i), t=t) for i, text in indexes if (table, i) not in present),
-        *_audit_index_ddl(schema, table, present),
+        # The read table can never hold two defaults for one account.
+        (
+            (table, one_default),
+            SQL("CREATE UNIQUE INDEX IF NOT EXISTS {i} ON {t} (account_id) WHERE is_default").format(
+                i=Identifier(one_default), t=t
+            ),
+        ),
+        (
+            (table, account_order),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (account_id, created_at, id)").format(
+                i=Identifier(account_order), t=t
+            ),
+        ),
+        *_audit_index_ddl(schema, table),
     ]
 
 
@@ -101,46 +120,53 @@ def ddl(schema: str, table: str, present: Present = frozenset()) -> list[Compose
 AUDIT_INDEXES = ("history_pkey", "history_at", "account_events_pkey", "account_defaults", "rosters_pkey")
 
 
-def _audit_index_ddl(schema: str, table: str, present: Present) -> list[Composed]:
+def _audit_index_ddl(schema: str, table: str) -> list[tuple[_Adds, Composed]]:
     h = SQL("{}.{}").format(Identifier(schema), Identifier(history_table(table)))
     a = SQL("{}.{}").format(Identifier(schema), Identifier(account_events_table(table)))
     history_pkey, history_at, account_events_pkey, account_defaults, rosters_pkey = (
-        Identifier(index_name(table, i)) for i in AUDIT_INDEXES
+        index_name(table, i) for i in AUDIT_INDEXES
     )
     return [
-        SQL(
-            "CREATE TABLE IF NOT EXISTS {h} ("
-            " profile_id uuid NOT NULL, position bigint NOT NULL, version integer NOT NULL,"
-            " is_default boolean NOT NULL, concerns text, recorded_at timestamptz NOT NULL,"
-            " CONSTRAINT {pk} PRIMARY KEY (profile_id, position))"
-        ).format(h=h, pk=history_pkey),
+        (
+            None,
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {h} ("
+                " profile_id uuid NOT NULL, position bigint NOT NULL, version integer NOT NULL,"
+                " is_default boolean NOT NULL, concerns text, recorded_at timestamptz NOT NULL,"
+                " CONSTRAINT {pk} PRIMARY KEY (profile_id, position))"
+            ).format(h=h, pk=Identifier(history_pkey)),
+        ),
         # as_of: the first entry after a moment.
-        *(
-            [SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(i=history_at, h=h)]
-            if (history_table(table), index_name(table, "history_at")) not in present
-            else []
+        (
+            (history_table(table), history_at),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {h} (profile_id, recorded_at)").format(
+                i=Identifier(history_at), h=h
+            ),
         ),
-        SQL(
-            "CREATE TABLE IF NOT EXISTS {a} ("
-            " account_id text NOT NULL, position bigint NOT NULL, default_change boolean NOT NULL,"
-            " CONSTRAINT {pk} PRIMARY KEY (account_id, position))"
-        ).format(a=a, pk=account_events_pkey),
+        (
+            None,
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {a} ("
+                " account_id text NOT NULL, position bigint NOT NULL, default_change boolean NOT NULL,"
+                " CONSTRAINT {pk} PRIMARY KEY (account_id, position))"
+            ).format(a=a, pk=Identifier(account_events_pkey)),
+        ),
         # The default timeline: an account's default changes without its other events.
-        *(
-            [
-                SQL(
-                    "CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change"
-                ).format(i=account_defaults, a=a)
-            ]
-            if (account_events_table(table), index_name(table, "account_defaults")) not in present
-            else []
+        (
+            (account_events_table(table), account_defaults),
+            SQL("CREATE INDEX IF NOT EXISTS {i} ON {a} (account_id, position) WHERE default_change").format(
+                i=Identifier(account_defaults), a=a
+            ),
         ),
-        SQL(
-            "CREATE TABLE IF NOT EXISTS {r} (roster_id uuid NOT NULL, account_id text NOT NULL,"
-            " CONSTRAINT {pk} PRIMARY KEY (roster_id))"
-        ).format(
-            r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(table))),
-            pk=rosters_pkey,
+        (
+            None,
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {r} (roster_id uuid NOT NULL, account_id text NOT NULL,"
+                " CONSTRAINT {pk} PRIMARY KEY (roster_id))"
+            ).format(
+                r=SQL("{}.{}").format(Identifier(schema), Identifier(rosters_table(table))),
+                pk=Identifier(rosters_pkey),
+            ),
         ),
     ]
 

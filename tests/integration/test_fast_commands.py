@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.fast_commands import FastCommands
 from infrastructure.container import Container
+from tests.support.asgi import Counted, count_behind
 
 
 @pytest.fixture
@@ -23,24 +24,9 @@ def client(container: Container) -> Iterator[TestClient]:
         yield c
 
 
-class _Inner:
-    """Stands for the app behind the fast path: counts what reaches it."""
-
-    def __init__(self, app: Any) -> None:
-        self.app, self.calls = app, 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
-def inner(client: TestClient) -> _Inner:
-    node: Any = client.app.middleware_stack  # type: ignore[attr-defined]
-    while not isinstance(node, FastCommands):
-        node = node.app
-    node.app = wrapped = _Inner(node.app)
-    return wrapped
+def inner(client: TestClient) -> Counted:
+    return count_behind(client, FastCommands)
 
 
 _ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -61,7 +47,7 @@ def _shape(response: httpx.Response, *, ids: bool) -> tuple[int, bytes, dict[str
     return response.status_code, body, headers
 
 
-def test_answers_as_the_app_does(client: TestClient, container: Container, inner: _Inner) -> None:
+def test_answers_as_the_app_does(client: TestClient, container: Container, inner: Counted) -> None:
     account = container.accounts.create("fast commands")
     auth = {"Authorization": f"Bearer {account.token}"}
     body = {"name": "Ada", "vehicles": [{"name": "Kart", "race_number": "7"}], "details": {"w": 1.5}}
@@ -115,7 +101,7 @@ def test_answers_as_the_app_does(client: TestClient, container: Container, inner
 
 
 def test_takes_only_the_common_form_and_leaves_the_rest_to_the_app(
-    client: TestClient, container: Container, inner: _Inner
+    client: TestClient, container: Container, inner: Counted
 ) -> None:
     account = container.accounts.create("fast commands")
     auditor = container.accounts.create("auditor", role="auditor")

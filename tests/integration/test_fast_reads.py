@@ -15,6 +15,7 @@ from api.app import create_app
 from api.fast_reads import FastReads
 from domain.service import Cause
 from infrastructure.container import Container
+from tests.support.asgi import count_behind
 
 
 @pytest.fixture
@@ -64,17 +65,6 @@ def test_answers_as_the_app_does(container: Container, client: TestClient) -> No
     assert 'route="None"' not in metrics
 
 
-class _Inner:
-    """Stands for the app behind the fast path: counts what reaches it."""
-
-    def __init__(self, app: Any) -> None:
-        self.app, self.calls = app, 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        self.calls += 1
-        await self.app(scope, receive, send)
-
-
 def test_takes_only_the_common_form_and_leaves_the_rest_to_the_app(
     container: Container, client: TestClient
 ) -> None:
@@ -82,10 +72,7 @@ def test_takes_only_the_common_form_and_leaves_the_rest_to_the_app(
     empty = container.accounts.create("no profiles yet")
     auditor = container.accounts.create("auditor", role="auditor")
     # The app behind the fast path, counted where the fast path hands requests on.
-    node: Any = client.app.middleware_stack  # type: ignore[attr-defined]
-    while not isinstance(node, FastReads):
-        node = node.app
-    inner = node.app = _Inner(node.app)
+    inner = count_behind(client, FastReads)
 
     def run(path: str, token: str, **headers: str) -> tuple[int, int]:
         before = inner.calls
