@@ -34,3 +34,40 @@ def test_a_queued_request_line_is_the_logging_modules_line() -> None:
     assert queued["status"] == 200 and queued["account_id"] is None
     made, then = (datetime.strptime(x["time"], "%Y-%m-%d %H:%M:%S,%f") for x in (queued, logged))
     assert 0 <= (then - made).total_seconds() < 5
+
+
+BATCH_SCRIPT = """
+import sys
+
+
+class Counting:
+    # stderr that counts its writes
+    def __init__(self, stream):
+        self.stream, self.writes = stream, 0
+
+    def write(self, text):
+        self.writes += 1
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+import atexit
+sys.stderr = counting = Counting(sys.stderr)
+atexit.register(lambda: print(counting.writes))  # after the listener's stop (registered later)
+from infrastructure import logs
+logs.configure()
+for i in range(100):
+    logs.log_request({"request_id": str(i), "status": 200})
+"""
+
+
+def test_queued_lines_are_written_together_in_order() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BATCH_SCRIPT], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [line["request_id"] for line in lines] == [str(i) for i in range(100)]
+    # One write per line woke the listener thread, and took the event loop's GIL, per request.
+    assert int(done.stdout) < 10
