@@ -14,6 +14,7 @@ unchanged, which answers as it always did."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fastapi.routing import APIRoute
@@ -79,6 +80,7 @@ def cached_owner(accounts: Accounts, token: bytes) -> Principal | None:
     return principal if principal is not None and principal.role == "owner" else None
 
 
+@cache  # a handful of (method, path); the routes were searched on every request
 def route_of(method: str, path: str) -> APIRoute:
     """The route the app matches for a request without path parameters: the
     metrics label a request by its template and count a command under its
