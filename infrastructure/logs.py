@@ -44,6 +44,8 @@ class _AccessListener(QueueListener):
     def __init__(self, records: queue.SimpleQueue[Any], handler: logging.StreamHandler[Any]) -> None:
         super().__init__(records, handler)
         self.handler = handler
+        made = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", None, None)
+        self.template = dict(made.__dict__)
 
     def _monitor(self) -> None:
         records: queue.SimpleQueue[Any] = self.queue  # type: ignore[assignment]
@@ -82,10 +84,15 @@ class _AccessListener(QueueListener):
     def prepare(self, record: Any) -> Any:
         if not isinstance(record, _Request):
             return record
-        made = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "request", None, None)
-        made.created = record.created
-        made.msecs = int((record.created - int(record.created)) * 1000) + 0.0
-        made.__dict__.update(record.fields)
+        # A copy of one record made by the logging module, with the request's time
+        # and fields: making each (its thread, process and file names) cost 3 us.
+        made = logging.LogRecord.__new__(logging.LogRecord)
+        made.__dict__ = {
+            **self.template,
+            "created": record.created,
+            "msecs": int((record.created - int(record.created)) * 1000) + 0.0,
+            **record.fields,
+        }
         return made
 
 
@@ -127,6 +134,25 @@ class _ShutdownOnly(logging.Filter):
         return record.levelno >= logging.WARNING or str(record.msg).startswith(self.SHUTDOWN)
 
 
+class _JsonFormatter(OrjsonFormatter):
+    """The time of the logging module's default format, its second's text made
+    once a second (time.strftime cost an access line 1 us of its 5)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second = self._second
+        if second[0] != int(record.created):
+            # One attribute, replaced whole: the loop's and the listener's threads share it.
+            second = self._second = (
+                int(record.created),
+                time.strftime(self.default_time_format, self.converter(record.created)),
+            )
+        return f"{second[1]},{int(record.msecs):03d}"  # logging.Formatter.default_msec_format
+
+
 _listener: QueueListener | None = None
 
 
@@ -138,7 +164,7 @@ def configure(level: int = logging.INFO) -> None:
     else:
         handler.setFormatter(
             # orjson: every request writes an access line, so its cost is per request.
-            OrjsonFormatter(
+            _JsonFormatter(
                 # process: which API process answered (serve --workers N).
                 "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},

@@ -6,9 +6,13 @@ logging up for good."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import time
 from datetime import datetime
+
+from infrastructure import logs
 
 SCRIPT = """
 import logging, sys
@@ -71,3 +75,13 @@ def test_queued_lines_are_written_together_in_order() -> None:
     assert [line["request_id"] for line in lines] == [str(i) for i in range(100)]
     # One write per line woke the listener thread, and took the event loop's GIL, per request.
     assert int(done.stdout) < 10
+
+
+def test_the_json_lines_time_is_the_logging_modules() -> None:
+    formatter, plain = logs._JsonFormatter("%(asctime)s %(message)s"), logging.Formatter()
+    now = time.time()
+    # Within a second, across seconds, backwards: the cached second's text is never stale.
+    for created in (now, now + 0.0004, now + 0.9991, now + 1.0002, now - 3.5, now + 86_400.25, now):
+        record = logging.LogRecord("x", logging.INFO, __file__, 0, "m", None, None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert formatter.formatTime(record) == plain.formatTime(record)
