@@ -58,6 +58,7 @@ class InlineWrite:
     changes: list[list[RowChange]]
     check: Any = None  # the cursor whose row says whether the view lacks only these events
     applied: int | None = None  # the position the transaction projects to, once sent
+    positions: range = range(0)  # the positions of its events, once sent
     rows: Any = None  # the cursor of the changed rows, read before the commit
 
 
@@ -122,12 +123,12 @@ class InlineProjection:
         )
         write.rows = curs.connection.cursor()
         write.rows.execute(self.rows_statement, (_changed_ids(write.changes),), prepare=True)
-        write.applied = last
+        write.applied, write.positions = last, range(positions[0], last + 1)
 
     def committed(self, write: InlineWrite) -> None:
         if write.applied is not None:
             self.view.reached_position(write.applied)
-            self.view.remember_rows(write.applied, [_row(r) for r in write.rows.fetchall()])
+            self.view.remember_rows(write.positions, [_row(r) for r in write.rows.fetchall()])
             write.rows.close()
 
 

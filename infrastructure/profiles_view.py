@@ -24,6 +24,8 @@ TRACKING_TABLE = "racer_profiles_tracking"
 # NOTIFY channel: payload is the position whose row changes just committed
 # (listened to by infrastructure/change_feed.py), sent by every batch.
 CHANGES_CHANNEL = "racer_profiles_changed"
+# Rows kept for the answers of the commands that wrote them (remember_rows).
+FRESH_ROWS = 4096
 FEED_FALLBACK_POLL = 0.1  # seconds between database checks of a wait the feed wakes
 
 
@@ -58,7 +60,9 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         self.application_name = application_name
         # The last position known applied, per upstream application (tracking is per name).
         self._reached: dict[str, int] = {}
-        self._fresh = threading.local()  # see remember_rows
+        # profile id -> (the positions of the save that wrote it, its row then): see remember_rows
+        self._fresh: dict[UUID, tuple[range, ProfileRow]] = {}
+        self._fresh_lock = threading.Lock()
         self._reached_changed = threading.Condition()
         # Waits of async endpoints on application_name's positions:
         # (position, loop, future), woken from any thread.
@@ -140,19 +144,29 @@ class PostgresProfilesView(PostgresTrackingRecorder, ProfilesView):
         # no row changed, since it wakes the waits for these positions.
         curs.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, str(batch[-1][0])), prepare=True)
 
-    def remember_rows(self, position: int, rows: Sequence[ProfileRow]) -> None:
-        """The rows a command of this thread changed, as its transaction
-        (committed at position) left them: its answer needs no read-back. Not
-        with a replica: the answer must wait until the replica shows the command."""
-        if self._commits_visible_to_readers:
-            self._fresh.rows = (position, {row.id: row for row in rows})
+    def remember_rows(self, positions: range, rows: Sequence[ProfileRow]) -> None:
+        """The rows a save changed, as its transaction (which stored the events
+        at positions) left them: the answers of its commands need no read-back.
+        Shared by the threads: with a group commit one thread saves the commands
+        of several requests' threads (infrastructure/group_commit.py); a save
+        holds one command per account, so a row there is its command's. The
+        latest FRESH_ROWS rows are kept: an answer reads its rows right after
+        its save. Not with a replica: the answer must wait until the replica
+        shows the command."""
+        if not self._commits_visible_to_readers:
+            return
+        with self._fresh_lock:
+            for row in rows:
+                self._fresh.pop(row.id, None)  # to the end: the oldest go first
+                self._fresh[row.id] = (positions, row)
+            while len(self._fresh) > FRESH_ROWS:
+                del self._fresh[next(iter(self._fresh))]
 
     def fresh_row(self, profile_id: UUID, position: int) -> ProfileRow | None:
-        """The row this thread's last command committed at position, if it changed it."""
-        fresh: tuple[int, dict[UUID, ProfileRow]] | None = getattr(self._fresh, "rows", None)
-        if fresh is None or fresh[0] != position:
-            return None
-        return fresh[1].get(profile_id)
+        """The row as the save of the command at position left it, if that save
+        changed it and was the last to (a later save's row is not this command's answer)."""
+        fresh = self._fresh.get(profile_id)
+        return fresh[1] if fresh is not None and position in fresh[0] else None
 
     def reached_position(self, position: int) -> None:
         """Told by the change feed: the projector committed up to position."""
