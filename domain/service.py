@@ -9,17 +9,20 @@ IntegrityError; the whole command is then retried from a fresh load.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import IntegrityError, InterfaceError, Mapper, OperationalError, Recording
 from eventsourcing.utils import Environment, EnvType
 
 from domain.errors import (
@@ -36,6 +39,7 @@ from domain.upcasting import UpcastingMapper
 from domain.values import vehicle_record
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,17 @@ class Cause:
         return self.actor, self.reason, self.request_id
 
 
+@dataclass(frozen=True)
+class Command:
+    """A command ready to run: decide() loads what it needs and returns the
+    aggregates it changed (their pending events are what it records)."""
+
+    account_id: str
+    profile_id: UUID
+    decide: Callable[[], tuple[Aggregate, ...]]
+    cause: Cause
+
+
 def project(aggregate: Any, events: Iterable[Any]) -> Any:
     """The library's project_aggregate without its `assert isinstance(event,
     CanMutateProtocol)` per event: an isinstance check against a runtime
@@ -88,6 +103,11 @@ class ProfilesService(Application[UUID]):
         RacerProfile: 100,
     }
 
+    # Set by the composition root: runs a command together with other accounts'
+    # commands (infrastructure/group_commit.py, which calls run_together); None:
+    # every command runs alone.
+    committer: Callable[[Command], Outcome] | None = None
+
     def __init__(
         self,
         env: EnvType | None = None,
@@ -100,6 +120,8 @@ class ProfilesService(Application[UUID]):
         # Commands on one account queue here instead of colliding in the store
         # (striped: bounded memory, unrelated accounts rarely share a stripe).
         self._account_locks = [threading.Lock() for _ in range(256)]
+        # A group's rosters, fast-forwarded together (run_together), by id, per thread.
+        self._group = threading.local()
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
@@ -350,6 +372,9 @@ class ProfilesService(Application[UUID]):
 
     def _load(self, aggregate_id: UUID, version: int | None = None) -> Any:
         """The aggregate (at version, or its latest), or None when it does not exist."""
+        group: dict[UUID, Any] | None = getattr(self._group, "rosters", None)
+        if group is not None and version is None and aggregate_id in group:
+            return deepcopy(group[aggregate_id])  # a command's copy, as the repository gives
         try:
             return self.repository.get(aggregate_id, version=version, projector_func=project)
         except AggregateNotFoundError:
@@ -385,16 +410,143 @@ class ProfilesService(Application[UUID]):
         decide: Callable[[], tuple[Aggregate, ...]],
         cause: Cause,
     ) -> Outcome:
-        with self._account_locks[hash(account_id) % len(self._account_locks)]:
-            return self._attempt(profile_id, decide, cause)
+        command = Command(account_id, profile_id, decide, cause)
+        # An Idempotency-Key is marked used in its command's own transaction.
+        if self.committer is not None and cause.idempotency is None:
+            return self.committer(command)
+        return self.run_alone(command)
+
+    def run_alone(self, command: Command) -> Outcome:
+        with self._account_locks[self.stripe(command.account_id)]:
+            return self._attempt(command.profile_id, command.decide, command.cause)
+
+    def stripe(self, account_id: str) -> int:
+        """The account's lock (shared with other accounts: bounded memory)."""
+        return hash(account_id) % len(self._account_locks)
+
+    def run_together(self, commands: Sequence[Command]) -> list[Outcome | Exception]:
+        """Runs commands of DISTINCT accounts with one save: their events (and
+        their read-table rows, inline) commit in one transaction, under one
+        take of the events table's lock. Each command's result is what it
+        would have been alone: its outcome or its own error. A save that fails
+        for a reason other than the connection (an IntegrityError: another
+        process wrote to one of these accounts; an error of one command's
+        events) rolled back, and each command then runs alone, deciding again
+        (its try in the group counts as its first attempt)."""
+        results: list[Outcome | Exception | None] = [None] * len(commands)
+        with contextlib.ExitStack() as locks:
+            # In order: two callers never wait for each other's stripes in turn.
+            for stripe in sorted({self.stripe(c.account_id) for c in commands}):
+                locks.enter_context(self._account_locks[stripe])
+            decided = self._decide_together(commands, results)
+            if decided:
+                self._record_together(commands, decided, results)
+        return [r if r is not None else RuntimeError("no result") for r in results]
+
+    def _decide_together(
+        self, commands: Sequence[Command], results: list[Outcome | Exception | None]
+    ) -> list[tuple[int, tuple[Aggregate, ...]]]:
+        """Each command decides on its account's roster, read with the others'
+        (_fast_forward); one that fails or changes nothing has its result now."""
+        try:
+            self._group.rosters = self._fast_forward([roster_id(c.account_id) for c in commands])
+        except Exception:
+            # Each command reads its roster itself (and meets the error itself, if it lasts).
+            log.warning("a group's rosters could not be read together", exc_info=True)
+        decided: list[tuple[int, tuple[Aggregate, ...]]] = []
+        try:
+            for i, command in enumerate(commands):
+                try:
+                    aggregates = command.decide()
+                except Exception as e:
+                    results[i] = e
+                    continue
+                if any(a.pending_events for a in aggregates):
+                    decided.append((i, aggregates))
+                else:
+                    head = self.recorder.max_notification_id() or 0
+                    results[i] = Outcome(command.profile_id, head, None, 1, _roster_version(aggregates))
+        finally:
+            self._group.rosters = None
+        return decided
+
+    def _fast_forward(self, aggregate_ids: list[UUID]) -> dict[UUID, Any]:
+        """The cached ones of these aggregates brought up to date with ONE query
+        (each would otherwise be read on its own, a round trip each), and kept
+        so in the cache; those not cached are left to the repository."""
+        select = getattr(self.recorder, "select_events_after", None)
+        cache = self.repository.cache
+        if select is None or cache is None or not self.repository.fastforward:
+            return {}
+        cached: dict[UUID, Any] = {}
+        for aggregate_id in aggregate_ids:
+            with contextlib.suppress(KeyError):
+                cached[aggregate_id] = cache.get(aggregate_id)
+        if not cached:
+            return {}
+        new_events: defaultdict[UUID, list[Any]] = defaultdict(list)
+        for stored in select({i: a.version for i, a in cached.items()}):
+            new_events[stored.originator_id].append(self.mapper.to_domain_event(stored))
+        fresh = {}
+        for aggregate_id, aggregate in cached.items():
+            if aggregate_id in new_events:
+                # A copy: the cached object stays as another thread may be reading it.
+                aggregate = project(deepcopy(aggregate), new_events[aggregate_id])
+                cache.put(aggregate_id, aggregate)
+            fresh[aggregate_id] = aggregate
+        return fresh
+
+    def _record_together(
+        self,
+        commands: Sequence[Command],
+        decided: list[tuple[int, tuple[Aggregate, ...]]],
+        results: list[Outcome | Exception | None],
+    ) -> None:
+        sizes = [sum(len(a.pending_events) for a in aggregates) for _, aggregates in decided]
+        group: ProcessingEvent[UUID] = ProcessingEvent()
+        # command_sizes: where each command's events start (the sealing mapper
+        # seals a roster's events under ITS command's profile's key).
+        group.collect_events(*(a for _, aggregates in decided for a in aggregates), command_sizes=sizes)
+        try:
+            # Application.save's steps, split where the transaction has committed.
+            recordings: list[Recording[UUID]] = self._record(group)
+        except (OperationalError, InterfaceError) as e:
+            for i, _ in decided:  # the connection failed: as it would have for each
+                results[i] = e
+            return
+        except Exception:
+            for i, _ in decided:
+                command = commands[i]
+                try:  # (the caller holds the stripes already)
+                    results[i] = self._attempt(command.profile_id, command.decide, command.cause, 2)
+                except Exception as e:
+                    results[i] = e
+            return
+        start = 0
+        for (i, aggregates), size in zip(decided, sizes, strict=True):
+            start += size
+            position = recordings[start - 1].notification.id
+            results[i] = Outcome(commands[i].profile_id, position, None, 1, _roster_version(aggregates))
+        try:
+            self._take_snapshots(group)
+            self._notify(recordings)
+        except Exception as e:
+            for i, _ in decided:  # stored, then failed: as it would have for each
+                results[i] = e
 
     def _attempt(
-        self, profile_id: UUID, decide: Callable[[], tuple[Aggregate, ...]], cause: Cause
+        self,
+        profile_id: UUID,
+        decide: Callable[[], tuple[Aggregate, ...]],
+        cause: Cause,
+        first_attempt: int = 1,
     ) -> Outcome:
-        for attempt in range(1, self.max_attempts + 1):
+        """first_attempt 2: the command's first try, in a group, did not commit
+        (it still gets one attempt of its own, whatever max_attempts says)."""
+        last = max(first_attempt, self.max_attempts)
+        for attempt in range(first_attempt, last + 1):
             aggregates = decide()
-            rosters = [a.version for a in aggregates if isinstance(a, Roster)]
-            roster_version = rosters[0] if rosters else None
+            roster_version = _roster_version(aggregates)
             if not any(a.pending_events for a in aggregates):
                 head = self.recorder.max_notification_id() or 0
                 return Outcome(profile_id, head, None, attempt, roster_version)
@@ -403,7 +555,7 @@ class ProfilesService(Application[UUID]):
                 mark = (*cause.idempotency, str(profile_id)) if cause.idempotency else None
                 recordings = self.save(*aggregates, idempotency=mark)
             except IntegrityError:
-                if attempt == self.max_attempts:
+                if attempt == last:
                     break
                 # Jittered exponential backoff so that racing writers spread out.
                 self._sleep(random.uniform(0, self.backoff_seconds * 2 ** min(attempt, 6)))
@@ -413,3 +565,8 @@ class ProfilesService(Application[UUID]):
         raise ConcurrencyConflict(
             f"gave up after {self.max_attempts} attempts: other changes to this account kept winning"
         )
+
+
+def _roster_version(aggregates: Sequence[Aggregate]) -> int | None:
+    """The version of the command's roster, if it changed or read one."""
+    return next((a.version for a in aggregates if isinstance(a, Roster)), None)

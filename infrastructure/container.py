@@ -19,6 +19,7 @@ from infrastructure.change_feed import ChangeFeed
 from infrastructure.dead_connections import CheckedDatastore
 from infrastructure.embedded import start_embedded
 from infrastructure.encrypted_app import EncryptedProfilesService
+from infrastructure.group_commit import GroupCommit
 from infrastructure.idempotency import IdempotencyStore
 from infrastructure.inline_projection import InlineProjection
 from infrastructure.keys import KeyRing, PostgresKeyStore
@@ -79,6 +80,7 @@ class Container:
     # What answers read after a write or before a query (api/responses.py).
     reads: ReadYourWrites
     runner: ProjectionRunner | None = None
+    group_commit: GroupCommit | None = None
     _closed: bool = field(default=False, repr=False)
 
     def open_pools(self, timeout: float = 30.0) -> None:
@@ -101,6 +103,9 @@ class Container:
         self.feed.stop()
         if self.runner is not None:
             self.runner.stop()
+        if self.group_commit is not None:
+            self.group_commit.close()
+            self.app.committer = None
         self.app.close()
         self.datastore.close()
         if self.keys_datastore is not self.datastore:
@@ -168,7 +173,10 @@ def build(settings: Settings) -> Container:
         settings.conninfo(), datastore, on_position=view.reached_position, listening=view.feed_listening
     )
     feed.on_token_revoked = lambda token_id: _token_revoked(accounts, feed, token_id)
+    group_commit = GroupCommit(app) if settings.group_commit else None
+    app.committer = group_commit
     return Container(
+        group_commit=group_commit,
         settings=settings,
         app=app,
         datastore=datastore,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import accumulate
 from typing import Any
 from uuid import UUID
 
@@ -49,14 +50,21 @@ class SealingMapper(UpcastingMapper):
         self._batch = threading.local()
 
     @contextmanager
-    def linking(self, new_keys: bool = True) -> Iterator[NewKeys | None]:
+    def linking(
+        self, new_keys: bool = True, command_sizes: Sequence[int] | None = None
+    ) -> Iterator[NewKeys | None]:
         """While events of one save are stored: an event's hash is known only
         once it is sealed, so the next event of the same aggregate (which the
         domain linked to the unsealed hash) is re-linked to the stored one.
         Yields the keys made for the save's new aggregates, if new_keys (the
-        recorder stores them with the events); they are kept once the save returns."""
+        recorder stores them with the events); they are kept once the save returns.
+        command_sizes: the save holds several commands' events, so many of each
+        in turn (ProfilesService.run_together); a roster's event is sealed
+        under its own command's profile's key, never a command's before it."""
         self._batch.relink = {}
         self._batch.profile = None
+        self._batch.starts = set(accumulate([0, *command_sizes[:-1]])) if command_sizes else None
+        self._batch.index = 0
         self._batch.new_keys = made = self.keys.new_keys() if new_keys else None
         try:
             yield made
@@ -65,6 +73,7 @@ class SealingMapper(UpcastingMapper):
         finally:
             self._batch.relink = None
             self._batch.profile = None
+            self._batch.starts = None
             self._batch.new_keys = None
 
     def restart_without_new_keys(self) -> None:
@@ -75,6 +84,7 @@ class SealingMapper(UpcastingMapper):
             new_keys.secrets.clear()
         self._batch.relink = {}
         self._batch.profile = None
+        self._batch.index = 0
         self._batch.new_keys = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
@@ -90,6 +100,11 @@ class SealingMapper(UpcastingMapper):
                 key = self.keys.for_writing(originator_id)
                 state["state"] = seal(state["state"], key, originator_id)
         else:
+            starts = getattr(self._batch, "starts", None)
+            if starts is not None:
+                if self._batch.index in starts:  # the next command's first event
+                    self._batch.profile = None
+                self._batch.index += 1
             if (
                 isinstance(domain_event, RacerProfile.Event)
                 and getattr(self._batch, "relink", None) is not None

@@ -79,6 +79,18 @@ def select_events_statement(
     return statement
 
 
+def select_events_after_statement(events: Composed) -> Composed:
+    """Several aggregates' events after a version of each (parameters: their
+    ids and versions, two arrays), in aggregate and version order: one index
+    range scan per aggregate, one round trip for all."""
+    return SQL(
+        "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e"
+        " JOIN unnest(%s::uuid[], %s::int[]) AS after(id, version)"
+        " ON e.originator_id = after.id AND e.originator_version > after.version"
+        " ORDER BY e.originator_id, e.originator_version"
+    ).format(events)
+
+
 def insert_with_positions_statement(events: Composed) -> Composed:
     """Stores an exported event at its own position (the replay of an export)."""
     return SQL(

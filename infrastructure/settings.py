@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="a command writes its read-table rows in its own transaction when the read table"
         " is caught up (the projector applies the rest)",
     )
+    group_commit: bool = Field(
+        default=True,
+        description="commands of different accounts waiting at the same moment commit in one"
+        " transaction (infrastructure/group_commit.py); false: each command in its own",
+    )
     aggregate_cache_size: int = Field(
         default=1000,
         ge=0,

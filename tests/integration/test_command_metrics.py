@@ -64,18 +64,20 @@ def added(before: Counts, after: Counts, command: str) -> Counts:
 def losing(
     monkeypatch: pytest.MonkeyPatch, container: Container, rival_wins: Callable[[], Any], times: int
 ) -> None:
-    """The service's next `times` saves each lose to the rival: its command commits first."""
-    save = container.app.save
+    """The service's next `times` saves each lose to the rival: its command
+    commits first. (The library's `_record` stores a save's events, whether a
+    command saves alone or in a group: infrastructure/group_commit.py.)"""
+    record = container.app._record
     lost = 0
 
-    def after_the_rival(*aggregates: Any, **kwargs: Any) -> Any:
+    def after_the_rival(*args: Any, **kwargs: Any) -> Any:
         nonlocal lost
         if lost < times:
             lost += 1
             rival_wins()
-        return save(*aggregates, **kwargs)
+        return record(*args, **kwargs)
 
-    monkeypatch.setattr(container.app, "save", after_the_rival)
+    monkeypatch.setattr(container.app, "_record", after_the_rival)
 
 
 def owner_with_profile(container: Container, client: TestClient) -> tuple[str, dict[str, str], UUID]:

@@ -23,7 +23,7 @@ from domain.errors import (
 )
 from domain.profile import RacerProfile
 from domain.roster import Roster, roster_id
-from domain.service import Cause, Outcome, ProfilesService
+from domain.service import Cause, Command, Outcome, ProfilesService
 
 ACC, OTHER = "acc-1", "acc-2"
 CAUSE = Cause("alice", "because")
@@ -606,3 +606,76 @@ def test_lost_race_on_the_roster_is_retried_from_a_fresh_load() -> None:
     assert set(roster.members) == {str(service.rival), str(outcome.profile_id)}
     assert roster.default == str(service.rival)
     assert service.get_profile(outcome.profile_id).version == 1
+
+
+# --- run_together (the group commit's: infrastructure/group_commit.py) ----------
+
+
+def _create_command(service: ProfilesService, account: str, profile_id: UUID | None = None) -> Command:
+    new_id = profile_id or uuid4()
+    cause = Cause(account).stamped()
+
+    def decide() -> tuple[Any, ...]:
+        profile = RacerProfile.start(new_id, account, "Ann", [], *cause.args()[:2], {}, cause.request_id)
+        roster = service._roster(account, cause)
+        roster.join(new_id, profile.created_at.isoformat(), *cause.args())
+        return profile, roster
+
+    return Command(account, new_id, decide, cause)
+
+
+def test_run_together_stores_the_commands_in_one_save_each_with_its_own_outcome(
+    service: ProfilesService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    existing = create(service, account=OTHER)
+    saves: list[int] = []
+    record = service._record
+    monkeypatch.setattr(service, "_record", lambda pe: saves.append(len(pe.events)) or record(pe))
+    commands = [_create_command(service, ACC), _create_command(service, "acc-3")]
+    switch_cause = Cause(OTHER).stamped()
+
+    def keep_default() -> tuple[Any, ...]:  # changes nothing: the default already
+        roster = service._roster(OTHER, switch_cause)
+        roster.set_default(existing, *switch_cause.args())
+        return (roster,)
+
+    commands.append(Command(OTHER, existing, keep_default, switch_cause))
+    before = head(service)
+    first, second, unchanged = service.run_together(commands)
+    # One save: each create stores its profile and its account's new roster, joined, with its default.
+    assert saves == [8]
+    assert isinstance(first, Outcome) and isinstance(second, Outcome) and isinstance(unchanged, Outcome)
+    assert (first.position, second.position) == (before + 4, before + 8)  # each its own last event
+    assert unchanged.position == before  # the head when it found nothing to change
+    assert default_of(service) == first.profile_id
+    assert default_of(service, "acc-3") == second.profile_id
+    assert first.roster_version == 3
+
+
+def test_run_together_gives_a_command_that_fails_to_decide_its_own_error(service: ProfilesService) -> None:
+    def refuse() -> tuple[Any, ...]:
+        raise ProfileNotFound("no such profile")
+
+    ok = _create_command(service, ACC)
+    failed, done = service.run_together([Command(OTHER, uuid4(), refuse, Cause(OTHER)), ok])
+    assert isinstance(failed, ProfileNotFound)
+    assert isinstance(done, Outcome) and default_of(service) == ok.profile_id
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2])
+def test_run_together_runs_each_alone_when_one_command_fails_the_save(
+    service: ProfilesService, max_attempts: int
+) -> None:
+    """One command's events collide with stored ones: the save fails as a
+    whole, each command then runs alone, and only that one fails (as it would
+    have alone: it retries, then gives up). The try in the group is each
+    command's first attempt, and each gets one of its own after it."""
+    taken = create(service, account=OTHER)
+    service.max_attempts = max_attempts
+    colliding = _create_command(service, OTHER, profile_id=taken)
+    ok = _create_command(service, ACC)
+    failed, done = service.run_together([colliding, ok])
+    assert isinstance(failed, ConcurrencyConflict)
+    assert isinstance(done, Outcome) and done.attempts == 2
+    assert default_of(service) == ok.profile_id
+    assert [type(e).__name__ for e in service.events.get(taken)] == ["Created"]
