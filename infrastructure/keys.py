@@ -59,7 +59,12 @@ class PostgresKeyStore:
         self.datastore = datastore
         self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(TABLE))
         self._get = SQL("SELECT secret FROM {} WHERE key_id = %s").format(self.table).as_string()
-        self._insert = SQL("INSERT INTO {} (key_id, secret) VALUES (%s, %s)").format(self.table).as_string()
+        # Every new key of a save in one statement (a group commit's save has many).
+        self._insert = (
+            SQL("INSERT INTO {} (key_id, secret) SELECT * FROM unnest(%s::uuid[], %s::bytea[])")
+            .format(self.table)
+            .as_string()
+        )
         # One round trip: insert unless present, then read whichever row won.
         self._get_or_create = (
             SQL(
@@ -98,10 +103,10 @@ class PostgresKeyStore:
             raise KeyDestroyed(f"data key {key_id} was destroyed")
         return bytes(row["secret"])
 
-    def insert_in(self, curs: Any, key_id: UUID, secret: bytes) -> None:
-        """Stores a new key in the caller's transaction; a row for key_id that
+    def insert_in(self, curs: Any, secrets: dict[UUID, bytes]) -> None:
+        """Stores new keys in the caller's transaction; a row for a key_id that
         exists already fails that transaction (IntegrityError on KEY_CONSTRAINT)."""
-        curs.execute(self._insert, (key_id, secret), prepare=True)
+        curs.execute(self._insert, (list(secrets), list(secrets.values())), prepare=True)
 
     def destroy(self, key_id: UUID) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -238,5 +243,5 @@ class NewKeys:
         self.secrets: dict[UUID, bytes] = {}
 
     def insert(self, curs: Any) -> None:
-        for key_id, secret in self.secrets.items():
-            self.store.insert_in(curs, key_id, secret)
+        if self.secrets:
+            self.store.insert_in(curs, self.secrets)
