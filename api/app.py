@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from api import openapi, problems
-from api.fast_commands import FastCommands
+from api.fast_commands import FastCommands, command_threads
 from api.fast_reads import FastReads
 from api.limits import BodyLimitsMiddleware
 from api.metrics import Metrics, MetricsMiddleware, StateCollector
@@ -89,7 +89,7 @@ def create_app(container: Container) -> FastAPI:
     # Innermost of ours: the fast paths of the hot queries and commands, inside the
     # request id, metrics and access log.
     app.add_middleware(FastReads, fastapi_app=app)
-    app.add_middleware(FastCommands, fastapi_app=app)
+    app.add_middleware(FastCommands, fastapi_app=app, threads=command_threads(container.settings))
     app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
