@@ -351,6 +351,12 @@ class ProfilesService(Application[UUID]):
                 self.repository.cache.get(profile_id, evict=True)
         return outcome
 
+    def stored_chain_head(self, provisional: str) -> str:
+        """The hash an event the domain hashed as provisional was stored with,
+        by this thread's last save. The same here; an infrastructure subclass
+        whose mapper changes events as it stores them (sealing) says which."""
+        return provisional
+
     def check_erasable(self, aggregate_id: UUID) -> None:
         """Raises when erasing the aggregate could not remove all its personal
         data (an infrastructure subclass checks for events stored in plaintext)."""
@@ -523,10 +529,17 @@ class ProfilesService(Application[UUID]):
                     results[i] = e
             return
         start = 0
+        cache = self.repository.cache
         for (i, aggregates), size in zip(decided, sizes, strict=True):
             start += size
             position = recordings[start - 1].notification.id
             results[i] = Outcome(commands[i].profile_id, position, None, 1, _roster_version(aggregates))
+            for aggregate in aggregates:
+                if cache is not None and isinstance(aggregate, Roster):
+                    # As stored (its chain's head is the stored event's hash): the
+                    # account's next group reads only what others stored since.
+                    aggregate.chain_head = self.stored_chain_head(aggregate.chain_head)
+                    cache.put(aggregate.id, aggregate)
         try:
             self._take_snapshots(group)
             self._notify(recordings)

@@ -71,10 +71,17 @@ class SealingMapper(UpcastingMapper):
             if made is not None:
                 self.keys.stored(made)
         finally:
+            self._batch.stored_hashes = self._batch.relink  # see stored_hash
             self._batch.relink = None
             self._batch.profile = None
             self._batch.starts = None
             self._batch.new_keys = None
+
+    def stored_hash(self, provisional: str) -> str:
+        """The hash, as stored by this thread's last save, of the event the
+        domain hashed as provisional (unchanged if that save did not store it)."""
+        stored: dict[str, str] = getattr(self._batch, "stored_hashes", None) or {}
+        return stored.get(provisional, provisional)
 
     def restart_without_new_keys(self) -> None:
         """The save is mapped again with keys from the key store (a row for a
@@ -173,6 +180,10 @@ class EncryptedProfilesService(ProfilesService):
 
     def construct_mapper(self) -> SealingMapper:
         return SealingMapper(self.construct_transcoder(), self.keys)
+
+    def stored_chain_head(self, provisional: str) -> str:
+        mapper: SealingMapper = self.mapper  # type: ignore[assignment]
+        return mapper.stored_hash(provisional)
 
     def check_erasable(self, aggregate_id: UUID) -> None:
         for stored in self.recorder.select_events(aggregate_id):
