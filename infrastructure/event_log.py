@@ -85,7 +85,7 @@ def select_events_after_statement(events: Composed) -> Composed:
     range scan per aggregate, one round trip for all."""
     return SQL(
         "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {} e"
-        " JOIN unnest(%s::uuid[], %s::int[]) AS after(id, version)"
+        " JOIN unnest(%b::uuid[], %b::bigint[]) AS after(id, version)"
         " ON e.originator_id = after.id AND e.originator_version > after.version"
         " ORDER BY e.originator_id, e.originator_version"
     ).format(events)

@@ -59,9 +59,10 @@ class PostgresKeyStore:
         self.datastore = datastore
         self.table = SQL("{}.{}").format(Identifier(datastore.schema), Identifier(TABLE))
         self._get = SQL("SELECT secret FROM {} WHERE key_id = %s").format(self.table).as_string()
-        # Every new key of a save in one statement (a group commit's save has many).
+        # Every new key of a save in one statement (a group commit's save has many),
+        # in binary (psycopg dumps a text array in Python, element by element).
         self._insert = (
-            SQL("INSERT INTO {} (key_id, secret) SELECT * FROM unnest(%s::uuid[], %s::bytea[])")
+            SQL("INSERT INTO {} (key_id, secret) SELECT * FROM unnest(%b::uuid[], %b::bytea[])")
             .format(self.table)
             .as_string()
         )
