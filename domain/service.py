@@ -4,6 +4,10 @@ A command that changes membership saves the profile and the roster in ONE
 save() (one transaction). When two writers race, the loser's insert collides
 on the roster's (originator_id, originator_version) key and raises
 IntegrityError; the whole command is then retried from a fresh load.
+
+Commands may also run together (run_together, for a group commit: the
+commands of several accounts decided by one thread and saved with ONE save);
+each command's outcome is still what it would have been alone.
 """
 
 from __future__ import annotations
