@@ -443,14 +443,6 @@ class ProfilesService(Application[UUID]):
         process wrote to one of these accounts; an error of one command's
         events) rolled back, and each command then runs alone, deciding again
         (its try in the group counts as its first attempt)."""
-        if len(commands) == 1:
-            # Nothing to share: as alone. (Through the group's steps, one account's
-            # commands under 16 connections cost PostgreSQL 1.3 ms each against
-            # 0.8 alone, exp_http runs alternated; cause not found.)
-            try:
-                return [self.run_alone(commands[0])]
-            except Exception as e:
-                return [e]
         results: list[Outcome | Exception | None] = [None] * len(commands)
         with contextlib.ExitStack() as locks:
             # In order: two callers never wait for each other's stripes in turn.

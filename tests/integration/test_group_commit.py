@@ -155,3 +155,22 @@ def test_a_command_whose_events_fail_the_group_fails_alone(container: Container)
     container.view.wait(app.name, good.position, timeout=10)
     assert [r.id for r in container.queries.page(b, include_archived=False, after=None, limit=10)] == [new_b]
     assert verify_store(container) == []
+
+
+def test_the_groups_roster_read_is_an_index_scan_on_a_table_never_analysed(container: Container) -> None:
+    """As a plain join, a table without statistics (new or fast-growing) was
+    read whole for every group: 127 commands/s instead of 337 on one shared
+    account, and 9.7 ms instead of 2.3 per sequential switch (benchmarks)."""
+    for n in range(1000):
+        container.app.create_profile("busy", f"R{n}", [], Cause("busy"))
+    recorder: Any = container.app.recorder
+    statement = recorder._select_after_text.replace("%b", "$X").replace("$X", "$1", 1).replace("$X", "$2", 1)
+    ids = f"ARRAY['{roster_id('busy')}', '{roster_id('other')}']::uuid[]"
+    with psycopg.connect(container.settings.database_url) as conn:
+        # The plan a prepared statement settles on, without the values.
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE after_versions AS {statement}")
+        plan = "\n".join(
+            row[0] for row in conn.execute(f"EXPLAIN EXECUTE after_versions({ids}, ARRAY[900, 0])").fetchall()
+        )
+    assert "Index" in plan and "Seq Scan" not in plan, plan
