@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from domain.errors import (
     ConcurrencyConflict,
@@ -679,3 +679,38 @@ def test_run_together_runs_each_alone_when_one_command_fails_the_save(
     assert isinstance(done, Outcome) and done.attempts == 2
     assert default_of(service) == ok.profile_id
     assert [type(e).__name__ for e in service.events.get(taken)] == ["Created"]
+
+
+def test_run_together_fails_the_group_at_once_when_the_database_is_out_of_reach(
+    service: ProfilesService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone, each command meets the outage in its own thread; in a group, one
+    connect timeout after another would add up (an outage's answers took 4 s)."""
+    called: list[str] = []
+
+    def down(*_: Any) -> tuple[Any, ...]:
+        called.append("down")
+        raise OperationalError("connection refused")
+
+    def later() -> tuple[Any, ...]:
+        called.append("later")
+        return ()
+
+    first = _create_command(service, ACC)
+    commands = [
+        first,
+        Command(OTHER, uuid4(), down, Cause(OTHER)),
+        Command("acc-3", uuid4(), later, Cause("x")),
+    ]
+    results = service.run_together(commands)
+    assert [type(r) for r in results] == [OperationalError] * 3  # the decided one's save would meet it too
+    assert called == ["down"]
+    assert service.get_roster(ACC) is None  # nothing was stored
+
+    monkeypatch.setattr(service, "_fast_forward", down)
+    called.clear()
+    results = service.run_together(
+        [_create_command(service, ACC), Command(OTHER, uuid4(), later, Cause(OTHER))]
+    )
+    assert [type(r) for r in results] == [OperationalError] * 2
+    assert called == ["down"]  # no command went on to read on its own
