@@ -16,7 +16,9 @@ another writer has in hand (an account's next command needs this one's
 outcome), and runs them with ProfilesService.run_together: each decides, and
 their events and read-table rows commit in one transaction. A group that fails
 runs each command alone, so each command's outcome is what it would have been
-on its own; exactly once and read-your-writes are the single save's. Commands
+on its own; exactly once and read-your-writes are the single save's. A
+database out of reach fails the whole group at once (alone, each command
+would meet it in its own thread, not one connect timeout after another). Commands
 with an Idempotency-Key do not come here (ProfilesService._run): the key is
 marked in its own command's transaction."""
 
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 # written: a bound keeps the wait of the next group (and of other processes) short.
 MAX_GROUP = 32
 # One writer: with two, one could decide while the other waits for the database,
-# but they fought over the GIL (POST, 16 connections, in exp_http runs: 426 and
-# 516 req/s with one writer against 431 and 493 with two, more CPU per request).
+# but they fought over the GIL (POST, 16 connections, alternated quiet runs:
+# 779, 752 and 816 req/s with one writer against 818, 694 and 659 with two, and
+# more CPU per request with two).
 WRITERS = 1
 
 
