@@ -470,6 +470,7 @@ class ProfilesService(Application[UUID]):
         except Exception:
             # Each command reads its roster itself (and meets the error itself, if it lasts).
             log.warning("a group's rosters could not be read together", exc_info=True)
+        head: int | None = None  # the log's head, read once for the group's commands that change nothing
         try:
             for i, command in enumerate(commands):
                 try:
@@ -485,7 +486,8 @@ class ProfilesService(Application[UUID]):
                 if any(a.pending_events for a in aggregates):
                     decided.append((i, aggregates))
                 else:
-                    head = self.recorder.max_notification_id() or 0
+                    if head is None:
+                        head = self.recorder.max_notification_id() or 0
                     results[i] = Outcome(command.profile_id, head, None, 1, _roster_version(aggregates))
         finally:
             self._group.rosters = None
@@ -551,8 +553,9 @@ class ProfilesService(Application[UUID]):
             results[i] = Outcome(commands[i].profile_id, position, None, 1, _roster_version(aggregates))
             for aggregate in aggregates:
                 if cache is not None and isinstance(aggregate, Roster):
-                    # As stored (its chain's head is the stored event's hash): the
-                    # account's next group reads only what others stored since.
+                    # As stored (its chain's head is the stored event's hash; asked
+                    # before the snapshots below, whose save the mapper would tell of
+                    # instead): the account's next group reads only what others stored since.
                     aggregate.chain_head = self.stored_chain_head(aggregate.chain_head)
                     cache.put(aggregate.id, aggregate)
         try:

@@ -57,8 +57,7 @@ class InlineWrite:
 
     changes: list[list[RowChange]]
     check: Any = None  # the cursor whose row says whether the view lacks only these events
-    applied: int | None = None  # the position the transaction projects to, once sent
-    positions: range = range(0)  # the positions of its events, once sent
+    positions: range = range(0)  # the positions it projects, once sent (empty: not projected)
     rows: Any = None  # the cursor of the changed rows, read before the commit
 
 
@@ -98,7 +97,7 @@ class InlineProjection:
 
     def check(self, conn: Any, write: InlineWrite) -> None:
         """Sent under the events table's lock, before the insert (pipelined)."""
-        write.check, write.applied, write.rows = conn.cursor(), None, None
+        write.check, write.positions, write.rows = conn.cursor(), range(0), None
         write.check.execute(self.check_statement, (self.application_name,), prepare=True)
 
     def apply(self, curs: Any, write: InlineWrite, positions: Sequence[int]) -> None:
@@ -123,11 +122,11 @@ class InlineProjection:
         )
         write.rows = curs.connection.cursor()
         write.rows.execute(self.rows_statement, (_changed_ids(write.changes),), prepare=True)
-        write.applied, write.positions = last, range(positions[0], last + 1)
+        write.positions = range(positions[0], last + 1)
 
     def committed(self, write: InlineWrite) -> None:
-        if write.applied is not None:
-            self.view.reached_position(write.applied)
+        if write.positions:
+            self.view.reached_position(write.positions[-1])
             self.view.remember_rows(write.positions, [_row(r) for r in write.rows.fetchall()])
             write.rows.close()
 

@@ -160,7 +160,7 @@ class ProfilesRecorder(RenderedStatements, PostgresApplicationRecorder):
         except (OperationalError, InterfaceError):
             raise
         except Exception:
-            if write is None or write.applied is None:
+            if write is None or not write.positions:
                 raise
             # The events went in; the read table's statements failed, and with
             # them the transaction. Store the events alone: the runner applies
